@@ -1,0 +1,76 @@
+"""Window multi-head self-attention with an N-d relative position bias."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+
+from .position import relative_position_index, table_size
+from .window import Size
+
+ATTN_IMPLS = ("auto", "sdpa", "math")
+
+
+def use_sdpa(impl: str, x: torch.Tensor) -> bool:
+    """Resolve 'auto': fused SDPA on accelerators, explicit matmul-softmax-matmul on CPU (measured faster there)."""
+    if impl == "auto":
+        return x.device.type != "cpu"
+    return impl == "sdpa"
+
+
+class WindowAttention(nn.Module):
+    """W-MSA: multi-head self-attention inside each window, plus a learned relative position bias."""
+
+    def __init__(
+            self,
+            dim: int,
+            num_heads: int,
+            window_size: Size,
+            qkv_bias: bool = True,
+            attn_drop: float = 0.0,
+            proj_drop: float = 0.0,
+            attn_impl: str = "auto",
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.window_size = tuple(window_size)
+        self.attn_impl = attn_impl
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(table_size(self.window_size), num_heads))
+        trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def relative_position_bias(self, window: Size) -> torch.Tensor:
+        """(heads, N, N) bias for a window of this size (the full window or one shrunk to the input)."""
+        index = relative_position_index(window, self.window_size, self.relative_position_bias_table.device)
+        n = index.shape[0]
+        return self.relative_position_bias_table[index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+
+    def forward(self, x: torch.Tensor, window: Size, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B * num_windows, N, C) windows; mask: (num_windows, N, N) additive, or None."""
+        BW, N, C = x.shape
+        nw = 1 if mask is None else mask.shape[0]
+        qkv = self.qkv(x).view(BW // nw, nw, N, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
+        q, k, v = qkv.unbind(0)  # (B, nW, heads, N, head_dim)
+        bias = self.relative_position_bias(window)
+        if mask is not None:
+            bias = bias + mask.unsqueeze(1)  # (nW, heads, N, N): bias and mask folded into one additive mask
+        drop = self.attn_drop if self.training else 0.0
+        if use_sdpa(self.attn_impl, x):
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=drop)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1) + bias
+            attn = F.dropout(attn.softmax(dim=-1), drop, self.training)
+            out = attn @ v
+        out = out.transpose(-3, -2).reshape(BW, N, C)
+        return self.proj_drop(self.proj(out))

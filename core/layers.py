@@ -1,0 +1,93 @@
+"""Patch embedding, patch merging and the classifier head, for any number of spatial axes."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .window import Size, crop, pad_to_multiple, padded_size
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, *spatial) -> (B, *spatial, C)."""
+    return x.permute(0, *range(2, x.ndim), 1)
+
+
+def channels_first(x: torch.Tensor) -> torch.Tensor:
+    """(B, *spatial, C) -> (B, C, *spatial)."""
+    return x.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches (4x4 in 2D, 2x4x4 in 3D) projected to embed_dim; returns (B, *spatial, C).
+
+    An input not divisible by the patch is zero-padded at its end (official detection/video code), or, with
+    ``pad=False``, its remainder is dropped as a strided convolution does (torchvision's 2D model).
+    """
+
+    def __init__(self, patch_size: Size, in_chans: int = 3, embed_dim: int = 96,
+                 norm_layer: type[nn.Module] | None = nn.LayerNorm, pad: bool = True) -> None:
+        super().__init__()
+        self.patch_size = tuple(patch_size)
+        self.in_chans = in_chans
+        self.pad = pad
+        ndim = len(self.patch_size)
+        self.proj = _CONV[ndim](in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+        self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[2:]
+        if self.pad and any(s % p for s, p in zip(size, self.patch_size)):
+            pad: list[int] = []
+            for s, t in zip(reversed(size), reversed(padded_size(size, self.patch_size))):
+                pad += [0, t - s]
+            x = F.pad(x, pad)
+        return self.norm(channels_last(self.proj(x)))
+
+
+class PatchMerging(nn.Module):
+    """Concatenate each group of neighbours (2x2 in 2D, 1x2x2 in 3D), LayerNorm, then a linear 4C -> 2C.
+
+    Odd sizes are zero-padded first. Neighbours are concatenated with the first axis varying fastest,
+    the order of the official code (x0 = [0::2, 0::2], x1 = [1::2, 0::2], x2 = [0::2, 1::2], x3 = [1::2, 1::2]).
+    """
+
+    def __init__(self, dim: int, factors: Size = (2, 2), out_dim: int | None = None,
+                 norm_layer: type[nn.Module] = nn.LayerNorm) -> None:
+        super().__init__()
+        self.factors = tuple(factors)
+        self.dim = dim
+        group = math.prod(self.factors)
+        self.out_dim = out_dim or 2 * dim
+        self.norm = norm_layer(group * dim)
+        self.reduction = nn.Linear(group * dim, self.out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_to_multiple(x, self.factors)
+        B, *size, C = x.shape
+        n = len(size)
+        shape = [B] + [v for s, f in zip(size, self.factors) for v in (s // f, f)] + [C]
+        perm = [0] + [1 + 2 * i for i in range(n)] + [2 + 2 * i for i in reversed(range(n))] + [2 * n + 1]
+        x = x.view(shape).permute(perm).reshape(B, *[s // f for s, f in zip(size, self.factors)], -1)
+        return self.reduction(self.norm(x))
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool over all spatial axes, dropout, linear (the I3D head in 3D)."""
+
+    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.flatten(1, -2).mean(1)
+        return x if pre_logits else self.fc(self.drop(x))
+
+
+__all__ = ["PatchEmbed", "PatchMerging", "ClassifierHead", "channels_last", "channels_first", "crop"]

@@ -1,0 +1,87 @@
+"""N-dimensional window helpers: padding, cyclic shift, window partition and reverse.
+
+All functions take channels-last tensors of shape (B, *spatial, C) with any number of spatial axes
+(2 for images, 3 for video) and a window / shift size per axis.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+Size = tuple[int, ...]
+
+
+def to_tuple(value: int | Sequence[int], ndim: int, name: str = "value") -> Size:
+    """Broadcast an int to an ndim-tuple, or check a sequence has ndim entries."""
+    if isinstance(value, int):
+        return (value,) * ndim
+    value = tuple(int(v) for v in value)
+    if len(value) != ndim:
+        raise ValueError(f"{name} must have {ndim} entries (one per spatial axis), got {value}")
+    return value
+
+
+def window_and_shift(size: Sequence[int], window: Size, shift: Size, shrink: bool = True) -> tuple[Size, Size]:
+    """The window and shift used at this input size.
+
+    Along an axis where the input is no larger than the window, the shift is dropped, and with ``shrink``
+    the window shrinks to the input (official Video Swin / detection rule); torchvision's 2D model keeps the window.
+    """
+    ws = tuple(s if (shrink and s <= w) else w for s, w in zip(size, window))
+    ss = tuple(0 if s <= w else sh for s, w, sh in zip(size, window, shift))
+    return ws, ss
+
+
+def padded_size(size: Sequence[int], multiple: Sequence[int]) -> Size:
+    """Round every axis up to a multiple."""
+    return tuple(math.ceil(s / m) * m for s, m in zip(size, multiple))
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: Sequence[int]) -> torch.Tensor:
+    """Zero-pad the spatial axes of (B, *spatial, C) at their end up to a multiple."""
+    size = x.shape[1:-1]
+    target = padded_size(size, multiple)
+    if tuple(size) == target:
+        return x
+    pad: list[int] = [0, 0]  # channels
+    for s, t in zip(reversed(size), reversed(target)):
+        pad += [0, t - s]
+    return F.pad(x, pad)
+
+
+def crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Crop the spatial axes of (B, *spatial, C) back to size."""
+    if tuple(x.shape[1:-1]) == tuple(size):
+        return x
+    return x[(slice(None),) + tuple(slice(0, s) for s in size)].contiguous()
+
+
+def cyclic_shift(x: torch.Tensor, shift: Sequence[int], inverse: bool = False) -> torch.Tensor:
+    """Roll (B, *spatial, C) by -shift (towards the origin) per axis, or by +shift when inverse."""
+    if not any(shift):
+        return x
+    sign = 1 if inverse else -1
+    return torch.roll(x, shifts=tuple(sign * s for s in shift), dims=tuple(range(1, len(shift) + 1)))
+
+
+def window_partition(x: torch.Tensor, window_size: Sequence[int]) -> torch.Tensor:
+    """(B, *spatial, C) -> (B * num_windows, prod(window_size), C), windows in raster order."""
+    B, *size, C = x.shape
+    n = len(size)
+    grid = [s // w for s, w in zip(size, window_size)]
+    shape = [B] + [v for g, w in zip(grid, window_size) for v in (g, w)] + [C]
+    perm = [0] + [1 + 2 * i for i in range(n)] + [2 + 2 * i for i in range(n)] + [2 * n + 1]
+    return x.view(shape).permute(perm).reshape(-1, math.prod(window_size), C)
+
+
+def window_reverse(windows: torch.Tensor, window_size: Sequence[int], size: Sequence[int]) -> torch.Tensor:
+    """(B * num_windows, prod(window_size), C) -> (B, *size, C); inverse of window_partition."""
+    n = len(size)
+    C = windows.shape[-1]
+    grid = [s // w for s, w in zip(size, window_size)]
+    x = windows.view([-1] + grid + list(window_size) + [C])
+    perm = [0] + [v for i in range(n) for v in (1 + i, 1 + n + i)] + [2 * n + 1]
+    return x.permute(perm).reshape([x.shape[0]] + list(size) + [C])

@@ -75,7 +75,8 @@ class SwinTransformer(nn.Module):
         pad = not (compat == "torchvision" and ndim == 2)
         self.patch_embed = PatchEmbed(self.patch_size, in_chans, embed_dim, norm_layer if patch_norm else None, pad)
         self.pos_drop = nn.Dropout(drop_rate)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        n = sum(depths)
+        rates = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
         self.layers = nn.ModuleList()
         for i, depth in enumerate(depths):
             self.layers.append(SwinStage(

@@ -40,23 +40,29 @@ def padded_size(size: Sequence[int], multiple: Sequence[int]) -> Size:
     return tuple(math.ceil(s / m) * m for s, m in zip(size, multiple))
 
 
+def pad_spatial(x: torch.Tensor, before: Sequence[int], after: Sequence[int]) -> torch.Tensor:
+    """Zero-pad the spatial axes of (B, *spatial, C): ``before[i]`` at the start and ``after[i]`` at the end of axis i."""
+    if not any(before) and not any(after):
+        return x
+    pad: list[int] = [0, 0]  # channels
+    for b, a in zip(reversed(before), reversed(after)):
+        pad += [b, a]
+    return F.pad(x, pad)
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: Sequence[int]) -> torch.Tensor:
     """Zero-pad the spatial axes of (B, *spatial, C) at their end up to a multiple."""
     size = x.shape[1:-1]
     target = padded_size(size, multiple)
-    if tuple(size) == target:
-        return x
-    pad: list[int] = [0, 0]  # channels
-    for s, t in zip(reversed(size), reversed(target)):
-        pad += [0, t - s]
-    return F.pad(x, pad)
+    return pad_spatial(x, (0,) * len(size), [t - s for s, t in zip(size, target)])
 
 
-def crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Crop the spatial axes of (B, *spatial, C) back to size."""
+def crop(x: torch.Tensor, size: Sequence[int], start: Sequence[int] | None = None) -> torch.Tensor:
+    """Crop the spatial axes of (B, *spatial, C) to size, from ``start`` (default: the origin)."""
+    start = start or (0,) * len(size)
     if tuple(x.shape[1:-1]) == tuple(size):
         return x
-    return x[(slice(None),) + tuple(slice(0, s) for s in size)].contiguous()
+    return x[(slice(None),) + tuple(slice(b, b + s) for b, s in zip(start, size))].contiguous()
 
 
 def cyclic_shift(x: torch.Tensor, shift: Sequence[int], inverse: bool = False) -> torch.Tensor:

@@ -1,0 +1,25 @@
+"""Video Swin Transformer: the core's N-d Swin with 3D settings (patch 2x4x4, window 8x7x7, spatial-only merging)."""
+from __future__ import annotations
+
+from core.model import SwinTransformer
+from core.registry import register_model
+
+VIDEO_DEFAULTS = dict(ndim=3, patch_size=(2, 4, 4), window_size=(8, 7, 7), merge_factors=(1, 2, 2),
+                      head_drop_rate=0.5, num_classes=400)
+VARIANTS_3D: dict[str, dict] = {
+    "video_swin_t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.1),
+    "video_swin_s": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), drop_path_rate=0.2),
+    "video_swin_b": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.3),
+    "video_swin_l": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), drop_path_rate=0.3),
+}
+
+
+def _register(name: str, cfg: dict) -> None:
+    @register_model(name)
+    def build(**kwargs) -> SwinTransformer:
+        return SwinTransformer(**{**VIDEO_DEFAULTS, **cfg, **kwargs})
+    build.__doc__ = f"{name}: input (B, 3, T, H, W); {cfg}"
+
+
+for _name, _cfg in VARIANTS_3D.items():
+    _register(_name, _cfg)

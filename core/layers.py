@@ -6,6 +6,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from einops import rearrange
 
 from .window import Size, crop, pad_to_multiple, padded_size
 
@@ -68,12 +69,11 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = pad_to_multiple(x, self.factors)
-        B, *size, C = x.shape
-        n = len(size)
-        shape = [B] + [v for s, f in zip(size, self.factors) for v in (s // f, f)] + [C]
-        perm = [0] + [1 + 2 * i for i in range(n)] + [2 + 2 * i for i in reversed(range(n))] + [2 * n + 1]
-        x = x.view(shape).permute(perm).reshape(B, *[s // f for s, f in zip(size, self.factors)], -1)
-        return self.reduction(self.norm(x))
+        n = len(self.factors)
+        s, f = [f"s{i}" for i in range(n)], [f"f{i}" for i in range(n)]
+        pattern = (f"b {' '.join(f'({si} {fi})' for si, fi in zip(s, f))} c -> "
+                   f"b {' '.join(s)} ({' '.join(reversed(f))} c)")  # first axis' offset varies fastest
+        return self.reduction(self.norm(rearrange(x, pattern, **dict(zip(f, self.factors)))))
 
 
 class ClassifierHead(nn.Module):

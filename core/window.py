@@ -10,6 +10,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 Size = tuple[int, ...]
 
@@ -73,21 +74,20 @@ def cyclic_shift(x: torch.Tensor, shift: Sequence[int], inverse: bool = False) -
     return torch.roll(x, shifts=tuple(sign * s for s in shift), dims=tuple(range(1, len(shift) + 1)))
 
 
+def _axes(n: int, prefix: str) -> list[str]:
+    return [f"{prefix}{i}" for i in range(n)]
+
+
 def window_partition(x: torch.Tensor, window_size: Sequence[int]) -> torch.Tensor:
-    """(B, *spatial, C) -> (B * num_windows, prod(window_size), C), windows in raster order."""
-    B, *size, C = x.shape
-    n = len(size)
-    grid = [s // w for s, w in zip(size, window_size)]
-    shape = [B] + [v for g, w in zip(grid, window_size) for v in (g, w)] + [C]
-    perm = [0] + [1 + 2 * i for i in range(n)] + [2 + 2 * i for i in range(n)] + [2 * n + 1]
-    return x.view(shape).permute(perm).reshape(-1, math.prod(window_size), C)
+    """(B, *spatial, C) -> (B * num_windows, prod(window_size), C), windows and their tokens in raster order."""
+    g, w = _axes(len(window_size), "g"), _axes(len(window_size), "w")
+    pattern = f"b {' '.join(f'({gi} {wi})' for gi, wi in zip(g, w))} c -> (b {' '.join(g)}) ({' '.join(w)}) c"
+    return rearrange(x, pattern, **dict(zip(w, window_size)))
 
 
 def window_reverse(windows: torch.Tensor, window_size: Sequence[int], size: Sequence[int]) -> torch.Tensor:
     """(B * num_windows, prod(window_size), C) -> (B, *size, C); inverse of window_partition."""
-    n = len(size)
-    C = windows.shape[-1]
-    grid = [s // w for s, w in zip(size, window_size)]
-    x = windows.view([-1] + grid + list(window_size) + [C])
-    perm = [0] + [v for i in range(n) for v in (1 + i, 1 + n + i)] + [2 * n + 1]
-    return x.permute(perm).reshape([x.shape[0]] + list(size) + [C])
+    g, w = _axes(len(window_size), "g"), _axes(len(window_size), "w")
+    pattern = f"(b {' '.join(g)}) ({' '.join(w)}) c -> b {' '.join(f'({gi} {wi})' for gi, wi in zip(g, w))} c"
+    grid = {gi: s // wi_size for gi, s, wi_size in zip(g, size, window_size)}
+    return rearrange(windows, pattern, **dict(zip(w, window_size)), **grid)

@@ -59,18 +59,20 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, window: Size, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B * num_windows, N, C) windows; mask: (num_windows, N, N) additive, or None."""
         BW, N, C = x.shape
-        nw = 1 if mask is None else mask.shape[0]
-        qkv = self.qkv(x).view(BW // nw, nw, N, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
-        q, k, v = qkv.unbind(0)  # (B, nW, heads, N, head_dim)
-        bias = self.relative_position_bias(window)
-        if mask is not None:
-            bias = bias + mask.unsqueeze(1)  # (nW, heads, N, N): bias and mask folded into one additive mask
+        qkv = self.qkv(x).view(BW, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # (B * nW, heads, N, head_dim)
+        bias = self.relative_position_bias(window).to(q.dtype).unsqueeze(0)  # (1, heads, N, N)
+        if mask is not None:  # bias and mask folded into one additive mask, per window
+            nw = mask.shape[0]
+            bias = (bias + mask.to(q.dtype).unsqueeze(1)).unsqueeze(0).expand(BW // nw, -1, -1, -1, -1)
+            bias = bias.reshape(BW, self.num_heads, N, N)
         drop = self.attn_drop if self.training else 0.0
         if use_sdpa(self.attn_impl, x):
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=drop)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
         else:
-            attn = (q * self.scale) @ k.transpose(-2, -1) + bias
+            attn = torch.baddbmm(bias.expand(BW, -1, -1, -1).reshape(-1, N, N),
+                                 (q * self.scale).flatten(0, 1), k.flatten(0, 1).transpose(-2, -1))
             attn = F.dropout(attn.softmax(dim=-1), drop, self.training)
-            out = attn @ v
-        out = out.transpose(-3, -2).reshape(BW, N, C)
+            out = (attn @ v.flatten(0, 1)).view(BW, self.num_heads, N, self.head_dim)
+        out = out.transpose(1, 2).reshape(BW, N, C)
         return self.proj_drop(self.proj(out))

@@ -1,0 +1,149 @@
+"""Speed of our Swin vs timm and torchvision in one run: ``python -m bench.run [--device cuda] [--amp bf16]``.
+
+Every contender gets the same weights and input. Reported: median seconds per call (inference: forward under
+no_grad; train: forward + backward + AdamW step), throughput, peak memory on CUDA, and ratio = reference / ours
+(> 1: ours faster). Results are printed as a markdown table and appended as JSON lines to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Callable
+
+import timm
+import torch
+import torchvision
+
+from core import create_model, load_pretrained
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timeit(fn: Callable[[], None], device: torch.device, warmup: int, repeat: int) -> float:
+    """Median wall time of fn over repeat calls after warmup calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def contenders(task: str, compat_ok: bool = True) -> dict[str, Callable[[], torch.nn.Module]]:
+    """Builders of the models compared in a task; ours get the reference's weights."""
+    if task == "swin_t":
+        ref_tv = torchvision.models.swin_t()
+        ref_timm = timm.create_model("swin_tiny_patch4_window7_224")
+
+        def ours(impl: str) -> Callable[[], torch.nn.Module]:
+            def build() -> torch.nn.Module:
+                m = create_model("swin_t", attn_impl=impl)
+                load_pretrained(m, ref_timm.state_dict())
+                return m
+            return build
+        return {"timm": lambda: ref_timm, "torchvision": lambda: ref_tv,
+                "ours(math)": ours("math"), "ours(sdpa)": ours("sdpa")}
+    if task == "swin3d_t":
+        ref = torchvision.models.video.swin3d_t()
+
+        def ours3d(impl: str) -> Callable[[], torch.nn.Module]:
+            def build() -> torch.nn.Module:
+                m = create_model("video_swin_t", attn_impl=impl)
+                load_pretrained(m, ref.state_dict())
+                return m
+            return build
+        return {"torchvision": lambda: ref, "ours(math)": ours3d("math"), "ours(sdpa)": ours3d("sdpa")}
+    raise ValueError(task)
+
+
+def bench_one(model: torch.nn.Module, x: torch.Tensor, mode: str, amp: torch.dtype | None, compile_: bool,
+              warmup: int, repeat: int) -> dict[str, float]:
+    device = x.device
+    model = model.to(device)
+    run_model = torch.compile(model) if compile_ else model
+    ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp else (lambda: torch.autocast(device.type, enabled=False))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    if mode == "infer":
+        model.eval()
+
+        def step() -> None:
+            with torch.no_grad(), ctx():
+                run_model(x)
+    else:
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        y = torch.randint(0, 10, (x.shape[0],), device=device)
+
+        def step() -> None:
+            with ctx():
+                loss = torch.nn.functional.cross_entropy(run_model(x).float(), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    sec = timeit(step, device, warmup, repeat)
+    mem = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    model.to("cpu")
+    return {"sec": sec, "items_per_s": x.shape[0] / sec, "peak_gib": mem}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--tasks", nargs="+", default=["swin_t", "swin3d_t"])
+    p.add_argument("--modes", nargs="+", default=["infer", "train"])
+    p.add_argument("--batch", type=int, default=8, help="images per batch (swin_t)")
+    p.add_argument("--clip", type=int, nargs=4, default=[1, 16, 224, 224], help="B T H W of swin3d_t clips")
+    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: default)")
+    p.add_argument("--out", default="bench/results.jsonl")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
+    torch.manual_seed(0)
+    rows = []
+    for task in args.tasks:
+        if task == "swin_t":
+            x = torch.randn(args.batch, 3, 224, 224, device=device)
+        else:
+            b, t, h, w = args.clip
+            x = torch.randn(b, 3, t, h, w, device=device)
+        builders = contenders(task)
+        for mode in args.modes:
+            results = {}
+            for name, build in builders.items():
+                results[name] = bench_one(build(), x, mode, amp, args.compile, args.warmup, args.repeat)
+            best_ours = min((v["sec"], k) for k, v in results.items() if k.startswith("ours"))
+            for name, r in results.items():
+                row = {"task": task, "mode": mode, "model": name, "device": str(device),
+                       "gpu": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                       "amp": args.amp, "compile": args.compile, "input": list(x.shape),
+                       "threads": torch.get_num_threads(), **r,
+                       "ratio_vs_best_ours": r["sec"] / best_ours[0]}
+                rows.append(row)
+    print(f"| task | mode | model | amp | compile | s/iter | items/s | peak GiB | time / best ours |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['task']} {tuple(r['input'])} | {r['mode']} | {r['model']} | {r['amp']} | {r['compile']} | "
+              f"{r['sec']:.4f} | {r['items_per_s']:.1f} | {r['peak_gib']:.2f} | {r['ratio_vs_best_ours']:.2f} |")
+    with open(args.out, "a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()

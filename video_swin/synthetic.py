@@ -21,7 +21,7 @@ __all__ = ["CLASSES", "MOVING_SHAPES_RECIPE", "default_cache_dir", "render_clip"
 CLASSES = ("left", "right", "up", "down")
 _VELOCITY = {"left": (0.0, -1.0), "right": (0.0, 1.0), "up": (-1.0, 0.0), "down": (1.0, 0.0)}  # (dy, dx)
 _MARKER = ".complete.json"
-_VERSION = 1
+_VERSION = 2
 # data-set arguments for build_video_dataset(root, root / "train.txt", split=..., **MOVING_SHAPES_RECIPE)
 MOVING_SHAPES_RECIPE = dict(clip_len=8, frame_interval=2, crop_size=32, short_side=32, hflip=0.0, scale=(0.5, 1.0))
 
@@ -32,7 +32,10 @@ def default_cache_dir() -> Path:
 
 
 def render_clip(rng: np.random.Generator, direction: str, num_frames: int = 16, size: int = 32) -> np.ndarray:
-    """Frames (T, H, W, 3) uint8 of 2-4 shapes moving in ``direction`` on a static random texture."""
+    """Frames (T, H, W, 3) uint8 of 2-4 shapes moving in ``direction`` over a random texture that pans with them.
+
+    Everything wraps around, and start positions are uniform, so no single frame tells the direction.
+    """
     coarse = rng.uniform(30, 225, (4, 4, 3))
     grid = np.linspace(0, 3, size)
     i0 = np.minimum(grid.astype(int), 2)
@@ -49,8 +52,9 @@ def render_clip(rng: np.random.Generator, direction: str, num_frames: int = 16, 
     vel = np.asarray(_VELOCITY[direction])[None] * speed[:, None]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     frames = np.empty((num_frames, size, size, 3), np.uint8)
+    bg_step = np.asarray(_VELOCITY[direction], dtype=np.int64) * int(rng.integers(1, 3))  # pan 1-2 px/frame
     for t in range(num_frames):
-        img = bg.copy()
+        img = np.roll(bg, shift=tuple(t * bg_step), axis=(0, 1))
         for k in range(n):
             cy, cx = start[k] + t * vel[k]
             dy = (yy - cy + size / 2) % size - size / 2    # wrapped distances: shapes re-enter on the other side

@@ -1,0 +1,431 @@
+"""Typed run configuration: dataclass schema, YAML loading with ``_base_`` inheritance, ``--opt`` overrides.
+
+A recipe is a YAML file whose top-level sections match the fields of :class:`Config`
+(``model``, ``data``, ``aug``, ``optim``, ``sched``, ``train``). ``_base_: other.yaml`` (or a list) names
+files, relative to this one, that are loaded first and deep-merged under it. Unknown keys, values of the
+wrong type and out-of-range values raise :class:`ConfigError` naming the key, the file it came from and
+the expected value.
+
+Methods extend the schema by subclassing a section and the root, then passing the root to
+:func:`load_config`::
+
+    @dataclass
+    class VideoDataConfig(DataConfig):
+        clip_len: int = fld(32, ge=1)
+
+    @dataclass
+    class VideoConfig(Config):
+        data: VideoDataConfig = field(default_factory=VideoDataConfig)
+
+    cfg = load_config("configs/video_swin/x.yaml", ["train.epochs=5"], schema=VideoConfig)
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+__all__ = [
+    "ConfigError", "fld", "ModelConfig", "DataConfig", "AugConfig", "OptimConfig", "SchedConfig",
+    "TrainConfig", "Config", "load_config", "config_from_dict", "config_to_dict", "dump_config",
+    "parse_overrides", "validate",
+]
+
+OPT_SOURCE = "--opt"
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, mistyped or out of range; the message names key and file."""
+
+
+def fld(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+        le: float | None = None, lt: float | None = None, help: str = "") -> Any:
+    """A dataclass field with optional numeric bounds (checked by :func:`validate`) and help text."""
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, help=help).items() if v not in (None, "")}
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return field(default_factory=lambda: copy.deepcopy(value), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ----------------------------------------------------------------------------------------------- schema
+@dataclass
+class ModelConfig:
+    """Which model to build: ``core.create_model(name, num_classes=..., drop_path_rate=..., **kwargs)``."""
+    name: str = "swin_t"
+    num_classes: int = fld(1000, ge=0, help="0 = take it from the dataset")
+    drop_path_rate: float = fld(0.1, ge=0.0, lt=1.0)
+    pretrained: str = fld("", help="checkpoint path loaded with core.load_pretrained before training")
+    pretrained_kwargs: dict[str, Any] = fld({}, help="extra load_pretrained arguments, e.g. {reset_head: true}")
+    kwargs: dict[str, Any] = fld({}, help="extra create_model keyword arguments (embed_dim, depths, ...)")
+
+
+@dataclass
+class DataConfig:
+    """Image data: an ImageFolder tree (root/train/<class>/*, root/val/<class>/*) or the embedded digits set."""
+    dataset: Literal["imagefolder", "digits"] = "imagefolder"
+    root: str = ""
+    train_split: str = "train"
+    val_split: str = "val"
+    img_size: int = fld(224, ge=1)
+    in_chans: int = fld(3, ge=1)
+    batch_size: int = fld(128, ge=1, help="per process; the global batch is batch_size * world_size * accum_steps")
+    eval_batch_size: int = fld(0, ge=0, help="0 = batch_size")
+    num_workers: int = fld(8, ge=0)
+    pin_memory: bool = True
+    interpolation: str = "bicubic"
+    crop_pct: float = fld(0.875, gt=0.0, le=1.0)
+    mean: list[float] = fld([0.485, 0.456, 0.406])
+    std: list[float] = fld([0.229, 0.224, 0.225])
+    verify_images: bool = fld(False, help="open every image once at start to drop unreadable files up front")
+    val_fraction: float = fld(0.2, gt=0.0, lt=1.0, help="digits: held-out fraction")
+
+
+@dataclass
+class AugConfig:
+    """Training augmentation and target mixing (official Swin recipe defaults)."""
+    auto_augment: str = fld("rand-m9-mstd0.5-inc1", help="timm auto-augment string, '' = off")
+    color_jitter: float = fld(0.4, ge=0.0)
+    reprob: float = fld(0.25, ge=0.0, le=1.0)
+    remode: str = "pixel"
+    recount: int = fld(1, ge=1)
+    hflip: float = fld(0.5, ge=0.0, le=1.0)
+    mixup: float = fld(0.8, ge=0.0, help="mixup alpha, 0 = off")
+    cutmix: float = fld(1.0, ge=0.0, help="cutmix alpha, 0 = off")
+    cutmix_minmax: Optional[list[float]] = None
+    mixup_prob: float = fld(1.0, ge=0.0, le=1.0)
+    mixup_switch_prob: float = fld(0.5, ge=0.0, le=1.0)
+    mixup_mode: Literal["batch", "pair", "elem"] = "batch"
+    label_smoothing: float = fld(0.1, ge=0.0, lt=1.0)
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer (timm create_optimizer_v2) and parameter grouping."""
+    name: str = "adamw"
+    lr: float = fld(1e-3, gt=0.0, help="peak lr at global batch lr_base_size (absolute if lr_base_size=0)")
+    lr_base_size: int = fld(0, ge=0, help="scale lr, warmup_lr and min_lr by global_batch / lr_base_size")
+    weight_decay: float = fld(0.05, ge=0.0)
+    eps: float = fld(1e-8, gt=0.0)
+    betas: list[float] = fld([0.9, 0.999])
+    momentum: float = fld(0.9, ge=0.0, lt=1.0)
+    clip_grad: float = fld(5.0, ge=0.0, help="max global grad norm, 0 = off")
+    accum_steps: int = fld(1, ge=1)
+    layer_decay: float = fld(1.0, gt=0.0, le=1.0, help="layer-wise lr decay (uses model.group_id), 1 = off")
+    lr_mult: dict[str, float] = fld({}, help="param-name prefix -> lr multiplier; key 'backbone' = all but head.")
+    no_weight_decay_keywords: list[str] = fld(["relative_position_bias_table", "mask_token", "absolute_pos_embed"])
+
+
+@dataclass
+class SchedConfig:
+    """Learning-rate schedule, stepped per optimizer update (timm schedulers, t_in_epochs=False)."""
+    name: Literal["cosine", "multistep", "constant"] = "cosine"
+    warmup_epochs: float = fld(20.0, ge=0.0)
+    warmup_lr: float = fld(1e-6, ge=0.0)
+    min_lr: float = fld(1e-5, ge=0.0)
+    decay_epochs: list[float] = fld([], help="multistep: epochs at which lr is multiplied by decay_rate")
+    decay_rate: float = fld(0.1, gt=0.0)
+
+
+@dataclass
+class TrainConfig:
+    """Run control: epochs, precision, checkpointing, logging."""
+    epochs: int = fld(300, ge=1)
+    seed: int = 0
+    amp: Literal["auto", "none", "bf16", "fp16"] = fld("auto", help="auto = bf16 on CUDA, none on CPU")
+    compile: bool = False
+    grad_checkpointing: bool = False
+    ema: bool = False
+    ema_decay: float = fld(0.9998, ge=0.0, le=1.0)
+    output_dir: str = fld("", help="'' = outputs/<config file stem>")
+    resume: str = fld("", help="checkpoint to resume from; '' = <output_dir>/last.pth if it exists")
+    auto_resume: bool = True
+    eval_only: bool = False
+    eval_interval: int = fld(1, ge=1, help="evaluate every N epochs (and after the last)")
+    save_interval: int = fld(1, ge=1)
+    log_interval: int = fld(10, ge=1, help="iterations between metrics.jsonl rows")
+    max_iters_per_epoch: int = fld(0, ge=0, help="debug: stop each epoch after N iterations, 0 = full")
+    tensorboard: bool = True
+    progress: bool = True
+    device: str = fld("auto", help="auto | cpu | cuda")
+    find_unused_parameters: bool = False
+    deterministic: bool = False
+
+
+@dataclass
+class Config:
+    """Root of a recipe."""
+    name: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ----------------------------------------------------------------------------------------------- yaml
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` (no dot) as a float, as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+def _read_yaml(path: str) -> dict:
+    """Read one YAML mapping, with a clear error for missing files and syntax errors."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path) as f:
+            data = _yaml_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"cannot parse YAML in {path}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _merge(dst: dict, src: dict, src_file: str, sources: dict, prefix: str = "") -> None:
+    """Deep-merge ``src`` into ``dst`` in place, recording the file each leaf key came from."""
+    for k, v in src.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            sources.setdefault(key, src_file)
+            _merge(dst[k], v, src_file, sources, key + ".")
+        else:
+            dst[k] = copy.deepcopy(v)
+            sources[key] = src_file
+            if isinstance(v, dict):
+                _record(v, src_file, sources, key + ".")
+
+
+def _record(d: dict, src_file: str, sources: dict, prefix: str) -> None:
+    for k, v in d.items():
+        sources[f"{prefix}{k}"] = src_file
+        if isinstance(v, dict):
+            _record(v, src_file, sources, f"{prefix}{k}.")
+
+
+def _load_tree(path: str, sources: dict, stack: tuple[str, ...] = ()) -> dict:
+    """Load a YAML file and its ``_base_`` chain into one merged dict."""
+    path = os.path.abspath(path)
+    if path in stack:
+        raise ConfigError(f"circular _base_ chain: {' -> '.join(stack + (path,))}")
+    data = _read_yaml(path)
+    bases = data.pop("_base_", [])
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a file name or a list of file names, got {bases!r}")
+    merged: dict = {}
+    for base in bases:
+        base_path = os.path.join(os.path.dirname(path), base)
+        if not os.path.isfile(base_path):
+            raise ConfigError(f"{path}: _base_ file not found: {base_path}")
+        _merge(merged, _load_tree(base_path, sources, stack + (path,)), base_path, {})
+        # re-record sources of the base subtree (the recursive call recorded them already)
+    _merge(merged, data, path, sources)
+    return merged
+
+
+def parse_overrides(overrides: list[str] | None) -> dict:
+    """Turn ``["a.b=1", "c=[2, 3]"]`` into a nested dict; each value is parsed as YAML (safe loader)."""
+    tree: dict = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"{OPT_SOURCE} {item!r}: expected key=value, e.g. train.epochs=5")
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        if not key or any(not p for p in key.split(".")):
+            raise ConfigError(f"{OPT_SOURCE} {item!r}: bad key {key!r}")
+        try:
+            value = _yaml_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{OPT_SOURCE} {item!r}: cannot parse value: {e}") from None
+        node = tree
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{OPT_SOURCE} {item!r}: {p} is set to a value and used as a section")
+        node[parts[-1]] = value
+    return tree
+
+
+# ----------------------------------------------------------------------------------------------- typing
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{origin.__name__}[{args}]"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Check ``value`` against type ``tp`` (int accepted for float); return it, possibly converted."""
+    def fail() -> ConfigError:
+        return ConfigError(f"config key '{key}' in {where}: expected {_type_name(tp)}, "
+                           f"got {type(value).__name__} {value!r}")
+
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        if value not in args:
+            raise fail()
+        return value
+    if origin in (Union, types.UnionType):
+        for a in args:
+            try:
+                return _coerce(value, a, key, where)
+            except ConfigError:
+                continue
+        raise fail()
+    if tp is type(None):
+        if value is not None:
+            raise fail()
+        return None
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise fail()
+        item_tp = args[0] if args else Any
+        return [_coerce(v, item_tp, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise fail()
+        ktp, vtp = args if args else (Any, Any)
+        return {_coerce(k, ktp, key, where): _coerce(v, vtp, f"{key}.{k}", where) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise fail()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise fail()
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise fail()
+    return value
+
+
+def _build(cls: type, data: dict, sources: dict, prefix: str = "") -> Any:
+    """Instantiate dataclass ``cls`` from a nested dict, checking keys and types."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        where = sources.get(key, "config")
+        if k not in fields:
+            close = difflib.get_close_matches(str(k), list(fields), n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown config key '{key}' in {where}{hint} "
+                              f"(valid keys of '{prefix.rstrip('.') or 'root'}': {', '.join(fields)})")
+        tp = hints[k]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key '{key}' in {where}: expected a section (mapping), got {v!r}")
+            kwargs[k] = _build(tp, v, sources, key + ".")
+        else:
+            kwargs[k] = _coerce(v, tp, key, where)
+    return cls(**kwargs)
+
+
+def validate(cfg: Any, prefix: str = "") -> None:
+    """Check numeric bounds declared with :func:`fld` and cross-field rules; raise ConfigError."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            validate(value, key + ".")
+            continue
+        m = f.metadata
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        for op, ok, word in (("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
+                             ("le", lambda a, b: a <= b, "<="), ("lt", lambda a, b: a < b, "<")):
+            if op in m and not ok(value, m[op]):
+                raise ConfigError(f"config value out of range: {key} = {value!r}, expected {word} {m[op]}")
+    if not prefix and isinstance(cfg, Config):
+        _validate_root(cfg)
+
+
+def _validate_root(cfg: Config) -> None:
+    """Cross-field checks of the standard sections."""
+    if len(cfg.optim.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.optim.betas):
+        raise ConfigError(f"config value out of range: optim.betas = {cfg.optim.betas}, "
+                          f"expected two numbers in [0, 1)")
+    if hasattr(cfg.data, "mean") and len(cfg.data.mean) != len(cfg.data.std):
+        raise ConfigError(f"data.mean and data.std must have the same length, got {cfg.data.mean} and {cfg.data.std}")
+    if any(s <= 0 for s in getattr(cfg.data, "std", ())):
+        raise ConfigError(f"config value out of range: data.std = {cfg.data.std}, expected all > 0")
+    a = cfg.aug
+    if (a.mixup > 0 or a.cutmix > 0 or a.cutmix_minmax is not None) and a.mixup_prob > 0 and cfg.data.batch_size % 2:
+        raise ConfigError(f"config value out of range: data.batch_size = {cfg.data.batch_size}, expected an even "
+                          f"number when mixup/cutmix is on (aug.mixup={a.mixup}, aug.cutmix={a.cutmix})")
+    for k, v in cfg.optim.lr_mult.items():
+        if v < 0:
+            raise ConfigError(f"config value out of range: optim.lr_mult.{k} = {v}, expected >= 0")
+
+
+# ----------------------------------------------------------------------------------------------- api
+def config_from_dict(data: dict, schema: type = Config, sources: dict | None = None) -> Any:
+    """Build and validate a config of type ``schema`` from a nested dict."""
+    cfg = _build(schema, data, sources or {})
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | None, overrides: list[str] | None = None, schema: type = Config) -> Any:
+    """Load a YAML recipe (with ``_base_`` chain) plus ``--opt`` overrides into a validated ``schema``."""
+    sources: dict = {}
+    tree = _load_tree(path, sources) if path else {}
+    _merge(tree, parse_overrides(overrides), OPT_SOURCE, sources)
+    cfg = config_from_dict(tree, schema, sources)
+    if hasattr(cfg, "name") and not cfg.name and path:
+        cfg.name = os.path.splitext(os.path.basename(path))[0]
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config (YAML- and torch.load(weights_only=True)-safe)."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Any) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)

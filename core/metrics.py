@@ -1,0 +1,118 @@
+"""Metrics: top-k counts, running averages, and the run log (metrics.jsonl + TensorBoard)."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from typing import Any, Mapping
+
+import torch
+
+__all__ = ["topk_correct", "accuracy", "AverageMeter", "RunLogger", "setup_logging", "write_json"]
+
+_LOGGER_NAME = "swin"
+
+
+def topk_correct(output: torch.Tensor, target: torch.Tensor, topk: tuple[int, ...] = (1, 5)) -> list[int]:
+    """Number of samples whose target is among the top-k scores, for each k (k clipped to #classes)."""
+    if target.ndim > 1:  # soft / one-hot targets
+        target = target.argmax(dim=-1)
+    maxk = min(max(topk), output.shape[-1])
+    pred = output.topk(maxk, dim=-1).indices  # (N, maxk)
+    hit = pred.eq(target.view(-1, 1))
+    return [int(hit[:, :min(k, maxk)].any(dim=1).sum()) for k in topk]
+
+
+def accuracy(output: torch.Tensor, target: torch.Tensor, topk: tuple[int, ...] = (1, 5)) -> list[float]:
+    """Top-k accuracies in percent."""
+    n = max(1, target.shape[0])
+    return [100.0 * c / n for c in topk_correct(output, target, topk)]
+
+
+class AverageMeter:
+    """Running sum / count / average of a scalar."""
+
+    def __init__(self) -> None:
+        self.sum, self.count, self.val = 0.0, 0, 0.0
+
+    def update(self, val: float, n: int = 1) -> None:
+        self.val = float(val)
+        self.sum += float(val) * n
+        self.count += n
+
+    @property
+    def avg(self) -> float:
+        return self.sum / max(1, self.count)
+
+
+def setup_logging(output_dir: str | None, is_main: bool, name: str = _LOGGER_NAME) -> logging.Logger:
+    """Logger printing on rank 0 (warnings on others) and writing ``log.txt`` on rank 0."""
+    log = logging.getLogger(name)
+    log.setLevel(logging.INFO if is_main else logging.WARNING)
+    log.propagate = False
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    fmt = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
+    sh = logging.StreamHandler(sys.stdout)
+    sh.setFormatter(fmt)
+    log.addHandler(sh)
+    if is_main and output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        fh = logging.FileHandler(os.path.join(output_dir, "log.txt"))
+        fh.setFormatter(fmt)
+        log.addHandler(fh)
+    return log
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        v = v.item() if v.numel() == 1 else v.tolist()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+def write_json(path: str, obj: Mapping[str, Any]) -> None:
+    """Write a JSON file atomically."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump({k: _plain(v) for k, v in obj.items()}, f, indent=2)
+    os.replace(tmp, path)
+
+
+class RunLogger:
+    """Append rows to ``metrics.jsonl`` and scalars to TensorBoard; a no-op on non-main ranks."""
+
+    def __init__(self, output_dir: str | None, enabled: bool = True, tensorboard: bool = True) -> None:
+        self.enabled = enabled and bool(output_dir)
+        self.path = os.path.join(output_dir, "metrics.jsonl") if self.enabled else None
+        self.tb = None
+        if self.enabled:
+            os.makedirs(output_dir, exist_ok=True)
+            if tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                    self.tb = SummaryWriter(os.path.join(output_dir, "tb"))
+                except ImportError:  # tensorboard not installed: jsonl only
+                    logging.getLogger(_LOGGER_NAME).warning("tensorboard is not installed; logging to jsonl only")
+
+    def log(self, kind: str, step: int, values: Mapping[str, Any]) -> None:
+        """Write one row ``{"kind", "step", **values}``; numeric values also go to TensorBoard as kind/name."""
+        if not self.enabled:
+            return
+        row = {"kind": kind, "step": step, **{k: _plain(v) for k, v in values.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.tb.add_scalar(f"{kind}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.flush()
+            self.tb.close()
+            self.tb = None

@@ -1,0 +1,178 @@
+"""Config loading: _base_ inheritance, --opt overrides, schema extension and error messages."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import pytest
+
+from core.config import (Config, ConfigError, DataConfig, config_from_dict, config_to_dict, dump_config, fld,
+                         load_config, parse_overrides)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(ROOT, "configs")
+
+
+def _write(path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_official_recipe_inherits_base():
+    cfg = load_config(os.path.join(CONFIGS, "swin", "swin_t_in1k.yaml"))
+    assert cfg.name == "swin_t_in1k"
+    assert cfg.model.name == "swin_t" and cfg.model.drop_path_rate == 0.2
+    assert cfg.optim.lr == 1e-3 and cfg.optim.lr_base_size == 1024 and cfg.optim.weight_decay == 0.05
+    assert cfg.optim.clip_grad == 5.0 and cfg.sched.warmup_epochs == 20 and cfg.sched.min_lr == 1e-5
+    assert cfg.sched.warmup_lr == 1e-6 and cfg.train.epochs == 300 and cfg.data.batch_size == 128
+    assert cfg.aug.mixup == 0.8 and cfg.aug.cutmix == 1.0 and cfg.aug.label_smoothing == 0.1
+    assert cfg.aug.auto_augment == "rand-m9-mstd0.5-inc1"
+    assert load_config(os.path.join(CONFIGS, "swin", "swin_s_in1k.yaml")).model.drop_path_rate == 0.3
+    assert load_config(os.path.join(CONFIGS, "swin", "swin_b_in1k.yaml")).model.drop_path_rate == 0.5
+
+
+def test_every_shipped_config_loads():
+    names = sorted(f for f in os.listdir(os.path.join(CONFIGS, "swin")) if f.endswith(".yaml"))
+    assert "tiny_digits.yaml" in names
+    for n in names:
+        load_config(os.path.join(CONFIGS, "swin", n))
+
+
+def test_base_chain_and_overrides(tmp_path):
+    _write(tmp_path / "a.yaml", "optim:\n  lr: 0.5\n  betas: [0.8, 0.9]\ntrain:\n  epochs: 7\n")
+    child = _write(tmp_path / "b.yaml", "_base_: a.yaml\noptim:\n  weight_decay: 0.1\n")
+    cfg = load_config(child, ["train.epochs=3", "optim.lr_mult={backbone: 0.1}", "model.kwargs.depths=[2, 2]",
+                              "aug.cutmix_minmax=[0.2, 0.8]"])
+    assert cfg.optim.lr == 0.5 and cfg.optim.weight_decay == 0.1 and cfg.optim.betas == [0.8, 0.9]
+    assert cfg.train.epochs == 3
+    assert cfg.optim.lr_mult == {"backbone": 0.1}
+    assert cfg.model.kwargs == {"depths": [2, 2]}
+    assert cfg.aug.cutmix_minmax == [0.2, 0.8]
+    assert isinstance(cfg.optim.lr, float)
+    # int accepted for float, yaml parses 1e-3 written with a dot as float
+    cfg = load_config(child, ["optim.lr=1", "optim.lr_mult.head=2"])
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float) and cfg.optim.lr_mult == {"head": 2.0}
+
+
+def test_round_trip_through_dict_and_yaml(tmp_path):
+    cfg = load_config(os.path.join(CONFIGS, "swin", "tiny_digits.yaml"), ["optim.lr_mult={layers.0: 0.5}"])
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    p = _write(tmp_path / "dumped.yaml", dump_config(cfg))
+    assert load_config(p) == cfg
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    p = _write(tmp_path / "bad.yaml", "optim:\n  lrr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'optim.lrr' in .*bad\.yaml; did you mean 'optim.lr'"):
+        load_config(p)
+
+
+def test_unknown_key_in_base_names_base_file(tmp_path):
+    _write(tmp_path / "base.yaml", "train:\n  epoch: 3\n")
+    p = _write(tmp_path / "child.yaml", "_base_: base.yaml\ntrain:\n  seed: 1\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.epoch' in .*base\.yaml"):
+        load_config(p)
+
+
+def test_unknown_section(tmp_path):
+    p = _write(tmp_path / "bad.yaml", "trian:\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'trian' in .*bad\.yaml; did you mean 'train'"):
+        load_config(p)
+
+
+def test_mistyped_value_names_key_file_and_type(tmp_path):
+    p = _write(tmp_path / "bad.yaml", "train:\n  epochs: ten\n")
+    with pytest.raises(ConfigError, match=r"'train.epochs' in .*bad\.yaml: expected int, got str 'ten'"):
+        load_config(p)
+    p = _write(tmp_path / "bad2.yaml", "train:\n  compile: 1\n")
+    with pytest.raises(ConfigError, match=r"'train.compile' in .*bad2\.yaml: expected bool, got int 1"):
+        load_config(p)
+    p = _write(tmp_path / "bad3.yaml", "optim:\n  betas: [0.9, x]\n")
+    with pytest.raises(ConfigError, match=r"'optim.betas\[1\]' in .*bad3\.yaml: expected float"):
+        load_config(p)
+    p = _write(tmp_path / "bad4.yaml", "optim: 3\n")
+    with pytest.raises(ConfigError, match=r"'optim' in .*bad4\.yaml: expected a section"):
+        load_config(p)
+
+
+def test_override_errors_name_opt():
+    with pytest.raises(ConfigError, match=r"'train.epochs' in --opt: expected int, got str 'five'"):
+        load_config(None, ["train.epochs=five"])
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.epochz' in --opt"):
+        load_config(None, ["train.epochz=5"])
+    with pytest.raises(ConfigError, match=r"expected key=value"):
+        load_config(None, ["train.epochs"])
+    assert parse_overrides(["a.b=1", "a.c=x y", "d=[1, 2]"]) == {"a": {"b": 1, "c": "x y"}, "d": [1, 2]}
+
+
+@pytest.mark.parametrize("opt, message", [
+    ("optim.lr=-0.1", r"optim.lr = -0.1, expected > 0"),
+    ("optim.lr=0", r"optim.lr = 0.0, expected > 0"),
+    ("train.epochs=0", r"train.epochs = 0, expected >= 1"),
+    ("data.batch_size=0", r"data.batch_size = 0, expected >= 1"),
+    ("optim.weight_decay=-1", r"optim.weight_decay = -1.0, expected >= 0"),
+    ("optim.accum_steps=0", r"optim.accum_steps = 0, expected >= 1"),
+    ("optim.layer_decay=1.5", r"optim.layer_decay = 1.5, expected <= 1"),
+    ("model.drop_path_rate=1.0", r"model.drop_path_rate = 1.0, expected < 1"),
+    ("aug.label_smoothing=-0.1", r"aug.label_smoothing = -0.1, expected >= 0"),
+    ("optim.lr_mult={backbone: -1}", r"optim.lr_mult.backbone = -1.0, expected >= 0"),
+    ("optim.betas=[0.9, 1.0]", r"optim.betas = \[0.9, 1.0\], expected two numbers in \[0, 1\)"),
+    ("sched.warmup_lr=-1e-6", r"sched.warmup_lr = -1e-06, expected >= 0"),
+    ("train.eval_interval=0", r"train.eval_interval = 0, expected >= 1"),
+])
+def test_out_of_range_values_fail_fast(opt, message):
+    with pytest.raises(ConfigError, match=r"out of range: " + message):
+        load_config(None, [opt])
+
+
+def test_odd_batch_with_mixup():
+    with pytest.raises(ConfigError, match=r"data.batch_size = 33, expected an even number when mixup/cutmix is on"):
+        load_config(None, ["data.batch_size=33"])
+    assert load_config(None, ["data.batch_size=33", "aug.mixup=0", "aug.cutmix=0"]).data.batch_size == 33
+
+
+def test_bad_choice_lists_choices():
+    with pytest.raises(ConfigError, match=r"'train.amp' in --opt: expected one of 'auto', 'none', 'bf16', 'fp16', "
+                                          r"got str 'fp8'"):
+        load_config(None, ["train.amp=fp8"])
+    with pytest.raises(ConfigError, match=r"'sched.name' in --opt: expected one of 'cosine'"):
+        load_config(None, ["sched.name=linear"])
+
+
+def test_missing_file_parse_error_and_circular_base(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yaml"):
+        load_config(str(tmp_path / "nope.yaml"))
+    p = _write(tmp_path / "syntax.yaml", "train: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"cannot parse YAML in .*syntax\.yaml"):
+        load_config(p)
+    p = _write(tmp_path / "nobase.yaml", "_base_: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"_base_ file not found: .*missing\.yaml"):
+        load_config(p)
+    _write(tmp_path / "x.yaml", "_base_: y.yaml\n")
+    _write(tmp_path / "y.yaml", "_base_: x.yaml\n")
+    with pytest.raises(ConfigError, match=r"circular _base_ chain"):
+        load_config(str(tmp_path / "x.yaml"))
+
+
+@dataclass
+class _VideoData(DataConfig):
+    clip_len: int = fld(32, ge=1)
+    frame_interval: int = fld(2, ge=1)
+    list_file: str = ""
+
+
+@dataclass
+class _VideoConfig(Config):
+    data: _VideoData = field(default_factory=_VideoData)
+
+
+def test_schema_extension(tmp_path):
+    p = _write(tmp_path / "v.yaml", "data:\n  clip_len: 8\n  batch_size: 4\n  list_file: train.txt\n")
+    cfg = load_config(p, ["data.frame_interval=4"], schema=_VideoConfig)
+    assert isinstance(cfg.data, _VideoData)
+    assert (cfg.data.clip_len, cfg.data.frame_interval, cfg.data.batch_size) == (8, 4, 4)
+    assert cfg.data.list_file == "train.txt"
+    with pytest.raises(ConfigError, match=r"data.clip_len = 0, expected >= 1"):
+        load_config(p, ["data.clip_len=0"], schema=_VideoConfig)
+    with pytest.raises(ConfigError, match=r"unknown config key 'data.clip_len' in .*v\.yaml"):
+        load_config(p)  # the base schema has no clip_len

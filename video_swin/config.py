@@ -1,0 +1,39 @@
+"""Video Swin recipe schema: the engine's Config with a video data section."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from core.config import Config, fld
+
+
+@dataclass
+class VideoDataConfig:
+    """Kinetics-style clips (list file, official CSV or class folders) or the embedded moving-shapes set."""
+    dataset: Literal["kinetics", "moving_shapes"] = "kinetics"
+    root: str = fld("", help="video folder; moving_shapes: cache folder ('' = ~/.cache/swin_suite)")
+    ann_train: str = fld("", help="list file (path label) or official CSV; '' = class folders under root/train")
+    ann_val: str = ""
+    ann_test: str = fld("", help="'' = ann_val")
+    clip_len: int = fld(32, ge=1)
+    frame_interval: int = fld(2, ge=1)
+    num_clips: int = fld(4, ge=1, help="clips per video at test time")
+    num_crops: int = fld(3, ge=1, le=3, help="spatial crops per clip at test time (1 or 3)")
+    val_num_clips: int = fld(1, ge=1, help="clips per video for the per-epoch validation")
+    crop_size: int = fld(224, ge=1)
+    short_side: int = fld(256, ge=1, help="training short-side resize before the random-resized crop")
+    scale: list[float] = fld([0.08, 1.0])
+    hflip: float = fld(0.5, ge=0.0, le=1.0)
+    single_frame: bool = fld(False, help="feed only the middle frame to a 2D model (the no-motion baseline)")
+    batch_size: int = fld(8, ge=1, help="clips per process")
+    eval_batch_size: int = fld(0, ge=0, help="0 = batch_size")
+    num_workers: int = fld(4, ge=0)
+    pin_memory: bool = True
+    num_train: int = fld(400, ge=8, help="moving_shapes: training clips")
+    num_val: int = fld(100, ge=4, help="moving_shapes: validation clips")
+
+
+@dataclass
+class VideoConfig(Config):
+    """Root of a Video Swin recipe."""
+    data: VideoDataConfig = field(default_factory=VideoDataConfig)

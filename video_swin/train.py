@@ -1,0 +1,191 @@
+"""Train Video Swin: ``python -m video_swin.train [--config configs/video_swin/<recipe>.yaml] [--opt k=v ...]``.
+
+Without --config it trains the embedded default (configs/video_swin/tiny_moving_shapes.yaml): a generated set
+of real mp4 clips whose label is the direction of motion, decoded by decord like any Kinetics video.
+Runs on one CPU, one GPU or many through torchrun (DDP), with the engine's AMP, checkpoints and resume.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core import distributed as du
+from core.config import ConfigError
+from core.engine import Trainer, autocast, to_device
+from core.metrics import topk_correct
+from core.train import build_model, main as engine_main
+
+from .config import VideoConfig
+from .data import build_video_dataset, collate_videos
+
+DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "video_swin" / "tiny_moving_shapes.yaml")
+
+
+def model_input(x: torch.Tensor, single_frame: bool) -> torch.Tensor:
+    """(B, C, T, H, W) clips, or their middle frame (B, C, H, W) for the single-frame 2D baseline."""
+    return x[:, :, x.shape[2] // 2] if single_frame else x
+
+
+def data_paths(cfg: VideoConfig) -> tuple[str, str | None, str | None, str | None]:
+    """root and train / val / test annotation files (the embedded set is generated on first use)."""
+    d = cfg.data
+    if d.dataset == "moving_shapes":
+        from .synthetic import ensure_moving_shapes
+        root = ensure_moving_shapes(d.root or None, num_train=d.num_train, num_val=d.num_val)
+        return str(root), str(root / "train.txt"), str(root / "val.txt"), str(root / "val.txt")
+    if not d.root:
+        raise ConfigError("data.root is empty: give the Kinetics video folder (or data.dataset=moving_shapes)")
+    if not os.path.isdir(d.root):
+        raise ConfigError(f"data.root = {d.root!r} is not a folder")
+    train = d.ann_train or None
+    val = d.ann_val or None
+    return d.root, train, val, d.ann_test or val
+
+
+def build_datasets(cfg: VideoConfig, split: str = "val") -> tuple[Any, Any, int]:
+    """Training set (one random clip) and validation/test set (clips x crops views per video)."""
+    d = cfg.data
+    root, ann_train, ann_val, ann_test = data_paths(cfg)
+    common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, crop_size=d.crop_size)
+    sub = (lambda s: os.path.join(root, s)) if ann_train is None else (lambda s: root)
+    train = build_video_dataset(sub("train"), ann_train, split="train", short_side=d.short_side,
+                                scale=tuple(d.scale), hflip=d.hflip, **common)
+    if split == "test":
+        evalset = build_video_dataset(sub("val"), ann_test, split="test", num_clips=d.num_clips,
+                                      num_crops=d.num_crops, classes=train.classes, **common)
+    else:
+        evalset = build_video_dataset(sub("val"), ann_val, split="test", num_clips=d.val_num_clips, num_crops=1,
+                                      classes=train.classes, **common)
+    if list(evalset.classes) != list(train.classes):
+        raise ConfigError(f"validation classes differ from training classes ({len(evalset.classes)} vs "
+                          f"{len(train.classes)})")
+    return train, evalset, train.num_classes
+
+
+@torch.no_grad()
+def predict_views(model: nn.Module, loader, device: torch.device, amp_dtype: torch.dtype | None,
+                  single_frame: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Per video (in dataset order, gathered from every rank): view-averaged softmax scores, labels, indices.
+
+    Each item holds all its views (clips x crops); the scores of a video are the mean over its views, as in
+    the paper's 4x3-view testing. Unreadable videos are returned by path and left out of the scores.
+    """
+    model.eval()
+    idx, scores, labels, skipped = [], [], [], []
+    for batch in loader:
+        skipped += batch["skipped"]
+        if batch["video"] is None:
+            continue
+        batch = to_device(batch, device)
+        x = batch["video"]  # (B, V, C, T, H, W)
+        B, V = x.shape[:2]
+        with autocast(device, amp_dtype):
+            logits = model(model_input(x.flatten(0, 1), single_frame))
+        scores.append(logits.float().softmax(-1).view(B, V, -1).mean(1).cpu())
+        labels.append(batch["label"].cpu())
+        idx.append(batch["index"].cpu())
+    parts = du.all_gather_object((torch.cat(idx) if idx else torch.empty(0, dtype=torch.long),
+                                  torch.cat(scores) if scores else torch.empty(0),
+                                  torch.cat(labels) if labels else torch.empty(0, dtype=torch.long), skipped))
+    all_idx = torch.cat([p[0] for p in parts])
+    order = torch.argsort(all_idx)
+    good = [p[1] for p in parts if p[1].numel()]
+    all_scores = torch.cat(good)[order] if good else torch.empty(0)
+    all_labels = torch.cat([p[2] for p in parts])[order]
+    return all_scores, all_labels, all_idx[order], [s for p in parts for s in p[3]]
+
+
+def view_metrics(scores: torch.Tensor, labels: torch.Tensor, skipped: Sequence[str]) -> dict[str, float]:
+    """Top-1 / top-5 (%) of view-averaged scores."""
+    n = max(1, len(labels))
+    ks = (1, min(5, scores.shape[-1])) if len(labels) else (1, 5)
+    correct = topk_correct(scores, labels, ks) if len(labels) else [0, 0]
+    return {"top1": 100.0 * float(correct[0]) / n, "top5": 100.0 * float(correct[1]) / n,
+            "count": len(labels), "skipped_videos": len(skipped)}
+
+
+class VideoTrainer(Trainer):
+    """The engine's Trainer on dict batches of clips, skipping unreadable videos and counting them."""
+
+    def train_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        self._skipped += len(batch["skipped"])
+        if batch["video"] is None:  # the whole batch was unreadable: a zero loss keeps DDP ranks in step
+            return sum(p.sum() for p in self.train_model.parameters()) * 0.0, {}
+        x = model_input(batch["video"], self.cfg.data.single_frame)
+        return self.loss_fn(self.train_model(x), batch["label"]), {}
+
+    def train_one_epoch(self, epoch: int) -> dict[str, float]:
+        self._skipped = 0
+        row = super().train_one_epoch(epoch)
+        count = torch.tensor([float(self._skipped)], dtype=torch.float64)
+        if self.info.distributed:
+            count = du.all_reduce_sum(count.to(self.device)).cpu()
+        row["skipped_videos"] = int(count.item())
+        if row["skipped_videos"]:
+            self.log.warning(f"epoch {epoch + 1}: {row['skipped_videos']} unreadable video(s) skipped (named in the "
+                             f"warnings above)")
+        return row
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        if self.val_loader is None:
+            return {}
+        scores, labels, _, skipped = predict_views(model, self.val_loader, self.device, self.amp_dtype,
+                                                   self.cfg.data.single_frame)
+        return view_metrics(scores, labels, skipped)
+
+
+def check_classes(output_dir: str, classes: Sequence[str], resume: str = "") -> None:
+    """Write classes.txt next to the checkpoints; a resume with another class list is an error."""
+    for folder in {output_dir, os.path.dirname(resume) if resume else ""} - {""}:
+        path = os.path.join(folder, "classes.txt")
+        if os.path.exists(path):
+            old = Path(path).read_text().splitlines()
+            if old != list(classes):
+                raise ConfigError(f"{path} lists {len(old)} classes that differ from this data set's "
+                                  f"{len(classes)}; resume with the data the run was started with")
+    if du.is_main():
+        os.makedirs(output_dir, exist_ok=True)
+        tmp = os.path.join(output_dir, "classes.txt.tmp")
+        Path(tmp).write_text("\n".join(classes) + "\n")
+        os.replace(tmp, os.path.join(output_dir, "classes.txt"))
+
+
+def output_dir(cfg: VideoConfig) -> str:
+    return cfg.train.output_dir or os.path.join(os.environ.get("SWIN_OUTPUT_ROOT", "outputs"), cfg.name or "run")
+
+
+def build_video_model(cfg: VideoConfig, num_classes: int) -> nn.Module:
+    """The engine's model builder, plus 2D ImageNet inflation when model.pretrained_kwargs.inflate is set."""
+    kwargs = dict(cfg.model.pretrained_kwargs)
+    if kwargs.pop("inflate", False):
+        from .inflate import inflate_2d
+        from core import create_model as _create_model
+        model = _create_model(cfg.model.name, num_classes=num_classes, drop_path_rate=cfg.model.drop_path_rate,
+                              **cfg.model.kwargs)
+        inflate_2d(model, cfg.model.pretrained)
+        return model
+    return build_model(cfg, num_classes)
+
+
+def datasets_with_classes(cfg: VideoConfig) -> tuple[Any, Any, int]:
+    train, val, n = build_datasets(cfg)
+    check_classes(output_dir(cfg), train.classes, cfg.train.resume)
+    return train, val, n
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" not in argv:
+        argv = ["--config", DEFAULT_CONFIG] + argv
+    return engine_main(argv, schema=VideoConfig, build_datasets=datasets_with_classes,
+                       model_fn=build_video_model, trainer_cls=VideoTrainer, collate_fn=collate_videos)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

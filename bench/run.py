@@ -105,6 +105,7 @@ def main() -> None:
     p.add_argument("--clip", type=int, nargs=4, default=[1, 16, 224, 224], help="B T H W of swin3d_t clips")
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--models", nargs="+", default=None, help="only these contenders, e.g. timm 'ours(sdpa)'")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: default)")
@@ -122,7 +123,7 @@ def main() -> None:
         else:
             b, t, h, w = args.clip
             x = torch.randn(b, 3, t, h, w, device=device)
-        builders = contenders(task)
+        builders = {k: v for k, v in contenders(task).items() if not args.models or k in args.models}
         for mode in args.modes:
             results = {}
             for name, build in builders.items():

@@ -43,15 +43,19 @@ def shifted_window_mask(
     ``size`` is the padded spatial shape; windows and tokens follow window_partition's order.
     """
     device = torch.device(device or "cpu")
+    if torch.compiler.is_compiling():  # traced as constants and folded by the compiler: no cache guards
+        return _build(size, window, shift).to(device)
     key = (tuple(size), tuple(window), tuple(shift), device)
     mask = _CACHE.get(key)
     if mask is None:
-        labels = region_labels(size, window, shift)
-        win = window_partition(labels[None, ..., None], window).squeeze(-1)  # (nW, N)
-        mask = (win[:, :, None] != win[:, None, :]).float() * MASK_VALUE
-        mask = mask.to(device)
-        _CACHE[key] = mask
+        mask = _CACHE[key] = _build(size, window, shift).to(device)
     return mask
+
+
+def _build(size: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> torch.Tensor:
+    labels = region_labels(size, window, shift)
+    win = window_partition(labels[None, ..., None], window).squeeze(-1)  # (nW, N)
+    return (win[:, :, None] != win[:, None, :]).float() * MASK_VALUE
 
 
 def num_windows(size: Sequence[int], window: Sequence[int]) -> int:

@@ -27,16 +27,21 @@ def relative_position_index(
     """
     table_window = tuple(table_window or window)
     device = torch.device(device or "cpu")
+    if torch.compiler.is_compiling():  # traced as constants and folded by the compiler: no cache guards
+        return _build(window, table_window).to(device)
     key = (tuple(window), table_window, device)
     index = _CACHE.get(key)
     if index is None:
-        coords = torch.stack(torch.meshgrid(*[torch.arange(w) for w in window], indexing="ij")).flatten(1)
-        rel = coords[:, :, None] - coords[:, None, :]  # (ndim, N, N)
-        index = torch.zeros(rel.shape[1:], dtype=torch.long)
-        for axis, tw in enumerate(table_window):
-            index = index * (2 * tw - 1) + rel[axis] + tw - 1
-        index = index.to(device)
-        _CACHE[key] = index
+        index = _CACHE[key] = _build(window, table_window).to(device)
+    return index
+
+
+def _build(window: Sequence[int], table_window: Sequence[int]) -> torch.Tensor:
+    coords = torch.stack(torch.meshgrid(*[torch.arange(w) for w in window], indexing="ij")).flatten(1)
+    rel = coords[:, :, None] - coords[:, None, :]  # (ndim, N, N)
+    index = torch.zeros(rel.shape[1:], dtype=torch.long)
+    for axis, tw in enumerate(table_window):  # mixed radix over the offsets (2 * tw - 1 per axis)
+        index = index * (2 * tw - 1) + rel[axis] + tw - 1
     return index
 
 

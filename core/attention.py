@@ -13,9 +13,10 @@ ATTN_IMPLS = ("auto", "sdpa", "math")
 
 
 def use_sdpa(impl: str, x: torch.Tensor) -> bool:
-    """Resolve 'auto': fused SDPA on accelerators, explicit matmul-softmax-matmul on CPU (measured faster there)."""
+    """Resolve 'auto' to what measured faster (bench/RESULTS.md): SDPA on GPU and for CPU inference,
+    the explicit matmul-softmax-matmul for CPU training."""
     if impl == "auto":
-        return x.device.type != "cpu"
+        return x.device.type != "cpu" or not (torch.is_grad_enabled() and x.requires_grad)
     return impl == "sdpa"
 
 
@@ -62,17 +63,19 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(x).view(BW, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # (B * nW, heads, N, head_dim)
         bias = self.relative_position_bias(window).to(q.dtype).unsqueeze(0)  # (1, heads, N, N)
-        if mask is not None:  # bias and mask folded into one additive mask, per window
+        nw = 1
+        if mask is not None:  # bias and mask folded into one additive mask, per window: (nW, heads, N, N)
             nw = mask.shape[0]
-            bias = (bias + mask.to(q.dtype).unsqueeze(1)).unsqueeze(0).expand(BW // nw, -1, -1, -1, -1)
-            bias = bias.reshape(BW, self.num_heads, N, N)
+            bias = bias + mask.to(q.dtype).unsqueeze(1)
         drop = self.attn_drop if self.training else 0.0
         if use_sdpa(self.attn_impl, x):
+            if nw > 1:  # SDPA wants a mask broadcastable to (B * nW, heads, N, N)
+                bias = bias.unsqueeze(0).expand(BW // nw, -1, -1, -1, -1).reshape(BW, self.num_heads, N, N)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
         else:
-            attn = torch.baddbmm(bias.expand(BW, -1, -1, -1).reshape(-1, N, N),
-                                 (q * self.scale).flatten(0, 1), k.flatten(0, 1).transpose(-2, -1))
+            attn = ((q * self.scale) @ k.transpose(-2, -1)).view(BW // nw, nw, self.num_heads, N, N)
+            attn = (attn + bias).view(BW, self.num_heads, N, N)  # broadcast over images
             attn = F.dropout(attn.softmax(dim=-1), drop, self.training)
-            out = (attn @ v.flatten(0, 1)).view(BW, self.num_heads, N, self.head_dim)
+            out = attn @ v
         out = out.transpose(1, 2).reshape(BW, N, C)
         return self.proj_drop(self.proj(out))

@@ -13,10 +13,11 @@ ATTN_IMPLS = ("auto", "sdpa", "math")
 
 
 def use_sdpa(impl: str, x: torch.Tensor) -> bool:
-    """Resolve 'auto' to what measured faster (bench/RESULTS.md): SDPA on GPU and for CPU inference,
-    the explicit matmul-softmax-matmul for CPU training."""
+    """Resolve 'auto' to what measured faster (bench/RESULTS.md): SDPA on GPU, for CPU inference and for
+    CPU training with large (3D) windows; the explicit matmul-softmax-matmul for CPU training of 2D windows."""
     if impl == "auto":
-        return x.device.type != "cpu" or not (torch.is_grad_enabled() and x.requires_grad)
+        training = torch.is_grad_enabled() and x.requires_grad
+        return x.device.type != "cpu" or not training or x.shape[1] > 64
     return impl == "sdpa"
 
 

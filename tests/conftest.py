@@ -13,6 +13,15 @@ def _seed():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread (tests that spawn workers or compare runs)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def randomize_(model: torch.nn.Module) -> torch.nn.Module:
     """Random weights everywhere (norms and biases too), so that equivalence tests exercise every parameter."""
     g = torch.Generator().manual_seed(1)

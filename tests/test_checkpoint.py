@@ -24,12 +24,7 @@ COMMON = ["--opt", TINY, "train.epochs=2", "sched.warmup_epochs=1", "train.max_i
           "train.device=cpu"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_atomic_save_keeps_last_good_file_on_crash(tmp_path, monkeypatch):

@@ -66,6 +66,11 @@ class SwinTransformer(nn.Module):
         self.window_size = to_tuple(window_size, ndim, "window_size")
         self.patch_size = to_tuple(patch_size, ndim, "patch_size")
         self.merge_factors = tuple(merge_factors) if merge_factors else (1,) * (ndim - 2) + (2, 2)
+        for name, value in (("window_size", self.window_size), ("patch_size", self.patch_size),
+                            ("depths", self.depths), ("num_heads", self.num_heads),
+                            ("merge_factors", self.merge_factors)):
+            if min(value) < 1:
+                raise ValueError(f"{name} must be positive integers, got {value}")
         self.compat = compat
         dims = [int(embed_dim * 2 ** i) for i in range(len(depths))]
         self.embed_dim = embed_dim

@@ -100,6 +100,10 @@ def test_bad_config_values_name_the_field():
         create_model("swin_t", num_heads=(5, 6, 12, 24))
     with pytest.raises(ValueError, match="compat must be one of"):
         create_model("swin_t", compat="mmdet")
+    with pytest.raises(ValueError, match=r"window_size must be positive integers, got \(0, 0\)"):
+        create_model("swin_t", window_size=0)
+    with pytest.raises(ValueError, match=r"depths must be positive integers, got \(2, 0, 6, 2\)"):
+        create_model("swin_t", depths=(2, 0, 6, 2))
     with pytest.raises(ValueError, match="unknown model 'swin_q'"):
         create_model("swin_q")
 

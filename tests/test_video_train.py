@@ -75,3 +75,30 @@ def test_resume_with_other_classes_fails(shapes, tmp_path, capsys):
 def test_missing_data_root_names_the_field(tmp_path, capsys):
     assert video_train.main(["--opt", "data.dataset=kinetics", f"data.root={tmp_path}/nope"]) == 2
     assert "data.root" in capsys.readouterr().err
+
+
+def test_torchrun_two_process_video_matches_single_process_test(shapes, tmp_path):
+    """DDP (gloo, 2 processes): every validation video scored exactly once; same top-1 as one process."""
+    import signal
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "video_swin.train", "--opt", f"train.output_dir={out}", f"data.root={shapes}", *FAST,
+           "train.epochs=1", "train.device=cpu", "data.val_num_clips=2"]
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        log, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("torchrun timed out")
+    assert proc.returncode == 0, log[-2000:] + err[-2000:]
+    assert "batch 8 per process x 2 processes x 1 accumulation = global batch 16" in log
+    final = json.loads((out / "results.json").read_text())["final"]
+    assert final["count"] == 16
+    assert video_test.main(["--checkpoint", str(out / "last.pth"), "--out", str(tmp_path / "single")]) == 0
+    single = json.loads((tmp_path / "single" / "test_results.json").read_text())
+    assert single["count"] == 16 and single["top1"] == pytest.approx(final["top1"])

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from tqdm import tqdm
 
 from core import distributed as du
 from core.config import ConfigError
@@ -78,7 +78,7 @@ def predict_views(model: nn.Module, loader, device: torch.device, amp_dtype: tor
     """
     model.eval()
     idx, scores, labels, skipped = [], [], [], []
-    for batch in loader:
+    for batch in tqdm(loader, desc="multi-view test", leave=False, disable=not du.is_main(), mininterval=1.0):
         skipped += batch["skipped"]
         if batch["video"] is None:
             continue

@@ -1,0 +1,62 @@
+"""Training curves from a run's metrics.jsonl: ``python -m core.plot outputs/<run> [outputs/<other> ...]``.
+
+Writes curves.png in the first run folder (or --out): training loss per logged interval, lr, and validation
+top-1 per epoch, one line per run, so runs (e.g. Video Swin vs its single-frame 2D baseline) compare at a glance.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_metrics(run: str) -> dict[str, list[dict]]:
+    """Rows of metrics.jsonl grouped by kind ('train', 'epoch', 'eval')."""
+    rows: dict[str, list[dict]] = {}
+    with open(os.path.join(run, "metrics.jsonl")) as f:
+        for line in f:
+            row = json.loads(line)
+            rows.setdefault(row.get("kind", "train"), []).append(row)
+    return rows
+
+
+def plot_runs(runs: Sequence[str], out: str) -> str:
+    """Draw loss, lr and top-1 of every run into one PNG."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for run in runs:
+        rows = read_metrics(run)
+        label = os.path.basename(os.path.normpath(run))
+        train = rows.get("train", [])
+        per_epoch = max((r["iter"] for r in train), default=1)
+        x = [r["epoch"] - 1 + r["iter"] / per_epoch for r in train]
+        axes[0].plot(x, [r["loss"] for r in train], label=label)
+        axes[1].plot(x, [r["lr"] for r in train], label=label)
+        evals = [r for r in rows.get("epoch", []) if "top1" in r]
+        axes[2].plot([r["epoch"] for r in evals], [r["top1"] for r in evals], marker="o", label=label)
+    for ax, title in zip(axes, ("training loss", "learning rate", "validation top-1 (%)")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="run folders holding metrics.jsonl")
+    parser.add_argument("--out", default="", help="default: <first run>/curves.png")
+    args = parser.parse_args(argv)
+    print(plot_runs(args.runs, args.out or os.path.join(args.runs[0], "curves.png")))
+
+
+if __name__ == "__main__":
+    main()

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from core.checkpoint import load_checkpoint
 from core.train import main
+from conftest import torchrun
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = os.path.join(ROOT, "configs", "swin", "tiny_digits.yaml")
@@ -23,19 +21,7 @@ OPTS = [TINY, "train.epochs=1", "sched.warmup_epochs=0", "train.max_iters_per_ep
 
 def test_torchrun_two_process_cpu_matches_single_process_eval(tmp_path, capsys):
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "core.train", "--config", DIGITS, "--output-dir", str(out), "--opt", *OPTS]
-    # own session, so a hang kills torchrun and both workers together
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        log, err = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, err = proc.communicate()
-        pytest.fail(f"torchrun timed out:\n{log[-3000:]}\n{err[-3000:]}")
-    assert proc.returncode == 0, log[-3000:] + err[-3000:]
+    log = torchrun("core.train", "--config", DIGITS, "--output-dir", str(out), "--opt", *OPTS)
     assert "world size 2 on cpu; batch 16 per process x 2 processes x 1 accumulation = global batch 32" in log
     assert log.count("resolved config:") == 1  # printed by rank 0 only
     assert log.count("best top-1") == 1

@@ -9,6 +9,7 @@ import pytest
 from video_swin import test as video_test
 from video_swin import train as video_train
 from video_swin.synthetic import ensure_moving_shapes
+from conftest import torchrun
 
 FAST = ["train.progress=false", "train.tensorboard=false", "data.num_workers=0", "data.batch_size=8",
         "data.num_train=48", "data.num_val=16", "data.num_clips=2", "data.num_crops=1",
@@ -84,23 +85,9 @@ def test_missing_data_root_names_the_field(tmp_path, capsys):
 
 def test_torchrun_two_process_video_matches_single_process_test(shapes, tmp_path):
     """DDP (gloo, 2 processes): every validation video scored exactly once; same top-1 as one process."""
-    import signal
-    import subprocess
-    import sys
-    root = Path(__file__).resolve().parent.parent
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "video_swin.train", "--opt", f"train.output_dir={out}", f"data.root={shapes}", *FAST,
-           "train.epochs=1", "train.device=cpu", "data.val_num_clips=2"]
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        log, err = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("torchrun timed out")
-    assert proc.returncode == 0, log[-2000:] + err[-2000:]
+    log = torchrun("video_swin.train", "--opt", f"train.output_dir={out}", f"data.root={shapes}", *FAST,
+                   "train.epochs=1", "train.device=cpu", "data.val_num_clips=2")
     assert "batch 8 per process x 2 processes x 1 accumulation = global batch 16" in log
     final = json.loads((out / "results.json").read_text())["final"]
     assert final["count"] == 16

@@ -47,7 +47,8 @@ def test_window_attention_flops_match_the_paper(h, w, C, M, heads):
 
 
 @pytest.mark.parametrize("name,gmacs,mparams", [
-    ("swin_t", 4.49, 28.29), ("swin_s", 8.74, 49.61), ("swin_b", 15.43, 87.77), ("swin_b_384", 47.08, 87.90)])
+    ("swin_t", 4.49, 28.29), ("swin_s", 8.74, 49.61), ("swin_b", 15.43, 87.77), ("swin_b_384", 47.08, 87.90),
+    ("video_swin_t", 88.0, 28.2)])  # Video Swin paper, Table 1: 88 G, 28.2 M at 32x224x224
 def test_model_flops_and_params(name, gmacs, mparams):
     """The paper's 4.5/8.7/15.4/47.0 G and 28/50/88/88 M; PyTorch's counter on timm's models: 4.49/8.74/15.43/47.08."""
     r = report(name)

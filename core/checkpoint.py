@@ -29,6 +29,18 @@ class CheckpointError(RuntimeError):
     """A checkpoint is unreadable or does not fit the model."""
 
 
+def _fsync_dir(directory: str) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_save(obj: Any, path: str) -> None:
     """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace`` into place."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -40,6 +52,7 @@ def atomic_save(obj: Any, path: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(directory)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -53,7 +66,10 @@ def atomic_copy(src: str, dst: str) -> None:
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, dst)
+        _fsync_dir(directory)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -365,13 +365,14 @@ def _build(cls: type, data: dict, sources: dict, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-def validate(cfg: Any, prefix: str = "") -> None:
-    """Check numeric bounds declared with :func:`fld` and cross-field rules; raise ConfigError."""
+def validate(cfg: Any, prefix: str = "", sources: dict | None = None) -> None:
+    """Check numeric bounds declared with :func:`fld` and cross-field rules; raise ConfigError naming the source."""
+    sources = sources or {}
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
-            validate(value, key + ".")
+            validate(value, key + ".", sources)
             continue
         m = f.metadata
         if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -379,7 +380,8 @@ def validate(cfg: Any, prefix: str = "") -> None:
         for op, ok, word in (("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
                              ("le", lambda a, b: a <= b, "<="), ("lt", lambda a, b: a < b, "<")):
             if op in m and not ok(value, m[op]):
-                raise ConfigError(f"config value out of range: {key} = {value!r}, expected {word} {m[op]}")
+                where = f" (set in {sources[key]})" if key in sources else ""
+                raise ConfigError(f"config value out of range: {key} = {value!r}, expected {word} {m[op]}{where}")
     if not prefix and isinstance(cfg, Config):
         _validate_root(cfg)
 
@@ -406,7 +408,7 @@ def _validate_root(cfg: Config) -> None:
 def config_from_dict(data: dict, schema: type = Config, sources: dict | None = None) -> Any:
     """Build and validate a config of type ``schema`` from a nested dict."""
     cfg = _build(schema, data, sources or {})
-    validate(cfg)
+    validate(cfg, sources=sources)
     return cfg
 
 

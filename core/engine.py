@@ -140,8 +140,9 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtyp
         raise RuntimeError(f"predict: sampler yielded {len(indices)} indices but the loader gave {len(out)} outputs")
     parts = du.all_gather_object((indices, out, tgt))
     n = sum(len(p[0]) for p in parts)
-    full_out = torch.empty((n,) + tuple(parts[0][1].shape[1:]) if n else (0,), dtype=torch.float32)
-    full_tgt = torch.empty((n,) + tuple(parts[0][2].shape[1:]) if n else (0,), dtype=parts[0][2].dtype)
+    first = next((p for p in parts if len(p[0])), parts[0])  # a rank may hold no items
+    full_out = torch.empty((n,) + tuple(first[1].shape[1:]) if n else (0,), dtype=torch.float32)
+    full_tgt = torch.empty((n,) + tuple(first[2].shape[1:]) if n else (0,), dtype=first[2].dtype)
     order = torch.tensor([i for p in parts for i in p[0]], dtype=torch.long)
     rank_of = torch.argsort(order)
     cat_out = torch.cat([p[1] for p in parts])
@@ -420,7 +421,8 @@ class Trainer:
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(f"loss is {loss_value} at epoch {epoch + 1} iteration {i + 1}; "
                                              f"stopping (the last checkpoint in {self.output_dir} is kept)")
-                scaled = loss / self.accum
+                full = (n // self.accum) * self.accum
+                scaled = loss / (self.accum if i < full else n - full)  # a shorter last group weighs the same
                 if self.scaler is not None:
                     self.scaler.scale(scaled).backward()
                 else:

@@ -176,3 +176,11 @@ def test_schema_extension(tmp_path):
         load_config(p, ["data.clip_len=0"], schema=_VideoConfig)
     with pytest.raises(ConfigError, match=r"unknown config key 'data.clip_len' in .*v\.yaml"):
         load_config(p)  # the base schema has no clip_len
+
+
+def test_out_of_range_value_names_the_file_it_came_from(tmp_path):
+    from core.config import ConfigError, load_config
+    p = tmp_path / "bad.yaml"
+    p.write_text("train:\n  epochs: -3\n")
+    with pytest.raises(ConfigError, match=r"train.epochs = -3, expected >= 1 \(set in .*bad.yaml\)"):
+        load_config(str(p))

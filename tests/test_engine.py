@@ -263,7 +263,9 @@ def test_digits_run_writes_logs_and_results(tmp_path):
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "tb"))
     res = json.load(open(out / "results.json"))
     assert res["epochs"] == 2 and res["global_batch"] == 16 and res["world_size"] == 1
-    assert 0.0 <= res["best"]["top1"] <= 100.0 and res["best"]["top5"] >= res["best"]["top1"]
+    epochs = [r for r in map(json.loads, open(out / "metrics.jsonl")) if r["kind"] == "epoch"]
+    assert res["best"]["top1"] == max(r["top1"] for r in epochs) and res["best"]["top5"] >= res["best"]["top1"]
+    assert res["final"]["top1"] == epochs[-1]["top1"]
     assert res["final"]["count"] == 360 and "ema_top1" in res["final"] and res["best_ema"]["epoch"] in (1, 2)
     log = open(out / "log.txt").read()
     assert "global batch 16" in log and "best top-1" in log

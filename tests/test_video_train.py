@@ -94,3 +94,64 @@ def test_torchrun_two_process_video_matches_single_process_test(shapes, tmp_path
     assert video_test.main(["--checkpoint", str(out / "last.pth"), "--out", str(tmp_path / "single")]) == 0
     single = json.loads((tmp_path / "single" / "test_results.json").read_text())
     assert single["count"] == 16 and single["top1"] == pytest.approx(final["top1"])
+
+
+def test_inflation_recipe_needs_a_pretrained_file(shapes, tmp_path, capsys):
+    assert run_train(tmp_path / "run", shapes, "model.pretrained_kwargs={inflate: true}") == 2
+    assert "model.pretrained is empty but model.pretrained_kwargs.inflate is true" in capsys.readouterr().err
+
+
+def test_inflated_recipe_trains_and_tests_without_the_2d_file(shapes, tmp_path):
+    """Inflate 2D weights at start; the multi-view test later needs only the run's checkpoint."""
+    from core import create_model
+    import torch
+    two_d = create_model("swin_t", embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=4, num_classes=9)
+    torch.save({"model": two_d.state_dict()}, tmp_path / "in1k.pth")
+    out = tmp_path / "run"
+    assert run_train(out, shapes, "train.epochs=1", f"model.pretrained={tmp_path}/in1k.pth",
+                     "model.pretrained_kwargs={inflate: true}") == 0
+    (tmp_path / "in1k.pth").unlink()
+    assert video_test.main(["--checkpoint", str(out / "last.pth"), "--out", str(tmp_path / "t")]) == 0
+
+
+def _list_with_broken(shapes, tmp_path, broken_positions, n=16):
+    """A copy of the data whose train list has n entries, those at broken_positions unreadable."""
+    data = tmp_path / "data"
+    shutil.copytree(shapes, data)
+    good = (data / "train.txt").read_text().splitlines()
+    lines = []
+    for i in range(n):
+        if i in broken_positions:
+            (data / "train" / f"broken{i}.mp4").write_bytes(b"\x00" * 64)
+            lines.append(f"train/broken{i}.mp4 0")
+        else:
+            lines.append(good[i])
+    (data / "train.txt").write_text("\n".join(lines) + "\n")
+    return data
+
+
+def test_a_batch_of_only_broken_videos_still_steps(shapes, tmp_path):
+    """Every clip of every batch unreadable: zero-loss steps through the model, counted, and the epoch ends."""
+    data = _list_with_broken(shapes, tmp_path, set(range(8)), n=8)
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning):
+        assert run_train(out, data, "train.epochs=1", "data.dataset=kinetics", f"data.ann_train={data}/train.txt",
+                         f"data.ann_val={data}/val.txt", "data.batch_size=4") == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r for r in rows if r.get("kind") == "epoch"][-1]["skipped_videos"] == 8
+
+
+def test_ddp_rank_with_only_broken_videos_stays_in_step(shapes, tmp_path):
+    """torchrun, 2 ranks: rank 1's whole batch is unreadable while rank 0's is fine; training still completes."""
+    import torch
+    g = torch.Generator()
+    g.manual_seed(0)  # DistributedSampler: seed (train.seed=0) + epoch 0
+    perm = torch.randperm(16, generator=g).tolist()
+    data = _list_with_broken(shapes, tmp_path, set(perm[1::2]))  # every index rank 1 draws
+    out = tmp_path / "ddp"
+    log = torchrun("video_swin.train", "--opt", f"train.output_dir={out}", f"data.root={data}", *FAST,
+                   "train.epochs=1", "train.device=cpu", "data.dataset=kinetics", f"data.ann_train={data}/train.txt",
+                   f"data.ann_val={data}/val.txt", "train.seed=0")
+    final = json.loads((out / "results.json").read_text())["final"]
+    assert final["skipped_videos"] == 8 and final["count"] == 16
+    assert "batch 8 per process x 2 processes" in log

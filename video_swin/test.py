@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         classes_file = os.path.join(os.path.dirname(ckpt_path), "classes.txt")
         if os.path.exists(classes_file) and open(classes_file).read().splitlines() != list(test_set.classes):
             raise ConfigError(f"the test set's classes differ from {classes_file}")
-        model = build_video_model(cfg, num_classes).to(info.device)
+        model = build_video_model(cfg, num_classes, initial_weights=False).to(info.device)
         model.load_state_dict(ckpt["model"])
         loader = DataLoader(test_set, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
                             sampler=ShardedSampler(len(test_set), info.world_size, info.rank),

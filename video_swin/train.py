@@ -19,10 +19,12 @@ from core import distributed as du
 from core.config import ConfigError
 from core.engine import Trainer, autocast, to_device
 from core.metrics import topk_correct
-from core.train import build_model, main as engine_main
+from core import create_model, load_pretrained
+from core.train import main as engine_main
 
 from .config import VideoConfig
 from .data import build_video_dataset, collate_videos
+from .inflate import inflate_2d
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "video_swin" / "tiny_moving_shapes.yaml")
 
@@ -115,9 +117,13 @@ class VideoTrainer(Trainer):
 
     def train_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         self._skipped += len(batch["skipped"])
-        if batch["video"] is None:  # the whole batch was unreadable: a zero loss keeps DDP ranks in step
-            return sum(p.sum() for p in self.train_model.parameters()) * 0.0, {}
-        x = model_input(batch["video"], self.cfg.data.single_frame)
+        d = self.cfg.data
+        if batch["video"] is None:
+            # the whole batch was unreadable: a forward of a blank clip through the (DDP) model gives a zero loss
+            # and zero gradients, so every rank still joins the gradient all-reduce of this step
+            blank = torch.zeros(1, 3, d.clip_len, d.crop_size, d.crop_size, device=self.device)
+            return self.train_model(model_input(blank, d.single_frame)).sum() * 0.0, {}
+        x = model_input(batch["video"], d.single_frame)
         return self.loss_fn(self.train_model(x), batch["label"]), {}
 
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
@@ -160,17 +166,33 @@ def output_dir(cfg: VideoConfig) -> str:
     return cfg.train.output_dir or os.path.join(os.environ.get("SWIN_OUTPUT_ROOT", "outputs"), cfg.name or "run")
 
 
-def build_video_model(cfg: VideoConfig, num_classes: int) -> nn.Module:
-    """The engine's model builder, plus 2D ImageNet inflation when model.pretrained_kwargs.inflate is set."""
-    kwargs = dict(cfg.model.pretrained_kwargs)
-    if kwargs.pop("inflate", False):
-        from .inflate import inflate_2d
-        from core import create_model as _create_model
-        model = _create_model(cfg.model.name, num_classes=num_classes, drop_path_rate=cfg.model.drop_path_rate,
-                              **cfg.model.kwargs)
-        inflate_2d(model, cfg.model.pretrained)
-        return model
-    return build_model(cfg, num_classes)
+def _resuming(cfg: VideoConfig) -> bool:
+    """True when the engine will load a checkpoint of this run over the initial weights."""
+    t = cfg.train
+    return bool(t.resume) or t.eval_only or (t.auto_resume and os.path.exists(os.path.join(output_dir(cfg), "last.pth")))
+
+
+def build_video_model(cfg: VideoConfig, num_classes: int, initial_weights: bool = True) -> nn.Module:
+    """``create_model`` from the config, then model.pretrained: inflated from 2D when
+    ``model.pretrained_kwargs.inflate`` is true, else loaded as it is (any supported format).
+
+    The initial weights are skipped when a checkpoint of the run replaces them anyway (resume, test).
+    """
+    m = cfg.model
+    kwargs = dict(m.pretrained_kwargs)
+    inflate = kwargs.pop("inflate", False)
+    if inflate and not m.pretrained:
+        raise ConfigError("model.pretrained is empty but model.pretrained_kwargs.inflate is true: give a 2D "
+                          "ImageNet checkpoint (ours, timm or official) to inflate")
+    model = create_model(m.name, num_classes=num_classes, drop_path_rate=m.drop_path_rate, **m.kwargs)
+    if initial_weights and m.pretrained and not _resuming(cfg):
+        if not os.path.isfile(m.pretrained):
+            raise ConfigError(f"model.pretrained = {m.pretrained!r} is not a file")
+        if inflate:
+            inflate_2d(model, m.pretrained)
+        else:
+            load_pretrained(model, m.pretrained, **kwargs)
+    return model
 
 
 def datasets_with_classes(cfg: VideoConfig) -> tuple[Any, Any, int]:

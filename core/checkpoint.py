@@ -9,11 +9,12 @@ crash mid-write leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
 import tempfile
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -41,15 +42,16 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace`` into place."""
+@contextlib.contextmanager
+def _atomic_target(path: str) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success fsync it and ``os.replace`` it into place, else remove it."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(directory)
@@ -59,21 +61,16 @@ def atomic_save(obj: Any, path: str) -> None:
         raise
 
 
+def atomic_save(obj: Any, path: str) -> None:
+    """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace`` into place."""
+    with _atomic_target(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+
+
 def atomic_copy(src: str, dst: str) -> None:
     """Copy ``src`` to ``dst`` through a temporary file and ``os.replace``."""
-    directory = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(dst) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
+    with _atomic_target(dst) as tmp:
         shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-        _fsync_dir(directory)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict:

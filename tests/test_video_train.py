@@ -155,3 +155,24 @@ def test_ddp_rank_with_only_broken_videos_stays_in_step(shapes, tmp_path):
     final = json.loads((out / "results.json").read_text())["final"]
     assert final["skipped_videos"] == 8 and final["count"] == 16
     assert "batch 8 per process x 2 processes" in log
+
+
+def test_official_kinetics_csv_layout_with_separate_val_folder(shapes, tmp_path):
+    """train.csv / validate.csv (label,youtube_id,time_start,time_end,split) over class folders, as K400 ships."""
+    classes = (shapes / "classes.txt").read_text().split()
+    for split, ann in (("train", "train.txt"), ("val", "val.txt")):
+        rows = ["label,youtube_id,time_start,time_end,split"]
+        for i, line in enumerate((shapes / ann).read_text().splitlines()):
+            rel, label = line.rsplit(" ", 1)
+            name = classes[int(label)]
+            dst = tmp_path / "k400" / split / name / f"vid{split}{i:04d}_{i:06d}_{i + 10:06d}.mp4"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shapes / rel, dst)
+            rows.append(f"{name},vid{split}{i:04d},{i},{i + 10},{split}")
+        (tmp_path / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert run_train(out, tmp_path / "k400" / "train", "train.epochs=1", "data.dataset=kinetics",
+                     f"data.root_val={tmp_path}/k400/val", f"data.ann_train={tmp_path}/train.csv",
+                     f"data.ann_val={tmp_path}/val.csv") == 0
+    assert (out / "classes.txt").read_text().split() == sorted(classes)
+    assert json.loads((out / "results.json").read_text())["final"]["count"] == 16

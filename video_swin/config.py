@@ -12,6 +12,7 @@ class VideoDataConfig:
     """Kinetics-style clips (list file, official CSV or class folders) or the embedded moving-shapes set."""
     dataset: Literal["kinetics", "moving_shapes"] = "kinetics"
     root: str = fld("", help="video folder; moving_shapes: cache folder ('' = ~/.cache/swin_suite)")
+    root_val: str = fld("", help="folder of the validation/test videos when it differs from root (e.g. the CSV layout)")
     ann_train: str = fld("", help="list file (path label) or official CSV; '' = class folders under root/train")
     ann_val: str = ""
     ann_test: str = fld("", help="'' = ann_val")

@@ -56,13 +56,14 @@ def build_datasets(cfg: VideoConfig, split: str = "val") -> tuple[Any, Any, int]
     root, ann_train, ann_val, ann_test = data_paths(cfg)
     common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, crop_size=d.crop_size)
     sub = (lambda s: os.path.join(root, s)) if ann_train is None else (lambda s: root)
+    val_root = d.root_val or sub("val")
     train = build_video_dataset(sub("train"), ann_train, split="train", short_side=d.short_side,
                                 scale=tuple(d.scale), hflip=d.hflip, **common)
     if split == "test":
-        evalset = build_video_dataset(sub("val"), ann_test, split="test", num_clips=d.num_clips,
+        evalset = build_video_dataset(val_root, ann_test, split="test", num_clips=d.num_clips,
                                       num_crops=d.num_crops, classes=train.classes, **common)
     else:
-        evalset = build_video_dataset(sub("val"), ann_val, split="test", num_clips=d.val_num_clips, num_crops=1,
+        evalset = build_video_dataset(val_root, ann_val, split="test", num_clips=d.val_num_clips, num_crops=1,
                                       classes=train.classes, **common)
     if list(evalset.classes) != list(train.classes):
         raise ConfigError(f"validation classes differ from training classes ({len(evalset.classes)} vs "

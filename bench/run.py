@@ -38,30 +38,26 @@ def timeit(fn: Callable[[], None], device: torch.device, warmup: int, repeat: in
     return statistics.median(times)
 
 
-def contenders(task: str, compat_ok: bool = True) -> dict[str, Callable[[], torch.nn.Module]]:
+def ours(name: str, ref: torch.nn.Module) -> dict[str, Callable[[], torch.nn.Module]]:
+    """Builders of our model in both attention forms, loaded with the reference's weights."""
+    def build(impl: str) -> Callable[[], torch.nn.Module]:
+        def make() -> torch.nn.Module:
+            m = create_model(name, attn_impl=impl)
+            load_pretrained(m, ref.state_dict())
+            return m
+        return make
+    return {f"ours({impl})": build(impl) for impl in ("math", "sdpa")}
+
+
+def contenders(task: str) -> dict[str, Callable[[], torch.nn.Module]]:
     """Builders of the models compared in a task; ours get the reference's weights."""
     if task == "swin_t":
         ref_tv = torchvision.models.swin_t()
         ref_timm = timm.create_model("swin_tiny_patch4_window7_224")
-
-        def ours(impl: str) -> Callable[[], torch.nn.Module]:
-            def build() -> torch.nn.Module:
-                m = create_model("swin_t", attn_impl=impl)
-                load_pretrained(m, ref_timm.state_dict())
-                return m
-            return build
-        return {"timm": lambda: ref_timm, "torchvision": lambda: ref_tv,
-                "ours(math)": ours("math"), "ours(sdpa)": ours("sdpa")}
+        return {"timm": lambda: ref_timm, "torchvision": lambda: ref_tv, **ours("swin_t", ref_timm)}
     if task == "swin3d_t":
         ref = torchvision.models.video.swin3d_t()
-
-        def ours3d(impl: str) -> Callable[[], torch.nn.Module]:
-            def build() -> torch.nn.Module:
-                m = create_model("video_swin_t", attn_impl=impl)
-                load_pretrained(m, ref.state_dict())
-                return m
-            return build
-        return {"torchvision": lambda: ref, "ours(math)": ours3d("math"), "ours(sdpa)": ours3d("sdpa")}
+        return {"torchvision": lambda: ref, **ours("video_swin_t", ref)}
     raise ValueError(task)
 
 

@@ -118,6 +118,15 @@ def convert_state_dict(sd: Mapping[str, torch.Tensor], fmt: str | None = None) -
     return CONVERTERS[fmt](sd)
 
 
+def read_state_dict(source: str | os.PathLike | Mapping, fmt: str | None = None) -> tuple[StateDict, str]:
+    """Our-layout weights and the source format, from a checkpoint file (``weights_only``) or a state dict."""
+    if isinstance(source, (str, os.PathLike)):
+        source = torch.load(source, map_location="cpu", weights_only=True)
+    raw = unwrap(source)
+    fmt = fmt or detect_format(raw)
+    return convert_state_dict(raw, fmt), fmt
+
+
 @dataclass
 class LoadReport:
     """What load_pretrained did: source format, resized tables, and keys it could not place."""
@@ -128,7 +137,7 @@ class LoadReport:
     mismatched: list[str] = field(default_factory=list)
 
 
-def _window_of(table: torch.Tensor, model_window: Sequence[int]) -> tuple[int, ...] | None:
+def infer_table_window(table: torch.Tensor, model_window: Sequence[int]) -> tuple[int, ...] | None:
     """Infer the square window a bias table was made for, keeping the model's leading (temporal) axes."""
     lead = model_window[:-2]
     lead_size = math.prod(2 * w - 1 for w in lead)
@@ -169,11 +178,7 @@ def load_pretrained(
     ``strict=False``, in the returned report). ``source_img_size``: the input size a timm model was built for,
     whose stages shrank their windows (and bias tables) to it; those tables are placed exactly into ours.
     """
-    if isinstance(source, (str, os.PathLike)):
-        source = torch.load(source, map_location="cpu", weights_only=True)
-    raw = unwrap(source)
-    fmt = fmt or detect_format(raw)
-    sd = convert_state_dict(raw, fmt)
+    sd, fmt = read_state_dict(source, fmt)
     target = model.state_dict()
     report = LoadReport(fmt)
     if head_map is not None:
@@ -191,7 +196,7 @@ def load_pretrained(
                 sd[k] = embed_bias_table(v, shrunk[stage], window)
                 report.resized.append(k)
                 continue
-            old = _window_of(v, window)
+            old = infer_table_window(v, window)
             if old is not None and v.shape[1] == target[k].shape[1]:
                 sd[k] = resize_bias_table(v, old, window)
                 report.resized.append(k)

@@ -99,6 +99,18 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
+def gather_by_index(indices: torch.Tensor, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Gather per-item ``values`` with their dataset ``indices`` from every rank; returns all of them sorted by index."""
+    parts = all_gather_object((indices, *values))
+    index = torch.cat([p[0] for p in parts])
+    order = torch.argsort(index)
+    out = [index[order]]
+    for i in range(1, len(parts[0])):
+        held = [p[i] for p in parts if len(p[0])]  # ranks with no items may send shapeless empties
+        out.append(torch.cat(held)[order] if held else parts[0][i])
+    return tuple(out)
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s ``obj`` on every rank."""
     if not is_dist():

@@ -39,7 +39,8 @@ from .distributed import DistInfo
 from .metrics import AverageMeter, RunLogger, setup_logging, topk_correct, write_json
 from .optim import build_optimizer, build_scheduler, scaled_lrs
 
-__all__ = ["Trainer", "fit", "seed_everything", "resolve_amp", "autocast", "to_device", "evaluate_classification",
+__all__ = ["Trainer", "fit", "run_output_dir", "resume_path",
+           "seed_everything", "resolve_amp", "autocast", "to_device", "evaluate_classification",
            "predict", "build_mixup", "classification_loss"]
 
 StepFn = Callable[["Trainer", Any], "torch.Tensor | tuple[torch.Tensor, Mapping[str, float]]"]
@@ -138,17 +139,7 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp_dtyp
     tgt = torch.cat(tgts) if tgts else torch.empty(0, dtype=torch.long)
     if len(indices) != len(out):
         raise RuntimeError(f"predict: sampler yielded {len(indices)} indices but the loader gave {len(out)} outputs")
-    parts = du.all_gather_object((indices, out, tgt))
-    n = sum(len(p[0]) for p in parts)
-    first = next((p for p in parts if len(p[0])), parts[0])  # a rank may hold no items
-    full_out = torch.empty((n,) + tuple(first[1].shape[1:]) if n else (0,), dtype=torch.float32)
-    full_tgt = torch.empty((n,) + tuple(first[2].shape[1:]) if n else (0,), dtype=first[2].dtype)
-    order = torch.tensor([i for p in parts for i in p[0]], dtype=torch.long)
-    rank_of = torch.argsort(order)
-    cat_out = torch.cat([p[1] for p in parts])
-    cat_tgt = torch.cat([p[2] for p in parts])
-    full_out[:] = cat_out[rank_of]
-    full_tgt[:] = cat_tgt[rank_of]
+    _, full_out, full_tgt = du.gather_by_index(torch.tensor(indices, dtype=torch.long), out, tgt)
     return full_out, full_tgt
 
 
@@ -191,6 +182,25 @@ def _flat_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if a != b else []
 
 
+def run_output_dir(cfg: Config) -> str:
+    """train.output_dir, or $SWIN_OUTPUT_ROOT (default outputs)/<config name>."""
+    return cfg.train.output_dir or os.path.join(os.environ.get("SWIN_OUTPUT_ROOT", "outputs"), cfg.name or "run")
+
+
+def resume_path(cfg: Config) -> str | None:
+    """The checkpoint a run continues from: train.resume, else <output_dir>/last.pth when auto_resume is on."""
+    t = cfg.train
+    if t.resume:
+        return t.resume
+    last = os.path.join(run_output_dir(cfg), "last.pth")
+    if os.path.isfile(last):
+        if t.auto_resume:
+            return last
+        raise CheckpointError(f"{last} exists and train.auto_resume=false: resume it, or choose another "
+                              f"train.output_dir (the engine never overwrites an earlier run's checkpoint)")
+    return None
+
+
 # ----------------------------------------------------------------------------------------------- trainer
 class Trainer:
     """Runs ``cfg.train.epochs`` epochs of ``train_step`` with evaluation, logging and exact resume."""
@@ -216,8 +226,7 @@ class Trainer:
         if best_metric is not None:
             self.best_metric = best_metric
         t = cfg.train
-        self.output_dir = t.output_dir or os.path.join(os.environ.get("SWIN_OUTPUT_ROOT", "outputs"),
-                                                       cfg.name or "run")
+        self.output_dir = run_output_dir(cfg)
         self.log = setup_logging(self.output_dir, self.info.is_main)
         self.amp_dtype = resolve_amp(t.amp, self.device)
         if t.deterministic:
@@ -366,16 +375,7 @@ class Trainer:
         self.epoch = epoch if isinstance(epoch, int) else 0
 
     def _resume_path(self) -> str | None:
-        t = self.cfg.train
-        if t.resume:
-            return t.resume
-        last = os.path.join(self.output_dir, "last.pth")
-        if os.path.isfile(last):
-            if t.auto_resume:
-                return last
-            raise CheckpointError(f"{last} exists and train.auto_resume=false: resume it, or choose another "
-                                  f"train.output_dir (the engine never overwrites an earlier run's checkpoint)")
-        return None
+        return resume_path(self.cfg)
 
     def save(self, is_best: bool) -> None:
         """Write last.pth (and best.pth) atomically on rank 0; all ranks must call (RNG gather)."""

@@ -5,10 +5,9 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from einops import rearrange
 
-from .window import Size, crop, pad_to_multiple, padded_size
+from .window import Size, crop, pad_to_multiple
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
@@ -41,12 +40,8 @@ class PatchEmbed(nn.Module):
         self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[2:]
-        if self.pad and any(s % p for s, p in zip(size, self.patch_size)):
-            pad: list[int] = []
-            for s, t in zip(reversed(size), reversed(padded_size(size, self.patch_size))):
-                pad += [0, t - s]
-            x = F.pad(x, pad)
+        if self.pad:
+            x = pad_to_multiple(x, self.patch_size, channels_last=False)
         return self.norm(channels_last(self.proj(x)))
 
 

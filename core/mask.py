@@ -6,6 +6,7 @@ from typing import Sequence
 
 import torch
 
+from .cache import cached_constant
 from .window import window_partition
 
 MASK_VALUE = -100.0  # the value used by the official code, timm and torchvision
@@ -42,14 +43,8 @@ def shifted_window_mask(
 
     ``size`` is the padded spatial shape; windows and tokens follow window_partition's order.
     """
-    device = torch.device(device or "cpu")
-    if torch.compiler.is_compiling():  # traced as constants and folded by the compiler: no cache guards
-        return _build(size, window, shift).to(device)
-    key = (tuple(size), tuple(window), tuple(shift), device)
-    mask = _CACHE.get(key)
-    if mask is None:
-        mask = _CACHE[key] = _build(size, window, shift).to(device)
-    return mask
+    key = (tuple(size), tuple(window), tuple(shift))
+    return cached_constant(_CACHE, key, lambda: _build(size, window, shift), device)
 
 
 def _build(size: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> torch.Tensor:

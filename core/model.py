@@ -10,7 +10,7 @@ from timm.layers import trunc_normal_
 
 from .block import COMPAT_MODES, SwinBlock
 from .layers import ClassifierHead, PatchEmbed, channels_first
-from .registry import register_model
+from .registry import register_variants
 from .stage import SwinStage
 from .window import to_tuple
 
@@ -192,12 +192,4 @@ VARIANTS_2D: dict[str, dict] = {
 INPUT_SIZE = {name: 384 if name.endswith("384") else 224 for name in VARIANTS_2D}
 
 
-def _register_2d(name: str, cfg: dict) -> None:
-    @register_model(name)
-    def build(**kwargs) -> SwinTransformer:
-        return SwinTransformer(ndim=2, **{**cfg, **kwargs})
-    build.__doc__ = f"{name}: {cfg}"
-
-
-for _name, _cfg in VARIANTS_2D.items():
-    _register_2d(_name, _cfg)
+register_variants(VARIANTS_2D, SwinTransformer, dict(ndim=2))

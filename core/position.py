@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .cache import cached_constant
+
 _CACHE: dict[tuple, torch.Tensor] = {}
 
 
@@ -26,14 +28,7 @@ def relative_position_index(
     offsets are then looked up at their true place in the full table.
     """
     table_window = tuple(table_window or window)
-    device = torch.device(device or "cpu")
-    if torch.compiler.is_compiling():  # traced as constants and folded by the compiler: no cache guards
-        return _build(window, table_window).to(device)
-    key = (tuple(window), table_window, device)
-    index = _CACHE.get(key)
-    if index is None:
-        index = _CACHE[key] = _build(window, table_window).to(device)
-    return index
+    return cached_constant(_CACHE, (tuple(window), table_window), lambda: _build(window, table_window), device)
 
 
 def _build(window: Sequence[int], table_window: Sequence[int]) -> torch.Tensor:

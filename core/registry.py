@@ -19,6 +19,17 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     return wrap
 
 
+def register_variants(variants: dict[str, dict], builder: Callable[..., nn.Module], defaults: dict | None = None) -> None:
+    """Register each named variant as ``builder(**defaults, **variant, **overrides)``."""
+    def make(name: str, cfg: dict) -> None:
+        @register_model(name)
+        def build(**kwargs) -> nn.Module:
+            return builder(**{**(defaults or {}), **cfg, **kwargs})
+        build.__doc__ = f"{name}: {cfg}"
+    for name, cfg in variants.items():
+        make(name, cfg)
+
+
 def list_models() -> list[str]:
     """Names registered so far (plus those of every method package, once imported)."""
     for package in set(_LAZY_PACKAGES.values()):

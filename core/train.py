@@ -8,6 +8,7 @@ Other methods reuse :func:`main` with their own schema, datasets, model builder 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -17,7 +18,7 @@ from . import create_model, distributed as du, load_pretrained
 from .checkpoint import CheckpointError
 from .config import Config, ConfigError, dump_config, load_config
 from .data import DataError, build_image_datasets, build_loaders
-from .engine import Trainer, build_mixup, classification_loss, seed_everything
+from .engine import Trainer, build_mixup, classification_loss, resume_path, seed_everything
 
 __all__ = ["parse_args", "build_model", "main"]
 
@@ -34,17 +35,19 @@ def parse_args(argv: Sequence[str] | None = None, description: str = __doc__) ->
     return p.parse_args(argv)
 
 
-def _create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Alias of ``core.create_model`` kept for early callers; use ``core.create_model``."""
-    return create_model(name, **kwargs)
+def build_model(cfg: Config, num_classes: int, *, initial_weights: bool = True,
+                load_fn: Callable[..., Any] = load_pretrained) -> nn.Module:
+    """``create_model(model.name, num_classes, drop_path_rate, **model.kwargs)``, then
+    ``load_fn(model, model.pretrained, **model.pretrained_kwargs)``.
 
-
-def build_model(cfg: Config, num_classes: int) -> nn.Module:
-    """``create_model(model.name, num_classes, drop_path_rate, **model.kwargs)``, plus model.pretrained."""
+    The initial weights are skipped when a checkpoint of the run replaces them anyway (a resume, a test).
+    """
     m = cfg.model
     model = create_model(m.name, num_classes=num_classes, drop_path_rate=m.drop_path_rate, **m.kwargs)
-    if m.pretrained:
-        load_pretrained(model, m.pretrained, **m.pretrained_kwargs)
+    if m.pretrained and initial_weights and resume_path(cfg) is None:
+        if not os.path.isfile(m.pretrained):
+            raise ConfigError(f"model.pretrained = {m.pretrained!r} is not a file")
+        load_fn(model, m.pretrained, **m.pretrained_kwargs)
     return model
 
 

@@ -41,21 +41,23 @@ def padded_size(size: Sequence[int], multiple: Sequence[int]) -> Size:
     return tuple(math.ceil(s / m) * m for s, m in zip(size, multiple))
 
 
-def pad_spatial(x: torch.Tensor, before: Sequence[int], after: Sequence[int]) -> torch.Tensor:
-    """Zero-pad the spatial axes of (B, *spatial, C): ``before[i]`` at the start and ``after[i]`` at the end of axis i."""
+def pad_spatial(x: torch.Tensor, before: Sequence[int], after: Sequence[int],
+                channels_last: bool = True) -> torch.Tensor:
+    """Zero-pad the spatial axes of (B, *spatial, C) (or (B, C, *spatial)): ``before[i]`` at the start and
+    ``after[i]`` at the end of axis i."""
     if not any(before) and not any(after):
         return x
-    pad: list[int] = [0, 0]  # channels
+    pad: list[int] = [0, 0] if channels_last else []
     for b, a in zip(reversed(before), reversed(after)):
         pad += [b, a]
     return F.pad(x, pad)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: Sequence[int]) -> torch.Tensor:
-    """Zero-pad the spatial axes of (B, *spatial, C) at their end up to a multiple."""
-    size = x.shape[1:-1]
+def pad_to_multiple(x: torch.Tensor, multiple: Sequence[int], channels_last: bool = True) -> torch.Tensor:
+    """Zero-pad the spatial axes of (B, *spatial, C) (or (B, C, *spatial)) at their end up to a multiple."""
+    size = x.shape[1:-1] if channels_last else x.shape[2:]
     target = padded_size(size, multiple)
-    return pad_spatial(x, (0,) * len(size), [t - s for s, t in zip(size, target)])
+    return pad_spatial(x, (0,) * len(size), [t - s for s, t in zip(size, target)], channels_last)
 
 
 def crop(x: torch.Tensor, size: Sequence[int], start: Sequence[int] | None = None) -> torch.Tensor:

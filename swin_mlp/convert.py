@@ -56,11 +56,7 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike | Mapping, *, fm
     Keyword arguments are those of ``core.load_pretrained`` (strict, reset_head, head_map, ...); keys that
     still do not fit are listed in its error.
     """
-    if isinstance(source, (str, os.PathLike)):
-        source = torch.load(source, map_location="cpu", weights_only=True)
-    raw = cc.unwrap(source)
-    fmt = fmt or cc.detect_format(raw)
-    sd = cc.convert_state_dict(raw, fmt)
+    sd, fmt = cc.read_state_dict(source, fmt)
     target = model.state_dict()
     embedded = []
     for k, v in list(sd.items()):

@@ -9,7 +9,7 @@ patch, window, merging and head; C24 heads): 47.5M params with the 400-class hea
 from __future__ import annotations
 
 from core.model import SwinTransformer
-from core.registry import register_model
+from core.registry import register_variants
 
 from .block import SwinMLPBlock
 
@@ -36,12 +36,4 @@ def swin_mlp(ndim: int = 2, **kwargs) -> SwinTransformer:
     return SwinTransformer(ndim=ndim, block_fn=SwinMLPBlock, **kwargs)
 
 
-def _register(name: str, cfg: dict) -> None:
-    @register_model(name)
-    def build(**kwargs) -> SwinTransformer:
-        return swin_mlp(**{"ndim": 2, **cfg, **kwargs})
-    build.__doc__ = f"{name}: {cfg}"
-
-
-for _name, _cfg in VARIANTS.items():
-    _register(_name, _cfg)
+register_variants(VARIANTS, swin_mlp, dict(ndim=2))

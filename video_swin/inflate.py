@@ -6,14 +6,15 @@ from typing import Mapping
 
 import torch
 
-from core.convert import LoadReport, _window_of, convert_state_dict, load_pretrained, unwrap
+from core.convert import LoadReport, infer_table_window, load_pretrained, read_state_dict
 from core.model import SwinTransformer
 from core.position import resize_bias_table
 
 
-def inflate_state_dict(sd_2d: Mapping[str, torch.Tensor], model_3d: SwinTransformer) -> dict[str, torch.Tensor]:
-    """2D weights in 3D shapes: patch kernel repeated over time / temporal patch, bias table repeated over time."""
-    sd = convert_state_dict(sd_2d)
+def inflate_state_dict(source: str | os.PathLike | Mapping, model_3d: SwinTransformer) -> dict[str, torch.Tensor]:
+    """2D weights (file or state dict, any supported format) in 3D shapes: patch kernel repeated over time and
+    divided by the temporal patch, bias table resized to the spatial window and repeated over time offsets."""
+    sd, _ = read_state_dict(source)
     t_patch = model_3d.patch_size[0]
     window = model_3d.window_size
     out = {}
@@ -21,7 +22,7 @@ def inflate_state_dict(sd_2d: Mapping[str, torch.Tensor], model_3d: SwinTransfor
         if k == "patch_embed.proj.weight" and v.ndim == 4:
             v = v.unsqueeze(2).repeat(1, 1, t_patch, 1, 1) / t_patch
         elif k.endswith("relative_position_bias_table"):
-            old = _window_of(v, window[1:])
+            old = infer_table_window(v, window[1:])
             if old is None:
                 raise ValueError(f"{k}: {tuple(v.shape)} is not the table of a square 2D window")
             v = resize_bias_table(v, old, window[1:]).repeat(2 * window[0] - 1, 1)
@@ -33,6 +34,4 @@ def inflate_state_dict(sd_2d: Mapping[str, torch.Tensor], model_3d: SwinTransfor
 
 def inflate_2d(model_3d: SwinTransformer, source: str | os.PathLike | Mapping) -> LoadReport:
     """Load 2D ImageNet weights (file or state dict, any supported format) into a 3D model; the head is kept."""
-    if isinstance(source, (str, os.PathLike)):
-        source = torch.load(source, map_location="cpu", weights_only=True)
-    return load_pretrained(model_3d, inflate_state_dict(unwrap(source), model_3d), fmt="ours", reset_head=True)
+    return load_pretrained(model_3d, inflate_state_dict(source, model_3d), fmt="ours", reset_head=True)

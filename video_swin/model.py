@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from core.model import SwinTransformer
-from core.registry import register_model
+from core.registry import register_variants
 
 VIDEO_DEFAULTS = dict(ndim=3, patch_size=(2, 4, 4), window_size=(8, 7, 7), merge_factors=(1, 2, 2),
                       head_drop_rate=0.5, num_classes=400)
@@ -14,12 +14,4 @@ VARIANTS_3D: dict[str, dict] = {
 }
 
 
-def _register(name: str, cfg: dict) -> None:
-    @register_model(name)
-    def build(**kwargs) -> SwinTransformer:
-        return SwinTransformer(**{**VIDEO_DEFAULTS, **cfg, **kwargs})
-    build.__doc__ = f"{name}: input (B, 3, T, H, W); {cfg}"
-
-
-for _name, _cfg in VARIANTS_3D.items():
-    _register(_name, _cfg)
+register_variants(VARIANTS_3D, SwinTransformer, VIDEO_DEFAULTS)

@@ -14,17 +14,16 @@ import sys
 from typing import Sequence
 
 import torch
-from torch.utils.data import DataLoader
 
 from core import distributed as du
 from core.checkpoint import load_checkpoint
-from core.config import ConfigError, load_config
-from core.distributed import ShardedSampler
-from core.engine import resolve_amp
+from core.config import load_config
+from core.data import build_loaders
+from core.engine import resolve_amp, run_output_dir
 
 from .config import VideoConfig
 from .data import collate_videos
-from .train import DEFAULT_CONFIG, build_datasets, build_video_model, output_dir, predict_views, view_metrics
+from .train import DEFAULT_CONFIG, build_datasets, build_video_model, check_classes, predict_views, view_metrics
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -40,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     ckpt_path = args.checkpoint
     if not ckpt_path:
-        ckpt_path = os.path.join(output_dir(load_config(DEFAULT_CONFIG, [], schema=VideoConfig)), "best.pth")
+        ckpt_path = os.path.join(run_output_dir(load_config(DEFAULT_CONFIG, [], schema=VideoConfig)), "best.pth")
     config = args.config or os.path.join(os.path.dirname(ckpt_path), "config.yaml")
     try:
         cfg = load_config(config, args.opt, schema=VideoConfig)
@@ -51,14 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = du.init_distributed(cfg.train.device)
     try:
         _, test_set, num_classes = build_datasets(cfg, split="test")
-        classes_file = os.path.join(os.path.dirname(ckpt_path), "classes.txt")
-        if os.path.exists(classes_file) and open(classes_file).read().splitlines() != list(test_set.classes):
-            raise ConfigError(f"the test set's classes differ from {classes_file}")
+        check_classes(os.path.dirname(ckpt_path), test_set.classes)
         model = build_video_model(cfg, num_classes, initial_weights=False).to(info.device)
         model.load_state_dict(ckpt["model"])
-        loader = DataLoader(test_set, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
-                            sampler=ShardedSampler(len(test_set), info.world_size, info.rank),
-                            num_workers=cfg.data.num_workers, collate_fn=collate_videos)
+        _, loader = build_loaders(cfg, None, test_set, info, collate_fn=collate_videos)
         scores, labels, index, skipped = predict_views(model, loader, info.device,
                                                        resolve_amp(cfg.train.amp, info.device), cfg.data.single_frame)
         metrics = view_metrics(scores, labels, skipped)

@@ -17,10 +17,10 @@ from tqdm import tqdm
 
 from core import distributed as du
 from core.config import ConfigError
-from core.engine import Trainer, autocast, to_device
+from core.engine import Trainer, autocast, run_output_dir, to_device
 from core.metrics import topk_correct
-from core import create_model, load_pretrained
-from core.train import main as engine_main
+from core import load_pretrained
+from core.train import build_model, main as engine_main
 
 from .config import VideoConfig
 from .data import build_video_dataset, collate_videos
@@ -93,15 +93,10 @@ def predict_views(model: nn.Module, loader, device: torch.device, amp_dtype: tor
         scores.append(logits.float().softmax(-1).view(B, V, -1).mean(1).cpu())
         labels.append(batch["label"].cpu())
         idx.append(batch["index"].cpu())
-    parts = du.all_gather_object((torch.cat(idx) if idx else torch.empty(0, dtype=torch.long),
-                                  torch.cat(scores) if scores else torch.empty(0),
-                                  torch.cat(labels) if labels else torch.empty(0, dtype=torch.long), skipped))
-    all_idx = torch.cat([p[0] for p in parts])
-    order = torch.argsort(all_idx)
-    good = [p[1] for p in parts if p[1].numel()]
-    all_scores = torch.cat(good)[order] if good else torch.empty(0)
-    all_labels = torch.cat([p[2] for p in parts])[order]
-    return all_scores, all_labels, all_idx[order], [s for p in parts for s in p[3]]
+    index, scores, labels = du.gather_by_index(
+        torch.cat(idx) if idx else torch.empty(0, dtype=torch.long), torch.cat(scores) if scores else torch.empty(0),
+        torch.cat(labels) if labels else torch.empty(0, dtype=torch.long))
+    return scores, labels, index, [s for part in du.all_gather_object(skipped) for s in part]
 
 
 def view_metrics(scores: torch.Tensor, labels: torch.Tensor, skipped: Sequence[str]) -> dict[str, float]:
@@ -147,15 +142,18 @@ class VideoTrainer(Trainer):
         return view_metrics(scores, labels, skipped)
 
 
-def check_classes(output_dir: str, classes: Sequence[str], resume: str = "") -> None:
-    """Write classes.txt next to the checkpoints; a resume with another class list is an error."""
-    for folder in {output_dir, os.path.dirname(resume) if resume else ""} - {""}:
-        path = os.path.join(folder, "classes.txt")
-        if os.path.exists(path):
-            old = Path(path).read_text().splitlines()
-            if old != list(classes):
-                raise ConfigError(f"{path} lists {len(old)} classes that differ from this data set's "
-                                  f"{len(classes)}; resume with the data the run was started with")
+def check_classes(folder: str, classes: Sequence[str]) -> None:
+    """A run's classes.txt in ``folder``, if any, must list exactly ``classes``."""
+    path = os.path.join(folder, "classes.txt")
+    if os.path.exists(path):
+        old = Path(path).read_text().splitlines()
+        if old != list(classes):
+            raise ConfigError(f"{path} lists {len(old)} classes that differ from this data set's "
+                              f"{len(classes)}; resume with the data the run was started with")
+
+
+def write_classes(output_dir: str, classes: Sequence[str]) -> None:
+    """classes.txt next to the checkpoints (rank 0, atomically)."""
     if du.is_main():
         os.makedirs(output_dir, exist_ok=True)
         tmp = os.path.join(output_dir, "classes.txt.tmp")
@@ -163,42 +161,25 @@ def check_classes(output_dir: str, classes: Sequence[str], resume: str = "") -> 
         os.replace(tmp, os.path.join(output_dir, "classes.txt"))
 
 
-def output_dir(cfg: VideoConfig) -> str:
-    return cfg.train.output_dir or os.path.join(os.environ.get("SWIN_OUTPUT_ROOT", "outputs"), cfg.name or "run")
-
-
-def _resuming(cfg: VideoConfig) -> bool:
-    """True when the engine will load a checkpoint of this run over the initial weights."""
-    t = cfg.train
-    return bool(t.resume) or t.eval_only or (t.auto_resume and os.path.exists(os.path.join(output_dir(cfg), "last.pth")))
+def _load_initial(model: nn.Module, path: str, inflate: bool = False, **kwargs: Any) -> Any:
+    """model.pretrained: inflated from 2D ImageNet weights when ``inflate``, else loaded as it is (any format)."""
+    return inflate_2d(model, path) if inflate else load_pretrained(model, path, **kwargs)
 
 
 def build_video_model(cfg: VideoConfig, num_classes: int, initial_weights: bool = True) -> nn.Module:
-    """``create_model`` from the config, then model.pretrained: inflated from 2D when
-    ``model.pretrained_kwargs.inflate`` is true, else loaded as it is (any supported format).
-
-    The initial weights are skipped when a checkpoint of the run replaces them anyway (resume, test).
-    """
-    m = cfg.model
-    kwargs = dict(m.pretrained_kwargs)
-    inflate = kwargs.pop("inflate", False)
-    if inflate and not m.pretrained:
+    """The engine's model builder with :func:`_load_initial` (2D -> 3D inflation when asked)."""
+    if cfg.model.pretrained_kwargs.get("inflate") and not cfg.model.pretrained:
         raise ConfigError("model.pretrained is empty but model.pretrained_kwargs.inflate is true: give a 2D "
                           "ImageNet checkpoint (ours, timm or official) to inflate")
-    model = create_model(m.name, num_classes=num_classes, drop_path_rate=m.drop_path_rate, **m.kwargs)
-    if initial_weights and m.pretrained and not _resuming(cfg):
-        if not os.path.isfile(m.pretrained):
-            raise ConfigError(f"model.pretrained = {m.pretrained!r} is not a file")
-        if inflate:
-            inflate_2d(model, m.pretrained)
-        else:
-            load_pretrained(model, m.pretrained, **kwargs)
-    return model
+    return build_model(cfg, num_classes, initial_weights=initial_weights, load_fn=_load_initial)
 
 
 def datasets_with_classes(cfg: VideoConfig) -> tuple[Any, Any, int]:
     train, val, n = build_datasets(cfg)
-    check_classes(output_dir(cfg), train.classes, cfg.train.resume)
+    out = run_output_dir(cfg)
+    for folder in {out, os.path.dirname(cfg.train.resume)} - {""}:
+        check_classes(folder, train.classes)
+    write_classes(out, train.classes)
     return train, val, n
 
 

@@ -18,16 +18,38 @@ FORMATS = ("ours", "timm", "torchvision", "official", "official_video")
 
 
 def unwrap(checkpoint: Mapping) -> StateDict:
-    """Pull the weights out of a training checkpoint ('model', 'state_dict', 'module.' of DDP)."""
-    sd = checkpoint
-    for key in ("model", "state_dict", "model_state"):
-        if key in sd and isinstance(sd[key], Mapping):
-            sd = sd[key]
-            break
-    sd = dict(sd)
+    """Pull the backbone weights out of a checkpoint: the 'model' / 'state_dict' entry of a training checkpoint,
+    without DDP's 'module.', and of a pretraining checkpoint (official MoBY or SimMIM) the online encoder."""
+    sd = dict(_entry(checkpoint))
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
+    if pretraining_method(sd):
+        sd = {k[len(ENCODER):]: v for k, v in sd.items() if k.startswith(ENCODER) and k != ENCODER + "mask_token"}
     return sd
+
+
+ENCODER = "encoder."
+
+
+def pretraining_method(sd: Mapping[str, torch.Tensor]) -> str | None:
+    """'moby' (encoder, encoder_k, projector(_k), predictor, queue1/2, queue_ptr: Transformer-SSL), 'simmim'
+    (encoder with mask_token, decoder), or None for a plain backbone."""
+    keys = list(sd)
+    if not any(k.startswith(ENCODER) for k in keys):
+        return None
+    if any(k.startswith(("encoder_k.", "predictor.", "queue1")) for k in keys):
+        return "moby"
+    if any(k.startswith("decoder.") for k in keys) or ENCODER + "mask_token" in sd:
+        return "simmim"
+    return "encoder"
+
+
+def _entry(checkpoint: Mapping) -> Mapping:
+    """The weights entry of a checkpoint, before any conversion."""
+    for key in ("model", "state_dict", "model_state"):
+        if key in checkpoint and isinstance(checkpoint[key], Mapping):
+            return checkpoint[key]
+    return checkpoint
 
 
 def detect_format(sd: Mapping[str, torch.Tensor]) -> str:
@@ -129,8 +151,10 @@ def read_state_dict(source: str | os.PathLike | Mapping, fmt: str | None = None)
 
 @dataclass
 class LoadReport:
-    """What load_pretrained did: source format, resized tables, and keys it could not place."""
+    """What load_pretrained did: source format, resized tables, a fresh head, and keys it could not place."""
     format: str
+    pretraining: str | None = None  # 'moby' / 'simmim': the online encoder of such a checkpoint was taken
+    new_head: bool = False          # the model's head was kept as initialised (reset_head, or a headless source)
     resized: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
@@ -178,9 +202,14 @@ def load_pretrained(
     ``strict=False``, in the returned report). ``source_img_size``: the input size a timm model was built for,
     whose stages shrank their windows (and bias tables) to it; those tables are placed exactly into ours.
     """
+    if isinstance(source, (str, os.PathLike)):
+        source = torch.load(source, map_location="cpu", weights_only=True)
+    method = pretraining_method(_entry(source))
     sd, fmt = read_state_dict(source, fmt)
     target = model.state_dict()
-    report = LoadReport(fmt)
+    report = LoadReport(fmt, pretraining=method)
+    if not any(k.startswith("head.") for k in sd) and any(k.startswith("head.") for k in target):
+        reset_head = True  # a pretrained backbone without a classifier: the model's head stays fresh
     if head_map is not None:
         for k in ("head.fc.weight", "head.fc.bias"):
             if k in sd:
@@ -215,6 +244,7 @@ def load_pretrained(
         if any(m.startswith("head.") for m in report.mismatched):
             lines.append("  (the class count differs: pass reset_head=True, or head_map=[...] to pick classes)")
         raise ValueError("\n".join(lines))
+    report.new_head = reset_head and any(k.startswith("head.") for k in target)
     fitting = {k: v for k, v in sd.items() if k in target and v.shape == target[k].shape}
     model.load_state_dict(fitting, strict=False)
     return report

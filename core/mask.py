@@ -1,7 +1,6 @@
 """The shifted-window attention mask, built once per (padded shape, window, shift, device) and cached."""
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
@@ -51,8 +50,3 @@ def _build(size: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> 
     labels = region_labels(size, window, shift)
     win = window_partition(labels[None, ..., None], window).squeeze(-1)  # (nW, N)
     return (win[:, :, None] != win[:, None, :]).float() * MASK_VALUE
-
-
-def num_windows(size: Sequence[int], window: Sequence[int]) -> int:
-    """Number of windows tiling a padded grid."""
-    return math.prod(s // w for s, w in zip(size, window))

@@ -1,7 +1,6 @@
 """The Swin Transformer backbone and classifier, N-d (2D images, 3D video), and the paper's 2D variants."""
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import torch
@@ -189,7 +188,6 @@ VARIANTS_2D: dict[str, dict] = {
     "swin_l_384": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12,
                        drop_path_rate=0.2),
 }
-INPUT_SIZE = {name: 384 if name.endswith("384") else 224 for name in VARIANTS_2D}
 
 
 register_variants(VARIANTS_2D, SwinTransformer, dict(ndim=2))

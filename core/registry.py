@@ -1,14 +1,21 @@
-"""Model registry: methods register their builders by name; create_model imports a method package on demand."""
+"""Model registry: methods register their builders by name; create_model loads method packages on demand.
+
+A package outside core declares the module that registers its models as an entry point of the group
+``swin_suite.models`` (pyproject.toml), the standard plugin mechanism; core never names a method. The entry
+point's name is a model-name prefix: ``create_model("video_swin_t")`` imports only the plugin with the
+longest prefix of the name (all of them if none matches, or for :func:`list_models`).
+"""
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 from typing import Callable
 
 import torch.nn as nn
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
-# name prefix -> package that registers it on import (core never imports method packages at import time)
-_LAZY_PACKAGES = {"video_swin_mlp": "swin_mlp", "video_swin": "video_swin", "swin_mlp": "swin_mlp"}
+_DEFAULTS: dict[str, dict] = {}
+ENTRY_POINT_GROUP = "swin_suite.models"
+_plugins_loaded = False
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -22,6 +29,8 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 def register_variants(variants: dict[str, dict], builder: Callable[..., nn.Module], defaults: dict | None = None) -> None:
     """Register each named variant as ``builder(**defaults, **variant, **overrides)``."""
     def make(name: str, cfg: dict) -> None:
+        _DEFAULTS[name] = {**(defaults or {}), **cfg}
+
         @register_model(name)
         def build(**kwargs) -> nn.Module:
             return builder(**{**(defaults or {}), **cfg, **kwargs})
@@ -30,23 +39,39 @@ def register_variants(variants: dict[str, dict], builder: Callable[..., nn.Modul
         make(name, cfg)
 
 
+def load_plugins(name: str | None = None) -> None:
+    """Import the ``swin_suite.models`` plugin for model ``name`` (the longest matching prefix), or all of them."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    if name is not None:
+        hits = sorted((ep for ep in eps if name.startswith(ep.name)), key=lambda ep: len(ep.name), reverse=True)
+        if hits:
+            hits[0].load()
+            if name in _MODELS:
+                return
+    for ep in eps:
+        ep.load()
+    _plugins_loaded = True
+
+
 def list_models() -> list[str]:
-    """Names registered so far (plus those of every method package, once imported)."""
-    for package in set(_LAZY_PACKAGES.values()):
-        try:
-            importlib.import_module(package)
-        except ImportError:
-            pass
+    """Every registered name, those of the installed method packages included."""
+    load_plugins()
     return sorted(_MODELS)
+
+
+def model_defaults(name: str) -> dict:
+    """The arguments a registered variant fixes (``{}`` for a builder registered without variants)."""
+    load_plugins()
+    return dict(_DEFAULTS.get(name, {}))
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model; keyword arguments override the variant's fields."""
     if name not in _MODELS:
-        for prefix, package in _LAZY_PACKAGES.items():
-            if name.startswith(prefix):
-                importlib.import_module(package)
-                break
+        load_plugins(name)
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     return _MODELS[name](**kwargs)

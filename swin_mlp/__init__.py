@@ -1,11 +1,11 @@
 """Swin-MLP (2D and 3D): the Swin backbone with window attention replaced by a per-head spatial MLP.
 
 Importing the package registers swin_mlp_t_c24 / _c12 / _c6, swin_mlp_b (= swin_mlp_b_c32) and
-video_swin_mlp_t with core.create_model (which imports it on demand for those names).
+video_swin_mlp_t with core.create_model (an entry point in pyproject.toml imports it on demand).
 """
 from .block import SwinMLPBlock, shift_padding, spatial_mlp_macs
-from .model import INPUT_SIZE, VARIANTS, swin_mlp
+from .model import VARIANTS, swin_mlp
 from .convert import embed_window, load_pretrained
 
-__all__ = ["SwinMLPBlock", "shift_padding", "spatial_mlp_macs", "swin_mlp", "VARIANTS", "INPUT_SIZE",
+__all__ = ["SwinMLPBlock", "shift_padding", "spatial_mlp_macs", "swin_mlp", "VARIANTS",
            "embed_window", "load_pretrained"]

@@ -26,9 +26,6 @@ VARIANTS: dict[str, dict] = {
                              head_drop_rate=0.5, num_classes=400, drop_path_rate=0.1),
 }
 VARIANTS["swin_mlp_b_c32"] = VARIANTS["swin_mlp_b"]
-# official input size of each variant (the size its window tiles without padding)
-INPUT_SIZE = {"swin_mlp_t_c24": 256, "swin_mlp_t_c12": 256, "swin_mlp_t_c6": 256, "swin_mlp_b": 224,
-              "swin_mlp_b_c32": 224, "video_swin_mlp_t": (32, 224, 224)}
 
 
 def swin_mlp(ndim: int = 2, **kwargs) -> SwinTransformer:

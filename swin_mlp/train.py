@@ -1,4 +1,4 @@
-"""Train or evaluate a Swin-MLP classifier with the shared engine (core.train), e.g.
+"""Train or evaluate a Swin-MLP classifier with the shared engine (the image classification task), e.g.
 
     python -m swin_mlp.train --config configs/swin_mlp/tiny_digits.yaml
     torchrun --nproc_per_node 8 -m swin_mlp.train --config configs/swin_mlp/swin_mlp_t_c24_in1k.yaml --opt data.root=/data/in1k
@@ -8,16 +8,8 @@ Same arguments as ``python -m core.train`` (--config, --opt key=value ..., --res
 from __future__ import annotations
 
 import sys
-from typing import Sequence
 
-from core.train import main as core_main
-
-from . import model as _models  # noqa: F401  (registers the Swin-MLP variants)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return core_main(argv)
-
+from core.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,14 +9,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from core.checkpoint import (CheckpointError, atomic_save, capture_rng_state, check_state_dict, load_checkpoint,
-                             restore_rng_state)
+from core.engine.checkpoint import (CheckpointError, capture_rng_state, check_state_dict, load_checkpoint,
+                                    restore_rng_state)
+from core.engine.files import atomic_save
 from core.engine import Trainer
 from core.train import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DIGITS = os.path.join(ROOT, "configs", "swin", "tiny_digits.yaml")
-TINY = "model.kwargs={embed_dim: 16, depths: [1, 1], num_heads: [1, 2], window_size: 4, patch_size: 4}"
+from helpers import DIGITS, TINY_OPT as TINY
 # dropout-like randomness everywhere: drop path, mixup/cutmix (numpy), random shifts (torch), EMA, label smoothing
 COMMON = ["--opt", TINY, "train.epochs=2", "sched.warmup_epochs=1", "train.max_iters_per_epoch=3",
           "data.batch_size=16", "data.img_size=16", "train.progress=false", "train.tensorboard=false",

@@ -4,7 +4,7 @@ import torch._dynamo as dynamo
 
 from core import create_model
 
-TINY = dict(embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4, num_classes=3)
+from helpers import TINY_MODEL as TINY
 
 
 def test_model_traces_as_one_graph():

@@ -1,16 +1,23 @@
 """Config loading: _base_ inheritance, --opt overrides, schema extension and error messages."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
 import pytest
 
-from core.config import (Config, ConfigError, DataConfig, config_from_dict, config_to_dict, dump_config, fld,
-                         load_config, parse_overrides)
+from core.classification.config import ClassificationConfig, DataConfig
+from core.engine.config import (ConfigError, config_from_dict, config_to_dict, dump_config, fld,
+                                parse_overrides)
+from core.engine.config import load_config as _load_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(ROOT, "configs")
+
+def load_config(path, overrides=None, schema=ClassificationConfig):
+    """These tests read classification recipes: the classification schema unless told otherwise."""
+    return _load_config(path, overrides, schema)
+
+from helpers import CONFIGS
 
 
 def _write(path, text: str) -> str:
@@ -56,7 +63,7 @@ def test_base_chain_and_overrides(tmp_path):
 
 def test_round_trip_through_dict_and_yaml(tmp_path):
     cfg = load_config(os.path.join(CONFIGS, "swin", "tiny_digits.yaml"), ["optim.lr_mult={layers.0: 0.5}"])
-    assert config_from_dict(config_to_dict(cfg)) == cfg
+    assert config_from_dict(config_to_dict(cfg), ClassificationConfig) == cfg
     p = _write(tmp_path / "dumped.yaml", dump_config(cfg))
     assert load_config(p) == cfg
 
@@ -162,7 +169,7 @@ class _VideoData(DataConfig):
 
 
 @dataclass
-class _VideoConfig(Config):
+class _VideoConfig(ClassificationConfig):
     data: _VideoData = field(default_factory=_VideoData)
 
 
@@ -179,8 +186,40 @@ def test_schema_extension(tmp_path):
 
 
 def test_out_of_range_value_names_the_file_it_came_from(tmp_path):
-    from core.config import ConfigError, load_config
     p = tmp_path / "bad.yaml"
     p.write_text("train:\n  epochs: -3\n")
     with pytest.raises(ConfigError, match=r"train.epochs = -3, expected >= 1 \(set in .*bad.yaml\)"):
         load_config(str(p))
+
+
+def test_unset_model_fields_keep_the_variants_values():
+    from core.engine import build_model
+    cfg = load_config(None, ["model.name=swin_b", "model.kwargs={depths: [1, 1], num_heads: [1, 2], embed_dim: 8}"])
+    assert cfg.model.drop_path_rate is None
+    model = build_model(cfg, 10)
+    last = model.layers[-1].blocks[-1].drop_path2
+    assert math.isclose(last.drop_prob, 0.5)  # Swin-B's own rate, not a schema default
+    cfg = load_config(None, ["model.name=swin_b", "model.drop_path_rate=0.2",
+                             "model.kwargs={depths: [1, 1], num_heads: [1, 2], embed_dim: 8}"])
+    assert math.isclose(build_model(cfg, 10).layers[-1].blocks[-1].drop_path2.drop_prob, 0.2)
+
+
+def test_a_mapping_given_with_opt_replaces_the_inherited_one(tmp_path):
+    p = _write(tmp_path / "r.yaml", "model:\n  pretrained_kwargs: {inflate: true, strict: false}\n"
+                                    "  kwargs: {depths: [2, 2], embed_dim: 32}\n")
+    assert load_config(p).model.pretrained_kwargs == {"inflate": True, "strict": False}
+    cfg = load_config(p, ["model.pretrained_kwargs={}", "model.kwargs={depths: [1]}"])
+    assert cfg.model.pretrained_kwargs == {} and cfg.model.kwargs == {"depths": [1]}
+    # a dotted key still sets a single entry
+    assert load_config(p, ["model.kwargs.embed_dim=8"]).model.kwargs == {"depths": [2, 2], "embed_dim": 8}
+
+
+def test_a_run_config_reads_back_with_its_own_schema(tmp_path):
+    from video_swin.config import VideoConfig
+    cfg = _load_config(None, ["name=run", "data.clip_len=4"], VideoConfig)
+    p = _write(tmp_path / "config.yaml", dump_config(cfg))
+    back = _load_config(p)
+    assert isinstance(back, VideoConfig) and back == cfg
+    _write(tmp_path / "evil.yaml", "_schema_: os.system\n")
+    with pytest.raises(ConfigError, match=r"_schema_ = 'os.system' is not a config schema"):
+        _load_config(str(tmp_path / "evil.yaml"))

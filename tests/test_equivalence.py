@@ -7,7 +7,7 @@ from timm.models.swin_transformer import checkpoint_filter_fn
 
 from core import create_model, load_pretrained
 from core.position import relative_position_index
-from conftest import randomize_
+from helpers import randomize_
 
 TOL = 1e-4
 

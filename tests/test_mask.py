@@ -1,5 +1,4 @@
 """The shifted-window mask against its definition, 2D and 3D."""
-import itertools
 
 import pytest
 import torch

@@ -9,10 +9,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from core import create_model, list_models, load_pretrained
 from core.attention import WindowAttention
 from core.mask import shifted_window_mask
-from core.summary import report, window_attention_macs
+from core.tools.summary import report, window_attention_macs
 from core.window import window_partition
 
-TINY = dict(embed_dim=24, depths=(2, 2), num_heads=(2, 4), window_size=4, num_classes=5)
+from helpers import TINY_MODEL as TINY
 
 
 @pytest.mark.parametrize("window,size", [((7, 7), (14, 14)), ((2, 4, 4), (4, 8, 8))])

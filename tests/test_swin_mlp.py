@@ -273,7 +273,7 @@ def test_spatial_mlp_flops(ndim):
 
 
 def test_summary_covers_swin_mlp():
-    from core.summary import report
+    from core.tools.summary import report
     r = report("swin_mlp_t_c24")
     assert r["input"] == "3x256x256" and abs(r["mparams"] - 20.39) < 0.01 and r["gmacs"] == pytest.approx(4.0, rel=0.02)
 
@@ -321,9 +321,10 @@ def _root() -> str:
 def test_recipes_load_and_build():
     import os
 
-    from core.config import load_config
+    from core.classification.config import ClassificationConfig
+    from core.engine.config import load_config
     for name in ("swin_mlp_t_c24", "swin_mlp_t_c12", "swin_mlp_t_c6", "swin_mlp_b"):
-        cfg = load_config(os.path.join(_root(), f"configs/swin_mlp/{name}_in1k.yaml"))
+        cfg = load_config(os.path.join(_root(), f"configs/swin_mlp/{name}_in1k.yaml"), schema=ClassificationConfig)
         assert cfg.model.name == name and cfg.optim.lr == 5e-4 and cfg.optim.lr_base_size == 512
         assert cfg.data.img_size == (224 if name == "swin_mlp_b" else 256) and cfg.train.epochs == 300
 

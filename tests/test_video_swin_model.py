@@ -10,7 +10,7 @@ from torchvision.models.video.swin_transformer import SwinTransformer3d
 from core import create_model, load_pretrained
 from core.position import relative_position_index
 from video_swin import inflate_2d
-from conftest import randomize_
+from helpers import randomize_
 
 TOL = 1e-4
 SMALL = dict(embed_dim=24, depths=(2, 2, 2, 2), num_heads=(1, 2, 3, 4))

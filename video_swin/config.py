@@ -1,14 +1,15 @@
-"""Video Swin recipe schema: the engine's Config with a video data section."""
+"""Video Swin recipe schema: the classification config with a video data section."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from core.config import Config, fld
+from core.classification.config import ClassificationConfig
+from core.engine.config import LoaderConfig, fld
 
 
 @dataclass
-class VideoDataConfig:
+class VideoDataConfig(LoaderConfig):
     """Kinetics-style clips (list file, official CSV or class folders) or the embedded moving-shapes set."""
     dataset: Literal["kinetics", "moving_shapes"] = "kinetics"
     root: str = fld("", help="video folder; moving_shapes: cache folder ('' = ~/.cache/swin_suite)")
@@ -27,14 +28,12 @@ class VideoDataConfig:
     hflip: float = fld(0.5, ge=0.0, le=1.0)
     single_frame: bool = fld(False, help="feed only the middle frame to a 2D model (the no-motion baseline)")
     batch_size: int = fld(8, ge=1, help="clips per process")
-    eval_batch_size: int = fld(0, ge=0, help="0 = batch_size")
     num_workers: int = fld(4, ge=0)
-    pin_memory: bool = True
     num_train: int = fld(400, ge=8, help="moving_shapes: training clips")
     num_val: int = fld(100, ge=4, help="moving_shapes: validation clips")
 
 
 @dataclass
-class VideoConfig(Config):
+class VideoConfig(ClassificationConfig):
     """Root of a Video Swin recipe."""
     data: VideoDataConfig = field(default_factory=VideoDataConfig)

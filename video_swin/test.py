@@ -15,11 +15,10 @@ from typing import Sequence
 
 import torch
 
-from core import distributed as du
-from core.checkpoint import load_checkpoint
-from core.config import load_config
-from core.data import build_loaders
-from core.engine import resolve_amp, run_output_dir
+from core.engine import distributed as du, load_config, run_output_dir
+from core.engine.checkpoint import load_checkpoint
+from core.engine.data import build_loaders
+from core.engine.device import resolve_amp
 
 from .config import VideoConfig
 from .data import collate_videos

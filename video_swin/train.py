@@ -6,6 +6,7 @@ Runs on one CPU, one GPU or many through torchrun (DDP), with the engine's AMP, 
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -15,12 +16,15 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from core import distributed as du
-from core.config import ConfigError
-from core.engine import Trainer, autocast, run_output_dir, to_device
-from core.metrics import topk_correct
 from core import load_pretrained
-from core.train import build_model, main as engine_main
+from core.classification.task import ClassificationTask, build_mixup, classification_loss
+from core.engine import ConfigError, EvalEnv, build_model, launch, run_output_dir
+from core.engine import distributed as du
+from core.engine.data import build_loaders
+from core.engine.device import autocast, seed_everything, to_device
+from core.engine.files import atomic_write_text
+from core.engine.metrics import topk_correct
+from core.train import check_num_classes
 
 from .config import VideoConfig
 from .data import build_video_dataset, collate_videos
@@ -108,37 +112,40 @@ def view_metrics(scores: torch.Tensor, labels: torch.Tensor, skipped: Sequence[s
             "count": len(labels), "skipped_videos": len(skipped)}
 
 
-class VideoTrainer(Trainer):
-    """The engine's Trainer on dict batches of clips, skipping unreadable videos and counting them."""
+class VideoClassificationTask(ClassificationTask):
+    """Classification of dict batches of clips: unreadable videos are skipped and counted, testing is multi-view."""
 
-    def train_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def __init__(self, model: nn.Module, criterion: nn.Module, mixup: Any = None, *, clip_shape: tuple[int, ...],
+                 single_frame: bool = False) -> None:
+        super().__init__(model, criterion, mixup)
+        self.clip_shape = clip_shape  # (C, T, H, W) of a training clip
+        self.single_frame = single_frame
+        self._skipped = 0
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         self._skipped += len(batch["skipped"])
-        d = self.cfg.data
         if batch["video"] is None:
             # the whole batch was unreadable: a forward of a blank clip through the (DDP) model gives a zero loss
             # and zero gradients, so every rank still joins the gradient all-reduce of this step
-            blank = torch.zeros(1, 3, d.clip_len, d.crop_size, d.crop_size, device=self.device)
-            return self.train_model(model_input(blank, d.single_frame)).sum() * 0.0, {}
-        x = model_input(batch["video"], d.single_frame)
-        return self.loss_fn(self.train_model(x), batch["label"]), {}
+            blank = torch.zeros(1, *self.clip_shape, device=next(self.parameters()).device)
+            return {"loss": self.model(model_input(blank, self.single_frame)).sum() * 0.0}
+        return super().forward((model_input(batch["video"], self.single_frame), batch["label"]))
 
-    def train_one_epoch(self, epoch: int) -> dict[str, float]:
-        self._skipped = 0
-        row = super().train_one_epoch(epoch)
+    def end_epoch(self) -> dict[str, float]:
         count = torch.tensor([float(self._skipped)], dtype=torch.float64)
-        if self.info.distributed:
-            count = du.all_reduce_sum(count.to(self.device)).cpu()
-        row["skipped_videos"] = int(count.item())
-        if row["skipped_videos"]:
-            self.log.warning(f"epoch {epoch + 1}: {row['skipped_videos']} unreadable video(s) skipped (named in the "
-                             f"warnings above)")
-        return row
+        self._skipped = 0
+        if du.is_dist():
+            count = du.all_reduce_sum(count.to(next(self.parameters()).device)).cpu()
+        skipped = int(count.item())
+        if skipped:
+            logging.getLogger("swin").warning(f"{skipped} unreadable video(s) skipped this epoch (named in the "
+                                              f"warnings above)")
+        return {"skipped_videos": skipped}
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        if self.val_loader is None:
+    def evaluate(self, loader: Any, env: EvalEnv) -> dict[str, float]:
+        if loader is None:
             return {}
-        scores, labels, _, skipped = predict_views(model, self.val_loader, self.device, self.amp_dtype,
-                                                   self.cfg.data.single_frame)
+        scores, labels, _, skipped = predict_views(self.model, loader, env.device, env.amp_dtype, self.single_frame)
         return view_metrics(scores, labels, skipped)
 
 
@@ -155,10 +162,7 @@ def check_classes(folder: str, classes: Sequence[str]) -> None:
 def write_classes(output_dir: str, classes: Sequence[str]) -> None:
     """classes.txt next to the checkpoints (rank 0, atomically)."""
     if du.is_main():
-        os.makedirs(output_dir, exist_ok=True)
-        tmp = os.path.join(output_dir, "classes.txt.tmp")
-        Path(tmp).write_text("\n".join(classes) + "\n")
-        os.replace(tmp, os.path.join(output_dir, "classes.txt"))
+        atomic_write_text(os.path.join(output_dir, "classes.txt"), "\n".join(classes) + "\n")
 
 
 def _load_initial(model: nn.Module, path: str, inflate: bool = False, **kwargs: Any) -> Any:
@@ -174,21 +178,28 @@ def build_video_model(cfg: VideoConfig, num_classes: int, initial_weights: bool 
     return build_model(cfg, num_classes, initial_weights=initial_weights, load_fn=_load_initial)
 
 
-def datasets_with_classes(cfg: VideoConfig) -> tuple[Any, Any, int]:
-    train, val, n = build_datasets(cfg)
+def setup_video(cfg: VideoConfig, info: du.DistInfo) -> tuple[VideoClassificationTask, Any, Any]:
+    """Clip datasets (classes checked against the run's classes.txt), loaders, the model and its task."""
+    train_ds, val_ds, num_classes = build_datasets(cfg)
     out = run_output_dir(cfg)
     for folder in {out, os.path.dirname(cfg.train.resume)} - {""}:
-        check_classes(folder, train.classes)
-    write_classes(out, train.classes)
-    return train, val, n
+        check_classes(folder, train_ds.classes)
+    write_classes(out, train_ds.classes)
+    check_num_classes(cfg, num_classes)
+    train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info,
+                                             collate_fn=collate_videos)
+    seed_everything(cfg.train.seed)  # identical initial weights on every rank
+    model = build_video_model(cfg, num_classes)
+    seed_everything(cfg.train.seed + info.rank)  # distinct augmentation streams per rank
+    mixup = build_mixup(cfg.aug, num_classes)
+    d = cfg.data
+    task = VideoClassificationTask(model, classification_loss(cfg.aug, mixup is not None), mixup,
+                                   clip_shape=(3, d.clip_len, d.crop_size, d.crop_size), single_frame=d.single_frame)
+    return task, train_loader, val_loader
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" not in argv:
-        argv = ["--config", DEFAULT_CONFIG] + argv
-    return engine_main(argv, schema=VideoConfig, build_datasets=datasets_with_classes,
-                       model_fn=build_video_model, trainer_cls=VideoTrainer, collate_fn=collate_videos)
+    return launch(argv, schema=VideoConfig, setup=setup_video, description=__doc__, default_config=DEFAULT_CONFIG)
 
 
 if __name__ == "__main__":

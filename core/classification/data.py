@@ -15,21 +15,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
 
-from .config import Config
-from .distributed import DistInfo, ShardedSampler
+from ..engine.data import DataError
+from .config import ClassificationConfig
 
 __all__ = ["DataError", "UnreadableImageWarning", "check_image_folder", "SafeImageFolder", "DigitsDataset",
-           "build_transform", "build_image_datasets", "build_loaders", "IGNORE_INDEX"]
+           "build_transform", "build_image_datasets", "IGNORE_INDEX"]
 
 IGNORE_INDEX = -1
-
-
-class DataError(RuntimeError):
-    """The data is missing or malformed; the message names the path."""
 
 
 class UnreadableImageWarning(UserWarning):
@@ -166,7 +162,7 @@ class DigitsDataset(Dataset):
         return x, int(self.targets[index])
 
 
-def build_transform(cfg: Config, train: bool) -> Callable:
+def build_transform(cfg: ClassificationConfig, train: bool) -> Callable:
     """timm transform: RandAugment / color jitter / random erasing for training, resize + center crop for eval."""
     from timm.data import create_transform
 
@@ -180,7 +176,7 @@ def build_transform(cfg: Config, train: bool) -> Callable:
     return create_transform(is_training=False, crop_pct=d.crop_pct, **common)
 
 
-def build_image_datasets(cfg: Config) -> tuple[Dataset, Dataset, int]:
+def build_image_datasets(cfg: ClassificationConfig) -> tuple[Dataset, Dataset, int]:
     """(train, val, num_classes) for ``data.dataset``."""
     d = cfg.data
     if d.dataset == "digits":
@@ -200,24 +196,3 @@ def build_image_datasets(cfg: Config) -> tuple[Dataset, Dataset, int]:
         raise DataError(f"class folders differ between {train_root} and {val_root}: only in train {only_t[:10]}, "
                         f"only in val {only_v[:10]}")
     return train, val, len(train.classes)
-
-
-def build_loaders(cfg: Config, train_ds: Dataset | None, val_ds: Dataset | None, info: DistInfo, *,
-                  collate_fn: Callable | None = None) -> tuple[DataLoader | None, DataLoader | None]:
-    """Train loader (seeded DistributedSampler, set_epoch each epoch, drop_last) and val loader (ShardedSampler)."""
-    d = cfg.data
-    pin = d.pin_memory and info.device.type == "cuda"
-    train_loader = val_loader = None
-    if train_ds is not None:
-        sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                     seed=cfg.train.seed)
-        if len(sampler) < d.batch_size:
-            raise DataError(f"training set too small: {len(sampler)} samples per process < data.batch_size "
-                            f"{d.batch_size}")
-        train_loader = DataLoader(train_ds, batch_size=d.batch_size, sampler=sampler, num_workers=d.num_workers,
-                                  pin_memory=pin, drop_last=True, collate_fn=collate_fn)
-    if val_ds is not None:
-        val_loader = DataLoader(val_ds, batch_size=d.eval_batch_size or d.batch_size,
-                                sampler=ShardedSampler(len(val_ds), info.world_size, info.rank),
-                                num_workers=d.num_workers, pin_memory=pin, drop_last=False, collate_fn=collate_fn)
-    return train_loader, val_loader

@@ -10,15 +10,19 @@ import pytest
 import torch
 from PIL import Image
 
-from core.config import load_config
-from core.data import (DataError, DigitsDataset, IGNORE_INDEX, SafeImageFolder, UnreadableImageWarning,
-                       build_image_datasets, build_loaders, build_transform, check_image_folder)
-from core.distributed import DistInfo
+from core.classification.config import ClassificationConfig
+from core.classification.data import (DataError, DigitsDataset, IGNORE_INDEX, SafeImageFolder, UnreadableImageWarning,
+                                      build_image_datasets, build_transform, check_image_folder)
+from core.engine.config import load_config as _load_config
+from core.engine.data import build_loaders
+
+
+def load_config(path, overrides=None):
+    return _load_config(path, overrides, ClassificationConfig)
+from core.engine.distributed import DistInfo
 from core.train import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DIGITS = os.path.join(ROOT, "configs", "swin", "tiny_digits.yaml")
-TINY = "model.kwargs={embed_dim: 16, depths: [1, 1], num_heads: [1, 2], window_size: 4, patch_size: 4}"
+from helpers import DIGITS, ROOT, TINY_OPT as TINY
 
 
 def _make_tree(root, classes=("cat", "dog"), n=4, size=12, seed=0):

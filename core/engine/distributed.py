@@ -9,8 +9,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-__all__ = ["DistInfo", "init_distributed", "cleanup", "is_dist", "rank", "world_size", "is_main", "barrier",
-           "all_reduce_sum", "all_gather_object", "broadcast_object", "ShardedSampler"]
+__all__ = ["DistInfo", "init_distributed", "cleanup", "is_dist", "rank", "world_size", "is_main", "all_reduce_sum",
+           "all_gather_object", "all_gather_cat", "gather_by_index", "ShardedSampler"]
 
 
 @dataclass
@@ -78,11 +78,6 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def barrier() -> None:
-    if is_dist():
-        dist.barrier()
-
-
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum a tensor over ranks (in place; returned for chaining)."""
     if is_dist():
@@ -99,6 +94,15 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
+def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
+    """Concatenate equally shaped tensors of every rank along dim 0, in rank order (no gradient)."""
+    if not is_dist():
+        return t
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
 def gather_by_index(indices: torch.Tensor, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Gather per-item ``values`` with their dataset ``indices`` from every rank; returns all of them sorted by index."""
     parts = all_gather_object((indices, *values))
@@ -109,15 +113,6 @@ def gather_by_index(indices: torch.Tensor, *values: torch.Tensor) -> tuple[torch
         held = [p[i] for p in parts if len(p[0])]  # ranks with no items may send shapeless empties
         out.append(torch.cat(held)[order] if held else parts[0][i])
     return tuple(out)
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank ``src``'s ``obj`` on every rank."""
-    if not is_dist():
-        return obj
-    buf = [obj]
-    dist.broadcast_object_list(buf, src=src)
-    return buf[0]
 
 
 class ShardedSampler(Sampler[int]):

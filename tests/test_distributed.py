@@ -7,13 +7,10 @@ import os
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint
+from core.engine.checkpoint import load_checkpoint
 from core.train import main
-from conftest import torchrun
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DIGITS = os.path.join(ROOT, "configs", "swin", "tiny_digits.yaml")
-TINY = "model.kwargs={embed_dim: 16, depths: [1, 1], num_heads: [1, 2], window_size: 4, patch_size: 4}"
+from helpers import DIGITS, TINY_OPT as TINY, torchrun
 OPTS = [TINY, "train.epochs=1", "sched.warmup_epochs=0", "train.max_iters_per_epoch=4", "data.batch_size=16",
         "data.eval_batch_size=64", "data.img_size=16", "train.progress=false", "train.tensorboard=false",
         "train.device=cpu"]

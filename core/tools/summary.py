@@ -1,4 +1,4 @@
-"""FLOPs/params report with PyTorch's own flop counter: ``python -m core.summary swin_t [swin_s ...]``.
+"""FLOPs/params report with PyTorch's own flop counter: ``python -m core.tools.summary swin_t [swin_s ...]``.
 
 The paper counts multiply-accumulates (MACs); torch.utils.flop_counter counts 2 FLOPs per MAC, so the report
 divides by two. For one W-MSA layer on an h x w map with C channels and window M the count is the paper's
@@ -7,14 +7,13 @@ Omega(W-MSA) = 4hwC^2 + 2M^2hwC: qkv (3hwC^2) and output projection (hwC^2), plu
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .registry import create_model
+from ..registry import create_model
 
 
 def default_input(name: str) -> tuple[int, ...]:

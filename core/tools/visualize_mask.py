@@ -1,4 +1,4 @@
-"""Picture of the shifted-window attention masks: ``python -m core.visualize_mask --out mask.png``.
+"""Picture of the shifted-window attention masks: ``python -m core.tools.visualize_mask --out mask.png``.
 
 Left: the cyclically shifted feature map coloured by the region each token came from, with the window grid;
 right: every window's (N, N) mask (black = masked, i.e. tokens from different regions).
@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .mask import region_labels, shifted_window_mask  # noqa: E402
+from ..mask import region_labels, shifted_window_mask  # noqa: E402
 
 
 def draw(size: Sequence[int], window: Sequence[int], shift: Sequence[int], out: str) -> str:

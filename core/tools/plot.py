@@ -1,4 +1,4 @@
-"""Training curves from a run's metrics.jsonl: ``python -m core.plot outputs/<run> [outputs/<other> ...]``.
+"""Training curves from a run's metrics.jsonl: ``python -m core.tools.plot outputs/<run> [outputs/<other> ...]``.
 
 Writes curves.png in the first run folder (or --out): training loss per logged interval, lr, and validation
 top-1 per epoch, one line per run, so runs (e.g. Video Swin vs its single-frame 2D baseline) compare at a glance.

@@ -2,14 +2,13 @@
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 from video_swin import test as video_test
 from video_swin import train as video_train
 from video_swin.synthetic import ensure_moving_shapes
-from conftest import torchrun
+from helpers import torchrun
 
 FAST = ["train.progress=false", "train.tensorboard=false", "data.num_workers=0", "data.batch_size=8",
         "data.num_train=48", "data.num_val=16", "data.num_clips=2", "data.num_crops=1",
@@ -42,7 +41,7 @@ def test_train_checkpoint_and_multiview_test_agree(shapes, tmp_path, capsys):
     rows = (tmp_path / "test" / "test_scores.csv").read_text().splitlines()
     assert len(rows) == 17 and rows[0].startswith("video,label,pred,left,right,up,down")
     # training curves from the run's metrics
-    from core.plot import plot_runs, read_metrics
+    from core.tools.plot import plot_runs, read_metrics
     assert [r["epoch"] for r in read_metrics(str(out))["epoch"]] == [1, 2]
     png = plot_runs([str(out)], str(tmp_path / "curves.png"))
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

@@ -2,75 +2,33 @@
 
 A training checkpoint is a plain dict that ``torch.load(weights_only=True)`` can read::
 
-    {"model", "optimizer", "scheduler", "scaler", "ema", "epoch", "iteration", "rng", "config", "best", "extra"}
+    {"model", "task", "optimizer", "scheduler", "scaler", "ema", "ema_task", "epoch", "iteration", "rng",
+     "config", "best", "best_ema"}
 
-Files are written to a temporary file in the same directory and moved into place with ``os.replace``, so a
-crash mid-write leaves the previous checkpoint intact.
+``model`` holds the task's deliverable (its backbone, in the format ``core.load_pretrained`` reads) and
+``task`` the rest of the task's state (heads, momentum encoders, queues, counters). Files are written with
+:func:`core.engine.files.atomic_save`, so a crash mid-write leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import shutil
-import tempfile
-from typing import Any, Iterator, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["CheckpointError", "atomic_save", "atomic_copy", "load_checkpoint", "capture_rng_state",
-           "restore_rng_state", "check_state_dict", "load_model_state", "clean_state_dict"]
+from .device import unwrap_model
+
+__all__ = ["CheckpointError", "load_checkpoint", "capture_rng_state", "restore_rng_state", "check_state_dict",
+           "load_model_state", "clean_state_dict"]
 
 _PREFIXES = ("module.", "_orig_mod.")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is unreadable or does not fit the model."""
-
-
-def _fsync_dir(directory: str) -> None:
-    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _atomic_target(path: str) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success fsync it and ``os.replace`` it into place, else remove it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(directory)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace`` into place."""
-    with _atomic_target(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
-
-
-def atomic_copy(src: str, dst: str) -> None:
-    """Copy ``src`` to ``dst`` through a temporary file and ``os.replace``."""
-    with _atomic_target(dst) as tmp:
-        shutil.copyfile(src, tmp)
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict:
@@ -160,7 +118,4 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
 def load_model_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Strictly load ``state_dict`` into ``model`` after :func:`check_state_dict`."""
     check_state_dict(model, state_dict, source)
-    target = model
-    while hasattr(target, "_orig_mod") or type(target).__name__ == "DistributedDataParallel":
-        target = target._orig_mod if hasattr(target, "_orig_mod") else target.module
-    target.load_state_dict(clean_state_dict(state_dict), strict=True)
+    unwrap_model(model).load_state_dict(clean_state_dict(state_dict), strict=True)

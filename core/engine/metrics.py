@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 from typing import Any, Mapping
 
 import torch
 
-__all__ = ["topk_correct", "accuracy", "AverageMeter", "RunLogger", "setup_logging", "write_json"]
+from .files import to_plain
+
+__all__ = ["topk_correct", "AverageMeter", "RunLogger", "setup_logging"]
 
 _LOGGER_NAME = "swin"
 
@@ -23,12 +24,6 @@ def topk_correct(output: torch.Tensor, target: torch.Tensor, topk: tuple[int, ..
     pred = output.topk(maxk, dim=-1).indices  # (N, maxk)
     hit = pred.eq(target.view(-1, 1))
     return [int(hit[:, :min(k, maxk)].any(dim=1).sum()) for k in topk]
-
-
-def accuracy(output: torch.Tensor, target: torch.Tensor, topk: tuple[int, ...] = (1, 5)) -> list[float]:
-    """Top-k accuracies in percent."""
-    n = max(1, target.shape[0])
-    return [100.0 * c / n for c in topk_correct(output, target, topk)]
 
 
 class AverageMeter:
@@ -67,22 +62,6 @@ def setup_logging(output_dir: str | None, is_main: bool, name: str = _LOGGER_NAM
     return log
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        v = v.item() if v.numel() == 1 else v.tolist()
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    return v
-
-
-def write_json(path: str, obj: Mapping[str, Any]) -> None:
-    """Write a JSON file atomically."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump({k: _plain(v) for k, v in obj.items()}, f, indent=2)
-    os.replace(tmp, path)
-
-
 class RunLogger:
     """Append rows to ``metrics.jsonl`` and scalars to TensorBoard; a no-op on non-main ranks."""
 
@@ -103,7 +82,7 @@ class RunLogger:
         """Write one row ``{"kind", "step", **values}``; numeric values also go to TensorBoard as kind/name."""
         if not self.enabled:
             return
-        row = {"kind": kind, "step": step, **{k: _plain(v) for k, v in values.items()}}
+        row = {"kind": kind, "step": step, **{k: to_plain(v) for k, v in values.items()}}
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         if self.tb is not None:

@@ -1,17 +1,14 @@
 """Typed run configuration: dataclass schema, YAML loading with ``_base_`` inheritance, ``--opt`` overrides.
 
-A recipe is a YAML file whose top-level sections match the fields of :class:`Config`
-(``model``, ``data``, ``aug``, ``optim``, ``sched``, ``train``). ``_base_: other.yaml`` (or a list) names
+A recipe is a YAML file whose top-level sections match the fields of its schema. The root :class:`Config`
+holds what every method shares (``model``, ``optim``, ``sched``, ``train``); each task's schema adds its own
+sections (classification: ``data``, ``aug``; pretraining: its own). ``_base_: other.yaml`` (or a list) names
 files, relative to this one, that are loaded first and deep-merged under it. Unknown keys, values of the
 wrong type and out-of-range values raise :class:`ConfigError` naming the key, the file it came from and
-the expected value.
+the expected value. A section may define ``check(self)`` for cross-field rules (raise ConfigError).
+``--opt key=value`` sets one value; a mapping given with ``--opt`` replaces the inherited one as a whole.
 
-Methods extend the schema by subclassing a section and the root, then passing the root to
-:func:`load_config`::
-
-    @dataclass
-    class VideoDataConfig(DataConfig):
-        clip_len: int = fld(32, ge=1)
+Methods extend the schema by subclassing the root with their sections, then passing it to :func:`load_config`::
 
     @dataclass
     class VideoConfig(Config):
@@ -34,9 +31,8 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 __all__ = [
-    "ConfigError", "fld", "ModelConfig", "DataConfig", "AugConfig", "OptimConfig", "SchedConfig",
-    "TrainConfig", "Config", "load_config", "config_from_dict", "config_to_dict", "dump_config",
-    "parse_overrides", "validate",
+    "ConfigError", "fld", "ModelConfig", "LoaderConfig", "OptimConfig", "SchedConfig", "TrainConfig", "Config",
+    "load_config", "config_from_dict", "config_to_dict", "dump_config", "parse_overrides", "validate",
 ]
 
 OPT_SOURCE = "--opt"
@@ -62,49 +58,19 @@ class ModelConfig:
     """Which model to build: ``core.create_model(name, num_classes=..., drop_path_rate=..., **kwargs)``."""
     name: str = "swin_t"
     num_classes: int = fld(1000, ge=0, help="0 = take it from the dataset")
-    drop_path_rate: float = fld(0.1, ge=0.0, lt=1.0)
+    drop_path_rate: Optional[float] = fld(None, ge=0.0, lt=1.0, help="null = the variant's own value")
     pretrained: str = fld("", help="checkpoint path loaded with core.load_pretrained before training")
     pretrained_kwargs: dict[str, Any] = fld({}, help="extra load_pretrained arguments, e.g. {reset_head: true}")
     kwargs: dict[str, Any] = fld({}, help="extra create_model keyword arguments (embed_dim, depths, ...)")
 
 
 @dataclass
-class DataConfig:
-    """Image data: an ImageFolder tree (root/train/<class>/*, root/val/<class>/*) or the embedded digits set."""
-    dataset: Literal["imagefolder", "digits"] = "imagefolder"
-    root: str = ""
-    train_split: str = "train"
-    val_split: str = "val"
-    img_size: int = fld(224, ge=1)
-    in_chans: int = fld(3, ge=1)
+class LoaderConfig:
+    """What :func:`core.engine.data.build_loaders` reads; every task's data section subclasses it."""
     batch_size: int = fld(128, ge=1, help="per process; the global batch is batch_size * world_size * accum_steps")
     eval_batch_size: int = fld(0, ge=0, help="0 = batch_size")
     num_workers: int = fld(8, ge=0)
     pin_memory: bool = True
-    interpolation: str = "bicubic"
-    crop_pct: float = fld(0.875, gt=0.0, le=1.0)
-    mean: list[float] = fld([0.485, 0.456, 0.406])
-    std: list[float] = fld([0.229, 0.224, 0.225])
-    verify_images: bool = fld(False, help="open every image once at start to drop unreadable files up front")
-    val_fraction: float = fld(0.2, gt=0.0, lt=1.0, help="digits: held-out fraction")
-
-
-@dataclass
-class AugConfig:
-    """Training augmentation and target mixing (official Swin recipe defaults)."""
-    auto_augment: str = fld("rand-m9-mstd0.5-inc1", help="timm auto-augment string, '' = off")
-    color_jitter: float = fld(0.4, ge=0.0)
-    reprob: float = fld(0.25, ge=0.0, le=1.0)
-    remode: str = "pixel"
-    recount: int = fld(1, ge=1)
-    hflip: float = fld(0.5, ge=0.0, le=1.0)
-    mixup: float = fld(0.8, ge=0.0, help="mixup alpha, 0 = off")
-    cutmix: float = fld(1.0, ge=0.0, help="cutmix alpha, 0 = off")
-    cutmix_minmax: Optional[list[float]] = None
-    mixup_prob: float = fld(1.0, ge=0.0, le=1.0)
-    mixup_switch_prob: float = fld(0.5, ge=0.0, le=1.0)
-    mixup_mode: Literal["batch", "pair", "elem"] = "batch"
-    label_smoothing: float = fld(0.1, ge=0.0, lt=1.0)
 
 
 @dataclass
@@ -122,6 +88,13 @@ class OptimConfig:
     layer_decay: float = fld(1.0, gt=0.0, le=1.0, help="layer-wise lr decay (uses model.group_id), 1 = off")
     lr_mult: dict[str, float] = fld({}, help="param-name prefix -> lr multiplier; key 'backbone' = all but head.")
     no_weight_decay_keywords: list[str] = fld(["relative_position_bias_table", "mask_token", "absolute_pos_embed"])
+
+    def check(self) -> None:
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"config value out of range: optim.betas = {self.betas}, expected two numbers in [0, 1)")
+        for k, v in self.lr_mult.items():
+            if v < 0:
+                raise ConfigError(f"config value out of range: optim.lr_mult.{k} = {v}, expected >= 0")
 
 
 @dataclass
@@ -162,11 +135,9 @@ class TrainConfig:
 
 @dataclass
 class Config:
-    """Root of a recipe."""
+    """Root of a recipe: the sections every method shares. Tasks subclass it with their own sections."""
     name: str = ""
     model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    aug: AugConfig = field(default_factory=AugConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -249,27 +220,40 @@ def _load_tree(path: str, sources: dict, stack: tuple[str, ...] = ()) -> dict:
     return merged
 
 
-def parse_overrides(overrides: list[str] | None) -> dict:
-    """Turn ``["a.b=1", "c=[2, 3]"]`` into a nested dict; each value is parsed as YAML (safe loader)."""
-    tree: dict = {}
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    """``"a.b=1"`` -> (["a", "b"], 1); the value is parsed as YAML (safe loader)."""
+    if "=" not in item:
+        raise ConfigError(f"{OPT_SOURCE} {item!r}: expected key=value, e.g. train.epochs=5")
+    key, _, raw = item.partition("=")
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"{OPT_SOURCE} {item!r}: bad key {key!r}")
+    try:
+        value = _yaml_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{OPT_SOURCE} {item!r}: cannot parse value: {e}") from None
+    return key.split("."), value
+
+
+def parse_overrides(overrides: list[str] | None, tree: dict | None = None, sources: dict | None = None) -> dict:
+    """Apply ``["a.b=1", "c=[2, 3]"]`` to ``tree`` (a new dict by default) and return it.
+
+    Each item sets one value: a mapping given as the value replaces the one in ``tree``, it is not merged.
+    """
+    tree = {} if tree is None else tree
+    sources = {} if sources is None else sources
     for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"{OPT_SOURCE} {item!r}: expected key=value, e.g. train.epochs=5")
-        key, _, raw = item.partition("=")
-        key = key.strip()
-        if not key or any(not p for p in key.split(".")):
-            raise ConfigError(f"{OPT_SOURCE} {item!r}: bad key {key!r}")
-        try:
-            value = _yaml_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{OPT_SOURCE} {item!r}: cannot parse value: {e}") from None
+        parts, value = _parse_override(item)
         node = tree
-        parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{OPT_SOURCE} {item!r}: {p} is set to a value and used as a section")
-        node[parts[-1]] = value
+        node[parts[-1]] = copy.deepcopy(value)
+        key = ".".join(parts)
+        sources[key] = OPT_SOURCE
+        if isinstance(value, dict):
+            _record(value, OPT_SOURCE, sources, key + ".")
     return tree
 
 
@@ -382,26 +366,8 @@ def validate(cfg: Any, prefix: str = "", sources: dict | None = None) -> None:
             if op in m and not ok(value, m[op]):
                 where = f" (set in {sources[key]})" if key in sources else ""
                 raise ConfigError(f"config value out of range: {key} = {value!r}, expected {word} {m[op]}{where}")
-    if not prefix and isinstance(cfg, Config):
-        _validate_root(cfg)
-
-
-def _validate_root(cfg: Config) -> None:
-    """Cross-field checks of the standard sections."""
-    if len(cfg.optim.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.optim.betas):
-        raise ConfigError(f"config value out of range: optim.betas = {cfg.optim.betas}, "
-                          f"expected two numbers in [0, 1)")
-    if hasattr(cfg.data, "mean") and len(cfg.data.mean) != len(cfg.data.std):
-        raise ConfigError(f"data.mean and data.std must have the same length, got {cfg.data.mean} and {cfg.data.std}")
-    if any(s <= 0 for s in getattr(cfg.data, "std", ())):
-        raise ConfigError(f"config value out of range: data.std = {cfg.data.std}, expected all > 0")
-    a = cfg.aug
-    if (a.mixup > 0 or a.cutmix > 0 or a.cutmix_minmax is not None) and a.mixup_prob > 0 and cfg.data.batch_size % 2:
-        raise ConfigError(f"config value out of range: data.batch_size = {cfg.data.batch_size}, expected an even "
-                          f"number when mixup/cutmix is on (aug.mixup={a.mixup}, aug.cutmix={a.cutmix})")
-    for k, v in cfg.optim.lr_mult.items():
-        if v < 0:
-            raise ConfigError(f"config value out of range: optim.lr_mult.{k} = {v}, expected >= 0")
+    if hasattr(cfg, "check"):
+        cfg.check()
 
 
 # ----------------------------------------------------------------------------------------------- api
@@ -412,11 +378,18 @@ def config_from_dict(data: dict, schema: type = Config, sources: dict | None = N
     return cfg
 
 
-def load_config(path: str | None, overrides: list[str] | None = None, schema: type = Config) -> Any:
-    """Load a YAML recipe (with ``_base_`` chain) plus ``--opt`` overrides into a validated ``schema``."""
+def load_config(path: str | None, overrides: list[str] | None = None, schema: type | None = None) -> Any:
+    """Load a YAML recipe (with ``_base_`` chain) plus ``--opt`` overrides into a validated ``schema``.
+
+    Without ``schema``, a resolved config written by :func:`dump_config` (a run's config.yaml) is read with
+    the schema it names; anything else with the root :class:`Config`.
+    """
     sources: dict = {}
     tree = _load_tree(path, sources) if path else {}
-    _merge(tree, parse_overrides(overrides), OPT_SOURCE, sources)
+    recorded = tree.pop(SCHEMA_KEY, None)
+    if schema is None:
+        schema = _schema_by_name(recorded, path) if recorded else Config
+    parse_overrides(overrides, tree, sources)
     cfg = config_from_dict(tree, schema, sources)
     if hasattr(cfg, "name") and not cfg.name and path:
         cfg.name = os.path.splitext(os.path.basename(path))[0]
@@ -429,5 +402,23 @@ def config_to_dict(cfg: Any) -> dict:
 
 
 def dump_config(cfg: Any) -> str:
-    """The resolved config as YAML text."""
-    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
+    """The resolved config as YAML text, naming its schema (``_schema_``) so that load_config reads it back."""
+    tree = {SCHEMA_KEY: f"{type(cfg).__module__}.{type(cfg).__qualname__}", **config_to_dict(cfg)}
+    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=None)
+
+
+SCHEMA_KEY = "_schema_"
+
+
+def _schema_by_name(name: Any, path: str | None) -> type:
+    """The Config subclass a dumped config names (module.Class); ConfigError if it is not one."""
+    import importlib
+    module, _, cls = str(name).rpartition(".")
+    try:
+        schema = getattr(importlib.import_module(module), cls) if module else None
+    except ImportError:
+        schema = None
+    if not (isinstance(schema, type) and issubclass(schema, Config)):
+        raise ConfigError(f"{path}: {SCHEMA_KEY} = {name!r} is not a config schema (a subclass of "
+                          f"core.engine.config.Config); pass schema= explicitly")
+    return schema

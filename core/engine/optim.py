@@ -7,12 +7,13 @@ lr decay and per-module multipliers survive the schedule.
 starting with ``prefix + "."``; the longest matching prefix wins. The special key ``backbone`` matches
 every parameter outside the classifier head (names not starting with ``head.``), so Video Swin's
 ``{backbone: 0.1}`` trains the backbone at a tenth of the head's lr. Multipliers multiply the layer-decay
-scale.
+scale. For a :class:`core.engine.task.Task`, the prefixes of its backbone's parameters are the backbone's own
+names (``task.lr_name``), so recipes read the same for every method.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.nn as nn
@@ -21,6 +22,7 @@ from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
 from timm.scheduler.scheduler import Scheduler
 
 from .config import Config
+from .device import unwrap_model
 
 __all__ = ["no_weight_decay_names", "lr_multiplier", "build_param_groups", "scaled_lrs", "build_optimizer",
            "build_scheduler", "HEAD_PREFIX"]
@@ -28,21 +30,9 @@ __all__ = ["no_weight_decay_names", "lr_multiplier", "build_param_groups", "scal
 HEAD_PREFIX = "head"
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """Strip DDP / torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module) and type(model).__name__ in (
-                "DistributedDataParallel", "DataParallel"):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
-
 def no_weight_decay_names(model: nn.Module, keywords: Iterable[str] = ()) -> set[str]:
     """Names of parameters without weight decay: 1-d params, biases, model.no_weight_decay(), keyword hits."""
-    model = _unwrap(model)
+    model = unwrap_model(model)
     skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
     keywords = tuple(keywords)
     out = set()
@@ -75,7 +65,7 @@ def build_param_groups(model: nn.Module, weight_decay: float, *, layer_decay: fl
     Layer-wise decay uses ``model.group_id(name)`` and ``model.num_layers_for_lr_decay``: group ``i`` gets
     ``layer_decay ** (num_layers - 1 - i)``.
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     lr_mult = lr_mult or {}
     no_wd = no_weight_decay_names(model, no_weight_decay_keywords)
     use_ld = layer_decay < 1.0
@@ -83,12 +73,13 @@ def build_param_groups(model: nn.Module, weight_decay: float, *, layer_decay: fl
         raise ValueError(f"optim.layer_decay={layer_decay} needs a model with group_id(name) and "
                          f"num_layers_for_lr_decay; {type(model).__name__} has neither")
     num_layers = int(model.num_layers_for_lr_decay) if use_ld else 1
+    lr_name = getattr(model, "lr_name", lambda n: n)  # a task names its backbone's parameters as the backbone does
     groups: dict[tuple[float, float], dict[str, Any]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         wd = 0.0 if name in no_wd else weight_decay
-        scale = lr_multiplier(name, lr_mult)
+        scale = lr_multiplier(lr_name(name), lr_mult)
         if use_ld:
             scale *= layer_decay ** (num_layers - 1 - int(model.group_id(name)))
         g = groups.setdefault((wd, scale), {"params": [], "names": [], "weight_decay": wd, "lr_scale": scale})
@@ -103,15 +94,11 @@ def scaled_lrs(cfg: Config, global_batch: int) -> tuple[float, float, float]:
     return cfg.optim.lr * f, cfg.sched.warmup_lr * f, cfg.sched.min_lr * f
 
 
-def build_optimizer(cfg: Config, model: nn.Module, lr: float,
-                    param_groups_fn: Callable[[nn.Module], list[dict]] | None = None) -> torch.optim.Optimizer:
-    """timm optimizer over :func:`build_param_groups` (or ``param_groups_fn(model)``)."""
+def build_optimizer(cfg: Config, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """timm optimizer over :func:`build_param_groups` of ``model`` (a task or a bare model)."""
     o = cfg.optim
-    if param_groups_fn is not None:
-        groups = param_groups_fn(model)
-    else:
-        groups = build_param_groups(model, o.weight_decay, layer_decay=o.layer_decay, lr_mult=o.lr_mult,
-                                    no_weight_decay_keywords=o.no_weight_decay_keywords)
+    groups = build_param_groups(model, o.weight_decay, layer_decay=o.layer_decay, lr_mult=o.lr_mult,
+                                no_weight_decay_keywords=o.no_weight_decay_keywords)
     groups = [{k: v for k, v in g.items() if k != "names"} for g in groups]
     # timm drops eps / betas for optimizers that take none
     return create_optimizer_v2(groups, opt=o.name, lr=lr, weight_decay=o.weight_decay, momentum=o.momentum,

@@ -1,0 +1,1 @@
+"""Classification, the first task on the engine: image data, the classification config and task."""

@@ -1,0 +1,67 @@
+"""The classification recipe schema: the engine's root config plus image ``data`` and ``aug`` sections."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from ..engine.config import Config, ConfigError, LoaderConfig, fld
+
+__all__ = ["DataConfig", "AugConfig", "ClassificationConfig"]
+
+
+@dataclass
+class DataConfig(LoaderConfig):
+    """Image data: an ImageFolder tree (root/train/<class>/*, root/val/<class>/*) or the embedded digits set."""
+    dataset: Literal["imagefolder", "digits"] = "imagefolder"
+    root: str = ""
+    train_split: str = "train"
+    val_split: str = "val"
+    img_size: int = fld(224, ge=1)
+    in_chans: int = fld(3, ge=1)
+    interpolation: str = "bicubic"
+    crop_pct: float = fld(0.875, gt=0.0, le=1.0)
+    mean: list[float] = fld([0.485, 0.456, 0.406])
+    std: list[float] = fld([0.229, 0.224, 0.225])
+    verify_images: bool = fld(False, help="open every image once at start to drop unreadable files up front")
+    val_fraction: float = fld(0.2, gt=0.0, lt=1.0, help="digits: held-out fraction")
+
+    def check(self) -> None:
+        if len(self.mean) != len(self.std):
+            raise ConfigError(f"data.mean and data.std must have the same length, got {self.mean} and {self.std}")
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"config value out of range: data.std = {self.std}, expected all > 0")
+
+
+@dataclass
+class AugConfig:
+    """Training augmentation and target mixing (official Swin recipe defaults)."""
+    auto_augment: str = fld("rand-m9-mstd0.5-inc1", help="timm auto-augment string, '' = off")
+    color_jitter: float = fld(0.4, ge=0.0)
+    reprob: float = fld(0.25, ge=0.0, le=1.0)
+    remode: str = "pixel"
+    recount: int = fld(1, ge=1)
+    hflip: float = fld(0.5, ge=0.0, le=1.0)
+    mixup: float = fld(0.8, ge=0.0, help="mixup alpha, 0 = off")
+    cutmix: float = fld(1.0, ge=0.0, help="cutmix alpha, 0 = off")
+    cutmix_minmax: Optional[list[float]] = None
+    mixup_prob: float = fld(1.0, ge=0.0, le=1.0)
+    mixup_switch_prob: float = fld(0.5, ge=0.0, le=1.0)
+    mixup_mode: Literal["batch", "pair", "elem"] = "batch"
+    label_smoothing: float = fld(0.1, ge=0.0, lt=1.0)
+
+    @property
+    def mixing(self) -> bool:
+        """Mixup or CutMix is on."""
+        return (self.mixup > 0 or self.cutmix > 0 or self.cutmix_minmax is not None) and self.mixup_prob > 0
+
+
+@dataclass
+class ClassificationConfig(Config):
+    """Root of a classification recipe (images; Video Swin extends its data section)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+
+    def check(self) -> None:
+        if self.aug.mixing and self.data.batch_size % 2:
+            raise ConfigError(f"config value out of range: data.batch_size = {self.data.batch_size}, expected an even "
+                              f"number when mixup/cutmix is on (aug.mixup={self.aug.mixup}, aug.cutmix={self.aug.cutmix})")

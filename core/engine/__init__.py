@@ -1,0 +1,8 @@
+"""The training engine every method reuses: typed configs, the task contract, the trainer, checkpoints, DDP."""
+from .config import Config, ConfigError, LoaderConfig, fld, load_config
+from .task import EvalEnv, Task
+from .trainer import Trainer, resume_path, run_output_dir
+from .launch import build_model, launch
+
+__all__ = ["Config", "ConfigError", "LoaderConfig", "fld", "load_config", "EvalEnv", "Task", "Trainer",
+           "resume_path", "run_output_dir", "build_model", "launch"]

@@ -1,0 +1,1 @@
+"""Tools over models and runs: FLOPs report, mask picture, training curves."""

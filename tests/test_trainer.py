@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from core.classification.task import ClassificationTask
+from core.engine.config import ConfigError
 from core.engine import Task, Trainer
 from core.engine.device import resolve_amp
 

@@ -2,12 +2,15 @@
 
 Every contender gets the same weights and input. Reported: median seconds per call (inference: forward under
 no_grad; train: forward + backward + AdamW step), throughput, peak memory on CUDA, and ratio = reference / ours
-(> 1: ours faster). Results are printed as a markdown table and appended as JSON lines to --out.
+(> 1: ours faster). Results are printed as a markdown table, one row per task and mode with every contender
+side by side (the layout of bench/RESULTS.md), and appended as JSON lines to --out (default
+outputs/bench.jsonl, outside the source tree).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from typing import Callable
@@ -58,7 +61,11 @@ def contenders(task: str) -> dict[str, Callable[[], torch.nn.Module]]:
     if task == "swin3d_t":
         ref = torchvision.models.video.swin3d_t()
         return {"torchvision": lambda: ref, **ours("video_swin_t", ref)}
-    raise ValueError(task)
+    raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
+
+
+TASKS = ("swin_t", "swin3d_t")
+MODES = ("infer", "train")
 
 
 def bench_one(model: torch.nn.Module, x: torch.Tensor, mode: str, amp: torch.dtype | None, compile_: bool,
@@ -95,8 +102,10 @@ def bench_one(model: torch.nn.Module, x: torch.Tensor, mode: str, amp: torch.dty
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--tasks", nargs="+", default=["swin_t", "swin3d_t"])
-    p.add_argument("--modes", nargs="+", default=["infer", "train"])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS,
+                   help="swin_t: Swin-T on images vs timm and torchvision; swin3d_t: Video Swin-T vs torchvision")
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                   help="infer: forward under no_grad; train: forward + backward + AdamW step")
     p.add_argument("--batch", type=int, default=8, help="images per batch (swin_t)")
     p.add_argument("--clip", type=int, nargs=4, default=[1, 16, 224, 224], help="B T H W of swin3d_t clips")
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
@@ -105,7 +114,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: default)")
-    p.add_argument("--out", default="bench/results.jsonl")
+    p.add_argument("--out", default="outputs/bench.jsonl", help="JSON lines appended here ('' = none)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,14 +141,31 @@ def main() -> None:
                        "threads": torch.get_num_threads(), **r,
                        "ratio_vs_best_ours": r["sec"] / best_ours[0]}
                 rows.append(row)
-    print(f"| task | mode | model | amp | compile | s/iter | items/s | peak GiB | time / best ours |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['task']} {tuple(r['input'])} | {r['mode']} | {r['model']} | {r['amp']} | {r['compile']} | "
-              f"{r['sec']:.4f} | {r['items_per_s']:.1f} | {r['peak_gib']:.2f} | {r['ratio_vs_best_ours']:.2f} |")
-    with open(args.out, "a") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+    print(side_by_side(rows))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "a") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+
+
+def side_by_side(rows: list[dict]) -> str:
+    """The RESULTS.md table: one line per (task, mode), every contender's time and rate, ratios vs our best."""
+    refs = ["timm", "torchvision"]
+    names = refs + sorted({r["model"] for r in rows if r["model"].startswith("ours")})
+    lines = ["| task (input) | mode | amp | " + " | ".join(names) + " | "
+             + " | ".join(f"{n} time / best ours" for n in refs) + " |",
+             "|---" * (3 + len(names) + len(refs)) + "|"]
+    for key in dict.fromkeys((r["task"], r["mode"]) for r in rows):
+        group = {r["model"]: r for r in rows if (r["task"], r["mode"]) == key}
+        first = next(iter(group.values()))
+        cell = lambda r: (f"{1000 * r['sec']:.1f} ms ({r['items_per_s']:.1f}/s"
+                          + (f", {r['peak_gib']:.2f} GiB" if r["peak_gib"] == r["peak_gib"] else "") + ")")
+        best = min(r["sec"] for n, r in group.items() if n.startswith("ours"))
+        lines.append(f"| {key[0]} {'x'.join(map(str, first['input']))} | {key[1]} | {first['amp']} | "
+                     + " | ".join(cell(group[n]) if n in group else "-" for n in names) + " | "
+                     + " | ".join(f"**{group[n]['sec'] / best:.2f}**" if n in group else "-" for n in refs) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

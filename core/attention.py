@@ -45,12 +45,22 @@ class WindowAttention(nn.Module):
         self.scale = self.head_dim ** -0.5
         self.window_size = tuple(window_size)
         self.attn_impl = attn_impl
-        self.relative_position_bias_table = nn.Parameter(torch.zeros(table_size(self.window_size), num_heads))
-        trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.build_position_bias()
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+
+    def build_position_bias(self) -> None:
+        """Create the position bias parameters: a learned table of prod(2w - 1) offsets x heads."""
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(table_size(self.window_size), self.num_heads))
+        trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values (B * nW, heads, N, head_dim) of (B * nW, N, C) windows; logits = scale q k^T."""
+        BW, N, _ = x.shape
+        qkv = self.qkv(x).view(BW, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return qkv.unbind(0)
 
     def relative_position_bias(self, window: Size) -> torch.Tensor:
         """(heads, N, N) bias for a window of this size (the full window or one shrunk to the input)."""
@@ -61,8 +71,7 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, window: Size, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B * num_windows, N, C) windows; mask: (num_windows, N, N) additive, or None."""
         BW, N, C = x.shape
-        qkv = self.qkv(x).view(BW, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # (B * nW, heads, N, head_dim)
+        q, k, v = self.qkv_heads(x)  # (B * nW, heads, N, head_dim)
         bias = self.relative_position_bias(window).to(q.dtype).unsqueeze(0)  # (1, heads, N, N)
         nw = 1
         if mask is not None:  # bias and mask folded into one additive mask, per window: (nW, heads, N, N)
@@ -72,7 +81,7 @@ class WindowAttention(nn.Module):
         if use_sdpa(self.attn_impl, x):
             if nw > 1:  # SDPA wants a mask broadcastable to (B * nW, heads, N, N)
                 bias = bias.unsqueeze(0).expand(BW // nw, -1, -1, -1, -1).reshape(BW, self.num_heads, N, N)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop, scale=self.scale)
         else:
             attn = ((q * self.scale) @ k.transpose(-2, -1)).view(BW // nw, nw, self.num_heads, N, N)
             attn = (attn + bias).view(BW, self.num_heads, N, N)  # broadcast over images

@@ -9,7 +9,7 @@ from .attention import WindowAttention
 from .mask import shifted_window_mask
 from .window import Size, crop, cyclic_shift, pad_to_multiple, window_and_shift, window_partition, window_reverse
 
-COMPAT_MODES = ("official", "timm", "torchvision")
+COMPAT_MODES = ("official", "timm", "torchvision", "timm_dynamic")
 
 
 class SwinBlock(nn.Module):
@@ -18,7 +18,8 @@ class SwinBlock(nn.Module):
     ``compat`` picks how inputs not divisible by the window are handled:
       official:    pad, then roll, mask over the padded grid; shrink window/drop shift where input <= window;
       timm:        roll the unpadded input, then pad; same shrink rule;
-      torchvision: as official, but the 2D model never shrinks the window (its 3D model does).
+      torchvision: as official, but the 2D model never shrinks the window (its 3D model does);
+      timm_dynamic: timm built with dynamic_img_size=True: roll, then pad, never shrink the window.
     Subclasses replace ``mix_windows`` (and ``token_mix`` for another shifting scheme) to build variants.
     """
 
@@ -48,7 +49,8 @@ class SwinBlock(nn.Module):
             if not 0 <= s < w:
                 raise ValueError(f"shift_size {self.shift_size} must be in [0, window_size) = {self.window_size}")
         self.compat = compat
-        self.shrink = compat != "torchvision" or len(self.window_size) == 3
+        self.shrink = compat not in ("torchvision", "timm_dynamic") or len(self.window_size) == 3
+        self.roll_first = compat in ("timm", "timm_dynamic")
         self.norm1 = norm_layer(dim)
         self.build_mixer(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop, attn_impl=attn_impl)
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -68,14 +70,14 @@ class SwinBlock(nn.Module):
         """Shifted-window token mixing of a normalised (B, *spatial, C) tensor."""
         size = x.shape[1:-1]
         window, shift = window_and_shift(size, self.window_size, self.shift_size, self.shrink)
-        if self.compat == "timm":
+        if self.roll_first:
             x = pad_to_multiple(cyclic_shift(x, shift), window)
         else:
             x = cyclic_shift(pad_to_multiple(x, window), shift)
         padded = x.shape[1:-1]
         mask = shifted_window_mask(padded, window, shift, x.device) if any(shift) else None
         x = window_reverse(self.mix_windows(window_partition(x, window), window, mask), window, padded)
-        if self.compat == "timm":
+        if self.roll_first:
             return cyclic_shift(crop(x, size), shift, inverse=True)
         return crop(cyclic_shift(x, shift, inverse=True), size)
 

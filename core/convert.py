@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from .convert_hf import from_hf, is_hf_swin
 from .position import embed_bias_table, resize_bias_table, table_size
 
 StateDict = dict[str, torch.Tensor]
@@ -35,7 +36,7 @@ def pretraining_method(sd: Mapping[str, torch.Tensor]) -> str | None:
     """'moby' (encoder, encoder_k, projector(_k), predictor, queue1/2, queue_ptr: Transformer-SSL), 'simmim'
     (encoder with mask_token, decoder), or None for a plain backbone."""
     keys = list(sd)
-    if not any(k.startswith(ENCODER) for k in keys):
+    if not any(k.startswith(ENCODER) for k in keys) or is_hf_swin(sd):  # transformers: encoder.layers.*
         return None
     if any(k.startswith(("encoder_k.", "predictor.", "queue1")) for k in keys):
         return "moby"
@@ -55,6 +56,8 @@ def _entry(checkpoint: Mapping) -> Mapping:
 def detect_format(sd: Mapping[str, torch.Tensor]) -> str:
     """Name the layout of a state dict: ours/timm (merging at stage start), official, torchvision, official_video."""
     keys = list(sd)
+    if is_hf_swin(sd):  # transformers SwinModel / SwinFor*
+        return "hf"
     if any(k.startswith("backbone.") or k.startswith("cls_head.") for k in keys):
         return "official_video"
     if any(k.startswith("features.") for k in keys):
@@ -117,7 +120,7 @@ def from_torchvision(sd: Mapping[str, torch.Tensor]) -> StateDict:
         stage += 1
         for k in keys:
             _, _, block, rest = k.split(".", 3)
-            rest = rest.replace("mlp.0.", "mlp.fc1.").replace("mlp.3.", "mlp.fc2.")
+            rest = re.sub(r"^mlp\.0\.", "mlp.fc1.", re.sub(r"^mlp\.3\.", "mlp.fc2.", rest))  # not cpb_mlp.0
             out[f"layers.{stage}.blocks.{block}.{rest}"] = sd[k]
     for k, v in sd.items():
         if k.startswith("head."):
@@ -128,7 +131,7 @@ def from_torchvision(sd: Mapping[str, torch.Tensor]) -> StateDict:
 
 
 CONVERTERS = {"ours": _drop_derived, "timm": _drop_derived, "official": from_official,
-              "official_video": from_official_video, "torchvision": from_torchvision}
+              "official_video": from_official_video, "torchvision": from_torchvision, "hf": from_hf}
 
 
 def convert_state_dict(sd: Mapping[str, torch.Tensor], fmt: str | None = None) -> StateDict:
@@ -155,6 +158,7 @@ class LoadReport:
     format: str
     pretraining: str | None = None  # 'moby' / 'simmim': the online encoder of such a checkpoint was taken
     new_head: bool = False          # the model's head was kept as initialised (reset_head, or a headless source)
+    inflated: bool = False          # 2D weights inflated into a 3D model (video_swin.inflate_2d)
     resized: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
@@ -191,7 +195,7 @@ def load_pretrained(
         fmt: str | None = None,
         strict: bool = True,
         reset_head: bool = False,
-        head_map: Sequence[int] | None = None,
+        head_map: Sequence[int] | torch.Tensor | None = None,
         source_img_size: Sequence[int] | None = None,
 ) -> LoadReport:
     """Load a checkpoint file or state dict of any supported format into ``model``.
@@ -210,10 +214,18 @@ def load_pretrained(
     report = LoadReport(fmt, pretraining=method)
     if not any(k.startswith("head.") for k in sd) and any(k.startswith("head.") for k in target):
         reset_head = True  # a pretrained backbone without a classifier: the model's head stays fresh
+    patch = sd.get("patch_embed.proj.weight")
+    ndim = getattr(model, "ndim", None)
+    if patch is not None and ndim is not None and patch.ndim != ndim + 2:
+        hint = (" This is a 2D checkpoint: inflate it into the video model with model.pretrained_kwargs="
+                "{inflate: true} (Python: video_swin.inflate_2d(model, path))." if patch.ndim == 4 else "")
+        raise ValueError(f"checkpoint ({fmt} format) is for a {patch.ndim - 2}D model, {type(model).__name__} is "
+                         f"{ndim}D (patch_embed.proj.weight {tuple(patch.shape)}).{hint}")
     if head_map is not None:
+        rows = torch.as_tensor(head_map, dtype=torch.long).flatten()  # a list, a tensor or a numpy array
         for k in ("head.fc.weight", "head.fc.bias"):
             if k in sd:
-                sd[k] = sd[k][list(head_map)]
+                sd[k] = sd[k][rows]
     if reset_head:
         sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
     window = getattr(model, "window_size", None)
@@ -243,6 +255,9 @@ def load_pretrained(
                 lines.append(f"  {title} keys: {shown}")
         if any(m.startswith("head.") for m in report.mismatched):
             lines.append("  (the class count differs: pass reset_head=True, or head_map=[...] to pick classes)")
+        if any("relative_position_bias_table" in m for m in report.mismatched):
+            lines.append("  (a bias table does not fit: a timm model built for a small input shrank its windows; pass "
+                         "source_img_size=(H, W), the img_size it was built with)")
         raise ValueError("\n".join(lines))
     report.new_head = reset_head and any(k.startswith("head.") for k in target)
     fitting = {k: v for k, v in sd.items() if k in target and v.shape == target[k].shape}

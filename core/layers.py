@@ -46,20 +46,22 @@ class PatchEmbed(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    """Concatenate each group of neighbours (2x2 in 2D, 1x2x2 in 3D), LayerNorm, then a linear 4C -> 2C.
+    """Concatenate each group of neighbours (2x2 in 2D, 1x2x2 in 3D), LayerNorm, then a linear 4C -> 2C
+    (with ``norm_after``: the linear, then LayerNorm on 2C, as Swin V2).
 
     Odd sizes are zero-padded first. Neighbours are concatenated with the first axis varying fastest,
     the order of the official code (x0 = [0::2, 0::2], x1 = [1::2, 0::2], x2 = [0::2, 1::2], x3 = [1::2, 1::2]).
     """
 
     def __init__(self, dim: int, factors: Size = (2, 2), out_dim: int | None = None,
-                 norm_layer: type[nn.Module] = nn.LayerNorm) -> None:
+                 norm_layer: type[nn.Module] = nn.LayerNorm, norm_after: bool = False) -> None:
         super().__init__()
         self.factors = tuple(factors)
         self.dim = dim
         group = math.prod(self.factors)
         self.out_dim = out_dim or 2 * dim
-        self.norm = norm_layer(group * dim)
+        self.norm_after = norm_after
+        self.norm = norm_layer(self.out_dim if norm_after else group * dim)
         self.reduction = nn.Linear(group * dim, self.out_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +70,8 @@ class PatchMerging(nn.Module):
         s, f = [f"s{i}" for i in range(n)], [f"f{i}" for i in range(n)]
         pattern = (f"b {' '.join(f'({si} {fi})' for si, fi in zip(s, f))} c -> "
                    f"b {' '.join(s)} ({' '.join(reversed(f))} c)")  # first axis' offset varies fastest
-        return self.reduction(self.norm(rearrange(x, pattern, **dict(zip(f, self.factors)))))
+        x = rearrange(x, pattern, **dict(zip(f, self.factors)))
+        return self.norm(self.reduction(x)) if self.norm_after else self.reduction(self.norm(x))
 
 
 class ClassifierHead(nn.Module):

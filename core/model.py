@@ -8,7 +8,7 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 
 from .block import COMPAT_MODES, SwinBlock
-from .layers import ClassifierHead, PatchEmbed, channels_first
+from .layers import ClassifierHead, PatchEmbed, PatchMerging, channels_first
 from .registry import register_variants
 from .stage import SwinStage
 from .window import to_tuple
@@ -44,6 +44,7 @@ class SwinTransformer(nn.Module):
             attn_impl: str = "auto",
             grad_checkpointing: bool = False,
             block_fn: Callable[..., nn.Module] = SwinBlock,
+            merge_layer: Callable[..., nn.Module] = PatchMerging,
             img_size: object = None,  # accepted for compatibility with official/timm configs, ignored
             **block_kwargs,
     ) -> None:
@@ -87,6 +88,7 @@ class SwinTransformer(nn.Module):
                 dims[max(i - 1, 0)], dims[i], depth, num_heads[i], self.window_size,
                 downsample=self.merge_factors if i > 0 else None,
                 drop_path=rates[sum(depths[:i]):sum(depths[:i + 1])], norm_layer=norm_layer, block_fn=block_fn,
+                merge_layer=merge_layer,
                 mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate,
                 compat=compat, attn_impl=attn_impl, **block_kwargs))
         self.norm = norm_layer(self.num_features)

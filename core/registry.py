@@ -74,4 +74,16 @@ def create_model(name: str, **kwargs) -> nn.Module:
         load_plugins(name)
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
-    return _MODELS[name](**kwargs)
+    try:
+        return _MODELS[name](**kwargs)
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        bad = str(e).rsplit("argument", 1)[-1].strip(" '")
+        raise TypeError(f"create_model({name!r}): unknown argument {bad!r}; the Swin models take "
+                        f"{', '.join(_ARGUMENTS)} (and a variant's own block arguments)") from None
+
+
+_ARGUMENTS = ("embed_dim", "depths", "num_heads", "window_size", "patch_size", "merge_factors", "mlp_ratio",
+              "qkv_bias", "drop_rate", "attn_drop_rate", "drop_path_rate", "head_drop_rate", "patch_norm", "in_chans",
+              "num_classes", "compat", "attn_impl", "grad_checkpointing", "img_size")

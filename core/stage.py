@@ -26,10 +26,11 @@ class SwinStage(nn.Module):
             drop_path: Sequence[float] = (),
             norm_layer: type[nn.Module] = nn.LayerNorm,
             block_fn: Callable[..., nn.Module] = SwinBlock,
+            merge_layer: Callable[..., nn.Module] = PatchMerging,
             **block_kwargs,
     ) -> None:
         super().__init__()
-        self.downsample = PatchMerging(dim, downsample, out_dim, norm_layer) if downsample else nn.Identity()
+        self.downsample = merge_layer(dim, downsample, out_dim, norm_layer) if downsample else nn.Identity()
         shift = tuple(w // 2 for w in window_size)
         drop_path = list(drop_path) or [0.0] * depth
         self.blocks = nn.ModuleList([

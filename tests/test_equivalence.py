@@ -28,6 +28,20 @@ def test_timm(size):
     assert max_diff(ref, ours, torch.randn(2, 3, *size)) < TOL
 
 
+@pytest.mark.parametrize("size", [(224, 224), (200, 152), (120, 180)])
+def test_timm_dynamic_img_size(size):
+    """timm built at 224 with dynamic_img_size=True keeps its windows at any input and rolls before padding."""
+    ref = randomize_(timm.create_model("swin_tiny_patch4_window7_224", dynamic_img_size=True)).eval()
+    ours = create_model("swin_t", compat="timm_dynamic").eval()
+    load_pretrained(ours, ref.state_dict())
+    assert max_diff(ref, ours, torch.randn(2, 3, *size)) < TOL
+    # the other modes differ at a size not divisible by the window: timm_dynamic is needed there
+    if size == (200, 152):
+        other = create_model("swin_t", compat="timm").eval()
+        load_pretrained(other, ref.state_dict())
+        assert max_diff(ref, other, torch.randn(2, 3, *size)) > 1e-2
+
+
 @pytest.mark.parametrize("size", [(224, 224), (448, 224), (200, 152)])
 def test_torchvision(size):
     ref = randomize_(torchvision.models.swin_t()).eval()

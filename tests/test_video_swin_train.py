@@ -100,7 +100,7 @@ def test_inflation_recipe_needs_a_pretrained_file(shapes, tmp_path, capsys):
     assert "model.pretrained is empty but model.pretrained_kwargs.inflate is true" in capsys.readouterr().err
 
 
-def test_inflated_recipe_trains_and_tests_without_the_2d_file(shapes, tmp_path):
+def test_inflated_recipe_trains_and_tests_without_the_2d_file(shapes, tmp_path, capsys):
     """Inflate 2D weights at start; the multi-view test later needs only the run's checkpoint."""
     from core import create_model
     import torch
@@ -109,6 +109,14 @@ def test_inflated_recipe_trains_and_tests_without_the_2d_file(shapes, tmp_path):
     out = tmp_path / "run"
     assert run_train(out, shapes, "train.epochs=1", f"model.pretrained={tmp_path}/in1k.pth",
                      "model.pretrained_kwargs={inflate: true}") == 0
+    log = (out / "log.txt").read_text()  # one line says what was loaded and how
+    assert f"initial weights: {tmp_path}/in1k.pth (ours format); inflated 2D -> 3D" in log
+    assert "new classifier head (freshly initialised)" in log
+    # the same 2D file without inflation: one line naming the fix, not a traceback
+    rc = run_train(tmp_path / "run2", shapes, "train.epochs=1", f"model.pretrained={tmp_path}/in1k.pth")
+    err = capsys.readouterr().err
+    assert rc == 2 and "checkpoint error:" in err and "This is a 2D checkpoint: inflate it" in err
+    assert "model.pretrained_kwargs={inflate: true}" in err
     (tmp_path / "in1k.pth").unlink()
     assert video_test.main(["--checkpoint", str(out / "last.pth"), "--out", str(tmp_path / "t")]) == 0
 
@@ -154,6 +162,19 @@ def test_ddp_rank_with_only_broken_videos_stays_in_step(shapes, tmp_path):
     final = json.loads((out / "results.json").read_text())["final"]
     assert final["skipped_videos"] == 8 and final["count"] == 16
     assert "batch 8 per process x 2 processes" in log
+
+
+def test_misspelled_annotation_file_and_class_names_of_a_list_file(shapes, tmp_path, capsys):
+    rc = run_train(tmp_path / "run", shapes, "data.dataset=kinetics", f"data.ann_train={shapes}/trian.txt",
+                   f"data.ann_val={shapes}/val.txt")
+    assert rc == 2 and f"data error: data.ann_train = '{shapes}/trian.txt' is not a file" in capsys.readouterr().err
+    names = tmp_path / "names.txt"
+    names.write_text("to the left\nto the right\nupwards\ndownwards\n")
+    out = tmp_path / "named"
+    assert run_train(out, shapes, "data.dataset=kinetics", f"data.ann_train={shapes}/train.txt", "train.epochs=1",
+                     f"data.ann_val={shapes}/val.txt", f"data.classes_file={names}") == 0
+    assert (out / "classes.txt").read_text().splitlines() == ["to the left", "to the right", "upwards", "downwards"]
+    assert "top5" not in json.loads((out / "results.json").read_text())["final"]  # 4 classes: no top-5
 
 
 def test_official_kinetics_csv_layout_with_separate_val_folder(shapes, tmp_path):

@@ -17,6 +17,8 @@ class VideoDataConfig(LoaderConfig):
     ann_train: str = fld("", help="list file (path label) or official CSV; '' = class folders under root/train")
     ann_val: str = ""
     ann_test: str = fld("", help="'' = ann_val")
+    classes_file: str = fld("", help="list files: class names, one per line in label order ('' = a classes.txt "
+                                     "beside the list file, else the label numbers)")
     clip_len: int = fld(32, ge=1)
     frame_interval: int = fld(2, ge=1)
     num_clips: int = fld(4, ge=1, help="clips per video at test time")

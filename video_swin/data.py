@@ -24,7 +24,8 @@ from .transforms import build_video_transform
 
 __all__ = [
     "VIDEO_EXTENSIONS", "BrokenVideo", "BrokenVideoWarning", "SkippedVideos", "VideoDataset", "build_video_dataset", "collate_videos",
-    "parse_list_file", "parse_kinetics_csv", "scan_class_folders", "sample_frame_indices",
+    "parse_list_file", "parse_kinetics_csv", "scan_class_folders", "sample_frame_indices", "sliding_clip_indices",
+    "num_sliding_clips", "default_stride", "read_clips",
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
@@ -70,6 +71,41 @@ def sample_frame_indices(
             offsets = np.zeros(num_clips, np.int64)
     inds = offsets[:, None] + np.arange(clip_len)[None, :] * frame_interval
     return np.mod(inds, num_frames).astype(np.int64)
+
+
+def sliding_clip_indices(num_frames: int, clip_len: int, frame_interval: int = 1, stride: int | None = None,
+                         start: int = 0, max_clips: int | None = None) -> np.ndarray:
+    """Frame indices (n, clip_len) of clips sliding over a whole video: clip k starts at frame k * stride.
+
+    Clips start while a whole clip fits (at least one clip; a video shorter than one clip loops, as SampleFrames).
+    ``start`` / ``max_clips`` select clips [start, start + max_clips) of that sequence (chunked decoding).
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
+    stride = stride or default_stride(clip_len, frame_interval)
+    total = num_sliding_clips(num_frames, clip_len, frame_interval, stride)
+    stop = total if max_clips is None else min(total, start + max_clips)
+    offsets = np.arange(start, stop, dtype=np.int64) * stride
+    inds = offsets[:, None] + np.arange(clip_len, dtype=np.int64)[None, :] * frame_interval
+    return np.mod(inds, num_frames)
+
+
+def num_sliding_clips(num_frames: int, clip_len: int, frame_interval: int = 1, stride: int | None = None) -> int:
+    """How many clips :func:`sliding_clip_indices` gives for a video of num_frames frames."""
+    span = (clip_len - 1) * frame_interval + 1
+    return max(num_frames - span, 0) // (stride or default_stride(clip_len, frame_interval)) + 1
+
+
+def default_stride(clip_len: int, frame_interval: int = 1) -> int:
+    """Half a clip's span: consecutive sliding clips overlap by half."""
+    return max(1, clip_len * frame_interval // 2)
+
+
+def read_clips(reader: Any, inds: np.ndarray) -> torch.Tensor:
+    """Decode frames ``inds`` (n, T) of a decord VideoReader as uint8 (n, T, C, H, W); each frame decoded once."""
+    uniq, inverse = np.unique(inds, return_inverse=True)  # in order: decord seeks forward only
+    frames = torch.from_numpy(reader.get_batch(uniq.tolist()).asnumpy())
+    return frames[torch.from_numpy(inverse.reshape(inds.shape))].permute(0, 1, 4, 2, 3)
 
 
 def _randint(high: int, n: int, generator: torch.Generator | None) -> np.ndarray:
@@ -269,11 +305,9 @@ class VideoDataset(Dataset):
         import decord  # imported lazily: workers import it on first use
 
         vr = decord.VideoReader(path, num_threads=self.num_threads, ctx=decord.cpu(0))
-        inds = self.frame_indices(len(vr))
-        uniq, inverse = np.unique(inds, return_inverse=True)  # decode each frame once, in order
-        frames = torch.from_numpy(vr.get_batch(uniq.tolist()).asnumpy())
+        clips = read_clips(vr, self.frame_indices(len(vr)))
         del vr
-        return frames[torch.from_numpy(inverse.reshape(inds.shape))].permute(0, 1, 4, 2, 3)
+        return clips
 
     def __getitem__(self, index: int) -> dict[str, Any] | BrokenVideo:
         path = str(self._paths[index])

@@ -34,4 +34,6 @@ def inflate_state_dict(source: str | os.PathLike | Mapping, model_3d: SwinTransf
 
 def inflate_2d(model_3d: SwinTransformer, source: str | os.PathLike | Mapping) -> LoadReport:
     """Load 2D ImageNet weights (file or state dict, any supported format) into a 3D model; the head is kept."""
-    return load_pretrained(model_3d, inflate_state_dict(source, model_3d), fmt="ours", reset_head=True)
+    report = load_pretrained(model_3d, inflate_state_dict(source, model_3d), fmt="ours", reset_head=True)
+    report.inflated = True
+    return report

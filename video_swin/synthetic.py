@@ -143,3 +143,104 @@ def _check(root: Path, params: dict) -> bool:
     if found != params:
         raise ValueError(f"{root} was generated with {found}, not {params}; remove it or pass another root")
     return True
+
+
+# ----------------------------------------------------------------------------------------------- spin / zoom
+# A second motion task: a periodic texture with shapes turns clockwise or anticlockwise, or zooms in or out,
+# about a random centre near the middle. The middle frame has the same distribution for every class; a flip
+# swaps the two rotations (train with hflip=0).
+SPIN_ZOOM_CLASSES = ("clockwise", "anticlockwise", "zoom_in", "zoom_out")
+_SPIN_ZOOM_VERSION = 1
+
+
+def _periodic_texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size, size, 3) float texture that tiles seamlessly: low-pass noise plus a few wrapped shapes."""
+    freq = np.fft.fftfreq(size)
+    radius = np.sqrt(freq[:, None] ** 2 + freq[None, :] ** 2)
+    img = np.empty((size, size, 3))
+    for c in range(3):
+        spectrum = np.fft.fft2(rng.normal(0, 1, (size, size))) * np.exp(-(radius / 0.08) ** 2)
+        layer = np.real(np.fft.ifft2(spectrum))
+        img[..., c] = 128 + 60 * layer / (layer.std() + 1e-8)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    for _ in range(int(rng.integers(3, 6))):
+        cy, cx = rng.uniform(0, size, 2)
+        r = rng.uniform(2.0, size / 7)
+        dy = (yy - cy + size / 2) % size - size / 2
+        dx = (xx - cx + size / 2) % size - size / 2
+        kind = int(rng.integers(0, 3))
+        mask = (np.maximum(abs(dy), abs(dx)) <= r if kind == 0 else dy * dy + dx * dx <= r * r if kind == 1
+                else abs(dy) + abs(dx) <= r * 1.3)
+        img[mask] = rng.uniform(0, 255, 3)
+    return img
+
+
+def render_spin_zoom_clip(rng: np.random.Generator, motion: str, num_frames: int = 16,
+                          size: int = 32) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 of a texture turning (``clockwise`` / ``anticlockwise``, 3-6 degrees a frame)
+    or zooming (``zoom_in`` / ``zoom_out``, 3-6 % a frame) about a random centre, sampled with wrap-around."""
+    from scipy.ndimage import map_coordinates
+
+    if motion not in SPIN_ZOOM_CLASSES:
+        raise ValueError(f"motion must be one of {SPIN_ZOOM_CLASSES}, got {motion!r}")
+    tex = _periodic_texture(rng, size)
+    centre = size / 2 + rng.uniform(-size / 8, size / 8, 2)
+    phase = rng.uniform(0, 2 * np.pi)                  # random initial orientation: frame 0 tells nothing
+    omega = np.deg2rad(rng.uniform(3.0, 6.0)) * (1 if motion == "clockwise" else -1 if motion == "anticlockwise" else 0)
+    rate = rng.uniform(1.03, 1.06) ** (1 if motion == "zoom_in" else -1 if motion == "zoom_out" else 0)
+    zoom0 = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))  # scale of the middle frame, wide: no frame
+    mid = (num_frames - 1) / 2                         # alone tells zoom in from zoom out
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    frames = np.empty((num_frames, size, size, 3), np.uint8)
+    for t in range(num_frames):
+        a, s = phase + omega * t, zoom0 * rate ** (t - mid)  # output = source rotated by a (clockwise on screen), scaled s
+        dy, dx = (yy - centre[0]) / s, (xx - centre[1]) / s
+        sy = centre[0] + np.cos(a) * dy + np.sin(a) * dx
+        sx = centre[1] - np.sin(a) * dy + np.cos(a) * dx
+        img = np.stack([map_coordinates(tex[..., c], [sy, sx], order=1, mode="grid-wrap") for c in range(3)], -1)
+        frames[t] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
+    return frames
+
+
+def _generate_set(out: Path, params: dict, classes: tuple[str, ...], render) -> None:
+    """Write ``render(rng, class, num_frames, size)`` clips, train.txt / val.txt, classes.txt and the marker."""
+    (out / "classes.txt").write_text("\n".join(classes) + "\n")
+    for split_id, (split, count) in enumerate((("train", params["num_train"]), ("val", params["num_val"]))):
+        lines = []
+        for c in classes:
+            (out / split / c).mkdir(parents=True)
+        for i in range(count):
+            label = i % len(classes)
+            rng = np.random.default_rng([params["seed"], split_id, i])
+            rel = f"{split}/{classes[label]}/{i:05d}.mp4"
+            write_mp4(out / rel, render(rng, classes[label], params["num_frames"], params["size"]),
+                      codec=params["codec"])
+            lines.append(f"{rel} {label}")
+        (out / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    (out / _MARKER).write_text(json.dumps(params, sort_keys=True))
+
+
+def ensure_spin_zoom(root: str | os.PathLike | None = None, *, num_train: int = 400, num_val: int = 100,
+                     num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None) -> Path:
+    """Generate the spin/zoom set once (same layout as moving shapes) and return its folder."""
+    root = Path(root) if root is not None else default_cache_dir() / "spin_zoom"
+    if codec is None:
+        import av
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    params = dict(kind="spin_zoom", version=_SPIN_ZOOM_VERSION, num_train=num_train, num_val=num_val,
+                  num_frames=num_frames, size=size, seed=seed, codec=codec)
+    if _check(root, params):
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    tmp.chmod(0o755)
+    try:
+        _generate_set(tmp, params, SPIN_ZOOM_CLASSES, render_spin_zoom_clip)
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not _check(root, params):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root

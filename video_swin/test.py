@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from core.engine import distributed as du, load_config, run_output_dir
+from core.engine import distributed as du, latest_run_dir, load_config
 from core.engine.checkpoint import load_checkpoint
 from core.engine.data import build_loaders
 from core.engine.device import resolve_amp
@@ -27,7 +27,7 @@ from .train import DEFAULT_CONFIG, build_datasets, build_video_model, check_clas
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default="", help="default: best.pth of the embedded default run")
+    p.add_argument("--checkpoint", default="", help="default: best.pth of the newest run of the embedded default")
     p.add_argument("--config", default="", help="default: config.yaml next to the checkpoint")
     p.add_argument("--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="", help="folder for test_scores.csv / test_results.json")
@@ -38,7 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     ckpt_path = args.checkpoint
     if not ckpt_path:
-        ckpt_path = os.path.join(run_output_dir(load_config(DEFAULT_CONFIG, [], schema=VideoConfig)), "best.pth")
+        latest = latest_run_dir(load_config(DEFAULT_CONFIG, [], schema=VideoConfig), "best.pth")
+        if latest is None:
+            print("error: no --checkpoint given and no run of the embedded default with a best.pth under "
+                  "outputs/tiny_moving_shapes/ (run `python -m video_swin.train` first)", file=sys.stderr)
+            return 2
+        ckpt_path = os.path.join(latest, "best.pth")
     config = args.config or os.path.join(os.path.dirname(ckpt_path), "config.yaml")
     try:
         cfg = load_config(config, args.opt, schema=VideoConfig)
@@ -68,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(os.path.join(out, "test_results.json"), "w") as f:
                 json.dump({"checkpoint": ckpt_path, "views": views, **metrics, "skipped": list(skipped)}, f, indent=2)
             print(f"{views} views, {metrics['count']} videos ({metrics['skipped_videos']} unreadable skipped): "
-                  f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  -> {out}/test_scores.csv")
+                  + "  ".join(f"top-{k[3:]} {v:.2f}%" for k, v in metrics.items() if k.startswith("top"))
+                  + f"  -> {out}/test_scores.csv")
         return 0
     finally:
         du.cleanup()

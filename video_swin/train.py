@@ -20,7 +20,7 @@ from core import load_pretrained
 from core.classification.task import ClassificationTask, build_mixup, classification_loss
 from core.engine import ConfigError, EvalEnv, build_model, launch, run_output_dir
 from core.engine import distributed as du
-from core.engine.data import build_loaders
+from core.engine.data import DataError, build_loaders
 from core.engine.device import autocast, seed_everything, to_device
 from core.engine.files import atomic_write_text
 from core.engine.metrics import topk_correct
@@ -44,11 +44,16 @@ def data_paths(cfg: VideoConfig) -> tuple[str, str | None, str | None, str | Non
     if d.dataset == "moving_shapes":
         from .synthetic import ensure_moving_shapes
         root = ensure_moving_shapes(d.root or None, num_train=d.num_train, num_val=d.num_val)
+        logging.getLogger("swin").info(f"moving-shapes clips: {root} ({d.num_train} train, {d.num_val} val)")
         return str(root), str(root / "train.txt"), str(root / "val.txt"), str(root / "val.txt")
     if not d.root:
         raise ConfigError("data.root is empty: give the Kinetics video folder (or data.dataset=moving_shapes)")
     if not os.path.isdir(d.root):
         raise ConfigError(f"data.root = {d.root!r} is not a folder")
+    for key in ("ann_train", "ann_val", "ann_test", "classes_file"):
+        path = getattr(d, key)
+        if path and not os.path.isfile(path):
+            raise DataError(f"data.{key} = {path!r} is not a file")
     train = d.ann_train or None
     val = d.ann_val or None
     return d.root, train, val, d.ann_test or val
@@ -61,18 +66,28 @@ def build_datasets(cfg: VideoConfig, split: str = "val") -> tuple[Any, Any, int]
     common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, crop_size=d.crop_size)
     sub = (lambda s: os.path.join(root, s)) if ann_train is None else (lambda s: root)
     val_root = d.root_val or sub("val")
-    train = build_video_dataset(sub("train"), ann_train, split="train", short_side=d.short_side,
-                                scale=tuple(d.scale), hflip=d.hflip, **common)
-    if split == "test":
-        evalset = build_video_dataset(val_root, ann_test, split="test", num_clips=d.num_clips,
-                                      num_crops=d.num_crops, classes=train.classes, **common)
-    else:
-        evalset = build_video_dataset(val_root, ann_val, split="test", num_clips=d.val_num_clips, num_crops=1,
-                                      classes=train.classes, **common)
+    names = {"classes_file": d.classes_file} if d.classes_file and ann_train and not ann_train.endswith(".csv") else {}
+    try:
+        train = build_video_dataset(sub("train"), ann_train, split="train", short_side=d.short_side,
+                                    scale=tuple(d.scale), hflip=d.hflip, **names, **common)
+        evalset = _eval_set(cfg, split, val_root, ann_val, ann_test, train.classes, common)
+    except (ValueError, OSError) as e:  # malformed list / CSV files, unreadable folders: name the file
+        raise DataError(str(e)) from None
     if list(evalset.classes) != list(train.classes):
         raise ConfigError(f"validation classes differ from training classes ({len(evalset.classes)} vs "
                           f"{len(train.classes)})")
     return train, evalset, train.num_classes
+
+
+def _eval_set(cfg: VideoConfig, split: str, root: str, ann_val: str | None, ann_test: str | None,
+              classes: Sequence[str], common: dict) -> Any:
+    """Validation (val_num_clips x 1 crop) or test (num_clips x num_crops) views of every video."""
+    d = cfg.data
+    if split == "test":
+        return build_video_dataset(root, ann_test, split="test", num_clips=d.num_clips, num_crops=d.num_crops,
+                                   classes=classes, **common)
+    return build_video_dataset(root, ann_val, split="test", num_clips=d.val_num_clips, num_crops=1, classes=classes,
+                               **common)
 
 
 @torch.no_grad()
@@ -104,12 +119,12 @@ def predict_views(model: nn.Module, loader, device: torch.device, amp_dtype: tor
 
 
 def view_metrics(scores: torch.Tensor, labels: torch.Tensor, skipped: Sequence[str]) -> dict[str, float]:
-    """Top-1 / top-5 (%) of view-averaged scores."""
+    """Top-1 (and top-5 when there are more than 5 classes) in % of view-averaged scores."""
     n = max(1, len(labels))
-    ks = (1, min(5, scores.shape[-1])) if len(labels) else (1, 5)
-    correct = topk_correct(scores, labels, ks) if len(labels) else [0, 0]
-    return {"top1": 100.0 * float(correct[0]) / n, "top5": 100.0 * float(correct[1]) / n,
-            "count": len(labels), "skipped_videos": len(skipped)}
+    ks = (1, 5) if scores.ndim == 2 and scores.shape[-1] > 5 else (1,)
+    correct = topk_correct(scores, labels, ks) if len(labels) else [0] * len(ks)
+    out = {f"top{k}": 100.0 * float(c) / n for k, c in zip(ks, correct)}
+    return {**out, "count": len(labels), "skipped_videos": len(skipped)}
 
 
 class VideoClassificationTask(ClassificationTask):

@@ -95,10 +95,11 @@ class ClassificationTask(Task):
     def evaluate(self, loader: Any, env: EvalEnv) -> dict[str, float]:
         if loader is None:
             return {}
-        return evaluate_classification(self.model, loader, env.device, env.amp_dtype, progress=env.progress)
+        topk = (1, 5) if getattr(self.model, "num_classes", 1000) > 5 else (1,)  # no top-5 of 5 classes or fewer
+        return evaluate_classification(self.model, loader, env.device, env.amp_dtype, topk, progress=env.progress)
 
     def describe(self, metrics: Mapping[str, float]) -> str:
-        return f"top-1 {metrics.get('top1', float('nan')):.2f}% top-5 {metrics.get('top5', float('nan')):.2f}%"
+        return " ".join(f"top-{k[3:]} {v:.2f}%" for k, v in metrics.items() if k.startswith("top") and k[3:].isdigit())
 
     def end_epoch(self) -> dict[str, float]:
         skipped = getattr(self._train_set, "num_skipped", 0)

@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from .device import unwrap_model
 
-__all__ = ["CheckpointError", "load_checkpoint", "capture_rng_state", "restore_rng_state", "check_state_dict",
+__all__ = ["CheckpointError", "load_checkpoint", "load_error", "capture_rng_state", "restore_rng_state", "check_state_dict",
            "load_model_state", "clean_state_dict"]
 
 _PREFIXES = ("module.", "_orig_mod.")
@@ -38,10 +38,19 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 -- any unpickling failure means an unusable file
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {load_error(e)}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, expected a dict")
     return obj
+
+
+def load_error(e: BaseException) -> str:
+    """torch.load's error in one line, without its advice to turn the weights_only safety off."""
+    msg = str(e)
+    if "WeightsUnpickler error:" in msg:
+        detail = msg.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        return f"it holds objects other than tensors and plain containers, refused without running them ({detail})"
+    return f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"
 
 
 # ----------------------------------------------------------------------------------------------- rng

@@ -125,6 +125,11 @@ class TrainConfig:
     eval_interval: int = fld(1, ge=1, help="evaluate every N epochs (and after the last)")
     save_interval: int = fld(1, ge=1)
     log_interval: int = fld(10, ge=1, help="iterations between metrics.jsonl rows")
+    checkpoint_interval: int = fld(0, ge=0, help="optimizer updates between mid-epoch last.pth saves (resumed "
+                                                 "exactly), 0 = at epoch ends only")
+    nonfinite: Literal["stop", "skip"] = fld("stop", help="a non-finite loss or gradient: stop the run (checked at "
+                                                          "log intervals), or skip that step and count it (checked "
+                                                          "every step)")
     max_iters_per_epoch: int = fld(0, ge=0, help="debug: stop each epoch after N iterations, 0 = full")
     tensorboard: bool = True
     progress: bool = True

@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 from torch.utils.data import Sampler
 
 __all__ = ["DistInfo", "init_distributed", "cleanup", "is_dist", "rank", "world_size", "is_main", "all_reduce_sum",
-           "all_gather_object", "all_gather_cat", "gather_by_index", "ShardedSampler"]
+           "all_reduce_max",
+           "all_gather_object", "all_gather_cat", "gather_by_index", "broadcast_object", "ShardedSampler",
+           "GlobalBatchNorm", "convert_sync_batchnorm"]
 
 
 @dataclass
@@ -85,6 +89,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    """Maximum of a tensor over ranks (in place; returned for chaining)."""
+    if is_dist():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
 def all_gather_object(obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order (a one-element list when single-process)."""
     if not is_dist():
@@ -115,6 +126,15 @@ def gather_by_index(indices: torch.Tensor, *values: torch.Tensor) -> tuple[torch
     return tuple(out)
 
 
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank."""
+    if not is_dist():
+        return obj
+    buf = [obj]
+    dist.broadcast_object_list(buf, src=src)
+    return buf[0]
+
+
 class ShardedSampler(Sampler[int]):
     """Evaluation sampler: rank r gets indices r, r+W, r+2W, ... -- no padding, no duplicates."""
 
@@ -128,3 +148,53 @@ class ShardedSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(range(self.rank, self.n, self.num_replicas))
+
+
+class GlobalBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over the batch of every rank, on any device and backend (torch's SyncBatchNorm needs a GPU).
+
+    The per-channel sums are all-reduced differentiably, so the backward pass is that of one large batch.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and is_dist()):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce  # differentiable (its backward sums the gradients)
+        c = x.shape[1]
+        xf = x.float()
+        local = torch.cat([xf.sum(0), (xf * xf).sum(0), xf.new_full((1,), float(len(x)))])
+        with warnings.catch_warnings():  # deprecated in favour of a private module; still the public autograd one
+            warnings.simplefilter("ignore", FutureWarning)
+            total = all_reduce(local)
+        n = total[-1]
+        mean = total[:c] / n
+        var = (total[c:2 * c] / n - mean * mean).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), m)
+                unbiased = var.detach() * n / (n - 1).clamp_min(1)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
+        y = (xf - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            y = y * self.weight + self.bias
+        return y.to(x.dtype)
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Batch statistics over all ranks: torch's SyncBatchNorm on CUDA, :class:`GlobalBatchNorm` for BatchNorm1d
+    elsewhere (CPU / gloo). Returns the converted module (the input itself when it is a plain container)."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, nn.BatchNorm1d) and not isinstance(module, GlobalBatchNorm):
+        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats)
+        new.load_state_dict(module.state_dict())
+        if module.affine:  # the same parameters (and requires_grad), as torch's convert_sync_batchnorm keeps them
+            new.weight, new.bias = module.weight, module.bias
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        setattr(module, name, convert_sync_batchnorm(child, device))
+    return module

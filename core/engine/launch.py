@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any, Callable, Sequence
@@ -15,14 +16,18 @@ import torch.nn as nn
 from ..convert import load_pretrained
 from ..registry import create_model
 from . import distributed as du
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, load_error
 from .config import Config, ConfigError, dump_config, load_config
 from .data import DataError
-from .trainer import Trainer, resume_path
+from .metrics import setup_logging
+from .preempt import EXIT_PREEMPTED, Preempted
+from .rundir import latest_run_dir, resume_path, run_output_dir
+from .trainer import Trainer
 
-__all__ = ["parse_args", "build_model", "launch"]
+__all__ = ["parse_args", "build_model", "describe_load", "launch"]
 
 Setup = Callable[[Any, du.DistInfo], tuple[Any, Any, Any]]
+EXIT_NONFINITE = 3  # a non-finite loss or weights stopped the run (train.nonfinite=stop)
 
 
 def parse_args(argv: Sequence[str] | None = None, description: str | None = None,
@@ -33,9 +38,13 @@ def parse_args(argv: Sequence[str] | None = None, description: str | None = None
                    help="recipe YAML (may use _base_)" + (f"; default {default_config}" if default_config else ""))
     p.add_argument("--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override config values, e.g. train.epochs=5 model.drop_path_rate=0.2")
-    p.add_argument("--resume", default=None, help="checkpoint to resume (= --opt train.resume=PATH)")
-    p.add_argument("--output-dir", default=None, help="= --opt train.output_dir=DIR")
-    p.add_argument("--eval-only", action="store_true", help="= --opt train.eval_only=true")
+    p.add_argument("--resume", default=None, metavar="PATH|auto",
+                   help="checkpoint to continue (= --opt train.resume=PATH); 'auto': the newest run of this recipe "
+                        "that holds a last.pth, else a fresh run")
+    p.add_argument("--output-dir", default=None, help="run folder (= --opt train.output_dir=DIR); default: a new "
+                   "outputs/<recipe name>/<timestamp>; a named folder holding last.pth is continued")
+    p.add_argument("--eval-only", action="store_true", help="evaluate the run's best.pth (or --resume PATH) and "
+                   "write eval_results.json; training records are left untouched")
     return p.parse_args(argv)
 
 
@@ -54,19 +63,51 @@ def build_model(cfg: Config, num_classes: int | None = None, *, initial_weights:
     if m.drop_path_rate is not None:
         kwargs["drop_path_rate"] = m.drop_path_rate
     kwargs.update(overrides)
-    model = create_model(m.name, **kwargs)
-    if m.pretrained and initial_weights and resume_path(cfg) is None:
+    try:
+        model = create_model(m.name, **kwargs)
+    except TypeError as e:  # an unknown keyword argument of the model
+        raise ConfigError(f"model {m.name!r} does not take the arguments given in model.kwargs "
+                          f"{sorted(m.kwargs)}: {e}") from None
+    continuing = cfg.train.resume or cfg.train.eval_only or resume_path(cfg) is not None
+    if m.pretrained and initial_weights and not continuing:
         if not os.path.isfile(m.pretrained):
             raise ConfigError(f"model.pretrained = {m.pretrained!r} is not a file")
-        load_fn(model, m.pretrained, **m.pretrained_kwargs)
+        try:
+            report = load_fn(model, m.pretrained, **m.pretrained_kwargs)
+        except (ConfigError, CheckpointError):
+            raise
+        except Exception as e:  # noqa: BLE001 -- unreadable, unsafe or unfitting weights: one line naming the file
+            raise CheckpointError(f"model.pretrained = {m.pretrained}: {load_error(e) if _is_load(e) else e}") from None
+        logging.getLogger("swin").info(f"initial weights: {describe_load(m.pretrained, report)}")
     return model
+
+
+def _is_load(e: BaseException) -> bool:
+    """An error of torch.load itself (not a shape or key mismatch, whose message is already ours)."""
+    return not isinstance(e, ValueError) or "WeightsUnpickler" in str(e)
+
+
+def describe_load(path: str, report: Any) -> str:
+    """One line on what loading a checkpoint did (format, pretraining method, resized tables, keys, head)."""
+    parts = [f"{path} ({getattr(report, 'format', '?')} format"
+             + (f", {report.pretraining} encoder" if getattr(report, "pretraining", None) else "") + ")"]
+    if getattr(report, "inflated", False):
+        parts.append("inflated 2D -> 3D")
+    if getattr(report, "resized", None):
+        parts.append(f"{len(report.resized)} bias table(s) resized")
+    parts.append(f"missing keys {report.missing or 'none'}" if hasattr(report, "missing") else "")
+    parts.append(f"unexpected keys {report.unexpected or 'none'}" if hasattr(report, "unexpected") else "")
+    if getattr(report, "new_head", False):
+        parts.append("new classifier head (freshly initialised)")
+    return "; ".join(p for p in parts if p)
 
 
 def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, description: str | None = None,
            default_config: str | None = None) -> int:
     """Parse args, load the config, ``setup(cfg, info) -> (task, train_loader, val_loader)``, train.
 
-    Returns a process exit code: 0, or 2 with one line naming the problem for config, data and checkpoint errors.
+    Returns a process exit code: 0; 2 with one line naming the problem for config, data and checkpoint errors;
+    3 when non-finite values stopped training; 75 when a signal stopped it after writing a checkpoint.
     """
     args = parse_args(argv, description, default_config)
     try:
@@ -75,19 +116,29 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
         print(f"config error: {e}", file=sys.stderr)
         return 2
     # set directly, not through YAML parsing, so any path string is taken as it is
-    if args.resume:
-        cfg.train.resume = args.resume
     if args.output_dir:
         cfg.train.output_dir = args.output_dir
     if args.eval_only:
         cfg.train.eval_only = True
     info = du.init_distributed(cfg.train.device)
     try:
+        if args.resume == "auto":
+            latest = latest_run_dir(cfg)
+            if latest and not cfg.train.output_dir:
+                cfg.train.output_dir = latest
+        elif args.resume:
+            cfg.train.resume = args.resume
+        setup_logging(run_output_dir(cfg), info.is_main)
         if info.is_main:
             print("resolved config:\n" + dump_config(cfg), flush=True)
         task, train_loader, val_loader = setup(cfg, info)
         Trainer(cfg, task, None if cfg.train.eval_only else train_loader, val_loader, info=info).fit()
         return 0
+    except Preempted:
+        return EXIT_PREEMPTED  # the checkpoint is written and the log says how to continue
+    except FloatingPointError as e:
+        logging.getLogger("swin").error(f"stopped: {e}")
+        return EXIT_NONFINITE
     except (ConfigError, DataError, CheckpointError) as e:
         kind = "config" if isinstance(e, ConfigError) else "data" if isinstance(e, DataError) else "checkpoint"
         print(f"{kind} error: {e}", file=sys.stderr)

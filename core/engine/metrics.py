@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from typing import Any, Mapping
 
 import torch
@@ -59,6 +60,18 @@ def setup_logging(output_dir: str | None, is_main: bool, name: str = _LOGGER_NAM
         fh = logging.FileHandler(os.path.join(output_dir, "log.txt"))
         fh.setFormatter(fmt)
         log.addHandler(fh)
+    # Python warnings (skipped files, missing entries) go to the same log (log.txt on rank 0); library warnings
+    # that every rank would repeat (timm's scheduler, DDP) are shown by rank 0 only
+    logging.captureWarnings(True)
+    pyw = logging.getLogger("py.warnings")
+    pyw.propagate = False
+    for h in list(pyw.handlers):
+        pyw.removeHandler(h)
+    for h in log.handlers:
+        pyw.addHandler(h)
+    if not is_main:
+        warnings.filterwarnings("ignore", module=r"torch\.")
+        logging.getLogger("timm").setLevel(logging.ERROR)
     return log
 
 

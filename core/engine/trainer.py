@@ -31,9 +31,11 @@ from .distributed import DistInfo
 from .files import atomic_copy, atomic_save, atomic_write_text, write_json
 from .metrics import RunLogger, setup_logging
 from .optim import build_optimizer, build_scheduler, scaled_lrs
+from .preempt import EXIT_PREEMPTED, Preempted, RunLock, StopSignals, remove_stale_temps
+from .rundir import eval_checkpoint, resume_path, run_output_dir
 from .task import EvalEnv, Task
 
-__all__ = ["Trainer", "run_output_dir", "resume_path"]
+__all__ = ["Trainer"]
 
 
 def _flat_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -46,23 +48,25 @@ def _flat_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if a != b else []
 
 
-def run_output_dir(cfg: Config) -> str:
-    """train.output_dir, or $SWIN_OUTPUT_ROOT (default outputs)/<config name>."""
-    return cfg.train.output_dir or os.path.join(os.environ.get("SWIN_OUTPUT_ROOT", "outputs"), cfg.name or "run")
+_IGNORED_CHANGES = ("name", "train.output_dir", "train.resume", "train.progress", "train.tensorboard",
+                    "train.eval_only", "train.device")
 
 
-def resume_path(cfg: Config) -> str | None:
-    """The checkpoint a run continues from: train.resume, else <output_dir>/last.pth when auto_resume is on."""
-    t = cfg.train
-    if t.resume:
-        return t.resume
-    last = os.path.join(run_output_dir(cfg), "last.pth")
-    if os.path.isfile(last):
-        if t.auto_resume:
-            return last
-        raise CheckpointError(f"{last} exists and train.auto_resume=false: resume it, or choose another "
-                              f"train.output_dir (the engine never overwrites an earlier run's checkpoint)")
-    return None
+def _changes(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for the settings that differ between a checkpoint's config and this run's."""
+    out = []
+    for k in _flat_diff(old, new):
+        if k.startswith(_IGNORED_CHANGES):
+            continue
+        get = lambda d: _lookup(d, k)
+        out.append(f"{k}: {get(old)!r} -> {get(new)!r}")
+    return out
+
+
+def _lookup(d: Any, key: str) -> Any:
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
 
 
 def _per_process_batch(cfg: Config, loader: Any) -> int:
@@ -135,6 +139,11 @@ class Trainer:
         self.best_ema: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
         self.runlog: RunLogger | None = None
+        self.signals = StopSignals()
+        self._mid_epoch: dict[str, Any] = {}  # saved with a checkpoint written inside an epoch
+        self._resume: dict[str, Any] = {}     # a mid-epoch checkpoint being continued
+        self.nonfinite_skipped = 0
+        self._bad_group = False
 
     # -------------------------------------------------------------------------------- one step, one eval
     def train_step(self, batch: Any) -> Mapping[str, torch.Tensor]:
@@ -169,6 +178,7 @@ class Trainer:
             "rng": rng,
             "world_size": self.info.world_size,
             "config": config_to_dict(self.cfg),
+            **self._mid_epoch,  # iter_in_epoch, epoch_rng, epoch_sums, window: only inside an epoch
         }
 
     def load_state_dict(self, ckpt: Mapping[str, Any], source: str) -> None:
@@ -189,13 +199,15 @@ class Trainer:
                 f"{[len(g['params']) for g in saved_groups]}, this run has "
                 f"{[len(g['params']) for g in self.optimizer.param_groups]} (optim.* settings changed?)")
         if "config" in ckpt:
-            changed = [k for k in _flat_diff(ckpt["config"], config_to_dict(self.cfg))
-                       if not k.startswith(("train.", "name"))]
+            changed = _changes(ckpt["config"], config_to_dict(self.cfg))
             if changed:
-                self.log.warning(f"resuming {source} with changed settings: {', '.join(changed)}")
+                self.log.warning(f"resuming {source} with changed settings: {'; '.join(changed)}; the lr schedule "
+                                 f"is rebuilt from this config at the resumed position")
         self.task.load_split_state(ckpt["model"], ckpt.get("task") or {})
+        fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        for group, hyper in zip(self.optimizer.param_groups, fresh):  # this config's lr, wd, betas, scales
+            group.update(hyper)
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None:
@@ -205,13 +217,27 @@ class Trainer:
                 self.log.warning(f"{source} has no EMA weights; EMA restarts from the model")
                 self.ema.module.load_state_dict(self.task.state_dict())
         self.epoch = int(ckpt["epoch"])
-        self.num_updates = int(ckpt["iteration"])
+        inside = int(ckpt.get("iter_in_epoch", 0))
+        # the schedule's position from epochs done (the saved update count assumed the saved batch geometry)
+        self.num_updates = self.epoch * self.updates_per_epoch + math.ceil(inside / self.accum)
+        if self.num_updates != int(ckpt["iteration"]):
+            self.log.warning(f"{source}: {ckpt['iteration']} updates were made with another batch geometry; the "
+                             f"schedule continues at update {self.num_updates} of {self.total_updates}")
         self.best = dict(ckpt.get("best", {}))
         self.best_ema = dict(ckpt.get("best_ema", {}))
         rng = ckpt.get("rng")
-        if isinstance(rng, list) and len(rng) == self.info.world_size:
+        same_world = isinstance(rng, list) and len(rng) == self.info.world_size
+        if inside and same_world and inside < self.iters_per_epoch:
+            # mid-epoch: replay this epoch's data from its start, then continue with the saved RNG (train_one_epoch)
+            self._resume = {"iter": inside, "epoch_rng": ckpt["epoch_rng"][self.info.rank],
+                            "rng": rng[self.info.rank], "epoch_sums": dict(ckpt.get("epoch_sums", {})),
+                            "window": list(ckpt.get("window", []))}
+        elif inside:
+            self.log.warning(f"{source} was saved inside epoch {self.epoch + 1} with another world size or epoch "
+                             f"length; that epoch restarts from its beginning")
+        if same_world and not self._resume:
             restore_rng_state(rng[self.info.rank])
-        else:
+        elif not same_world:
             self.log.warning(f"{source} was saved with another world size; RNG streams reseeded, the run "
                              f"continues but is not bit-identical to an uninterrupted one")
             seed_everything(self.cfg.train.seed + 1000 * self.epoch + self.info.rank)
@@ -227,21 +253,39 @@ class Trainer:
         self.epoch = epoch if isinstance(epoch, int) else 0
 
     def save(self, is_best: bool) -> None:
-        """Write last.pth (and best.pth) atomically on rank 0; all ranks must call (RNG gather)."""
+        """Write best.pth (when best) and then last.pth, atomically, on rank 0; all ranks must call (RNG gather).
+
+        best.pth is complete before last.pth records it, and weights that are not finite are never written.
+        """
+        bad = [n for n, p in self.task.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise FloatingPointError(f"the weights are not finite at epoch {self.epoch + 1} ({bad[:3]}...); no "
+                                     f"checkpoint was written (the last good one stays in {self.output_dir})")
         state = self.state_dict()
         if not self.info.is_main:
             return
-        last = os.path.join(self.output_dir, "last.pth")
-        atomic_save(state, last)
-        if is_best:
-            atomic_copy(last, os.path.join(self.output_dir, "best.pth"))
+        last, best = os.path.join(self.output_dir, "last.pth"), os.path.join(self.output_dir, "best.pth")
+        try:
+            if is_best:
+                atomic_save(state, best)
+                atomic_copy(best, last)
+            else:
+                atomic_save(state, last)
+        except OSError as e:
+            raise CheckpointError(f"cannot write a checkpoint into {self.output_dir}: {e.strerror or e} (the "
+                                  f"previous checkpoint there is intact)") from None
 
     # -------------------------------------------------------------------------------- loop
     def _lr(self) -> float:
         return max(g["lr"] for g in self.optimizer.param_groups)
 
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training loader; returns the mean loss and the task's other scalars."""
+        """One pass over the training loader; returns the mean loss and the task's other scalars.
+
+        Continuing a mid-epoch checkpoint, it replays the epoch's data up to the saved iteration from the epoch's
+        starting RNG state (so shuffling, augmentation and worker seeds are those of the interrupted run), then
+        restores the RNG of the checkpoint: the result equals an uninterrupted run.
+        """
         cfg = self.cfg
         self.train_model.train()
         loader = self.train_loader
@@ -249,34 +293,51 @@ class Trainer:
             loader.sampler.set_epoch(epoch)
         n = self.iters_per_epoch
         full = (n // self.accum) * self.accum
-        epoch_sums: dict[str, float] = {}
-        window: list[dict[str, torch.Tensor]] = []  # this log interval's scalars, still on the device
-        bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", dynamic_ncols=True, mininterval=1.0,
-                   disable=not (self.info.is_main and cfg.train.progress))
+        resume, self._resume = self._resume, {}
+        if resume:
+            restore_rng_state(resume["epoch_rng"])
+        epoch_rng = du.all_gather_object(capture_rng_state())  # before the loader draws its worker seeds
+        batches = iter(loader)
+        start = resume.get("iter", 0)
+        for _ in range(start):
+            next(batches)
+        if resume:
+            restore_rng_state(resume["rng"])
+            self.log.info(f"continuing epoch {epoch + 1} at iteration {start + 1} (replayed {start} batches)")
+        epoch_sums: dict[str, float] = dict(resume.get("epoch_sums", {}))
+        window = [{k: torch.tensor(v) for k, v in w.items()} for w in resume.get("window", [])]
+        bar = tqdm(total=n, initial=start, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", dynamic_ncols=True,
+                   mininterval=1.0, disable=not (self.info.is_main and cfg.train.progress))
         self.optimizer.zero_grad(set_to_none=True)
         t0 = t_log = time.perf_counter()
         iters_left_after = (cfg.train.epochs - epoch - 1) * n  # iterations of later epochs
         grad_norm = None
-        for i, batch in enumerate(loader):
-            if i >= n:
-                break
-            batch = to_device(batch, self.device)
+        skip_mode = cfg.train.nonfinite == "skip"
+        for i in range(start, n):
+            batch = to_device(next(batches), self.device)
             sync = (i + 1) % self.accum == 0 or i + 1 == n
             with self.ddp.no_sync() if (self.ddp is not None and not sync) else contextlib.nullcontext():
                 with autocast(self.device, self.amp_dtype):
                     out = self.train_step(batch)
                 loss = out["loss"]
+                finite = self._all_finite(loss) if skip_mode else True
                 scaled = loss / (self.accum if i < full else n - full)  # a shorter last group weighs the same
+                if not finite:  # a zero backward that touches every parameter: DDP ranks stay in step
+                    scaled = sum(p.sum() for p in self.task.parameters() if p.requires_grad) * 0.0
+                    self._bad_group = True
                 if self.scaler is not None:
                     self.scaler.scale(scaled).backward()
                 else:
                     scaled.backward()
+            if not finite:
+                self._count_skip(epoch, i, "loss")
             if sync:
-                grad_norm = self._optimizer_step()
-            window.append({k: (v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v)))
-                           for k, v in out.items()})
+                grad_norm = self._optimizer_step(epoch, i)
+            if finite:
+                window.append({k: (v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v)))
+                               for k, v in out.items()})
             bar.update(1)
-            if (i + 1) % cfg.train.log_interval == 0 or i + 1 == n:
+            if ((i + 1) % cfg.train.log_interval == 0 or i + 1 == n) and window:
                 row = self._read_window(window, epoch, i)
                 for k, v in row.items():
                     epoch_sums[k] = epoch_sums.get(k, 0.0) + v * len(window)
@@ -288,10 +349,22 @@ class Trainer:
                     row["grad_norm"] = float(grad_norm)
                 if self.runlog is not None:
                     self.runlog.log("train", epoch * n + i + 1, row)
-                eta = (now - t0) / (i + 1) * (n - i - 1 + iters_left_after)
+                eta = (now - t0) / (i + 1 - start) * (n - i - 1 + iters_left_after)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{self._lr():.2e}", sps=f"{sps:.1f}", eta=_hms(eta),
                                 refresh=False)
                 window, t_log = [], now
+            if sync and i + 1 < n:
+                every = cfg.train.checkpoint_interval
+                signum = self.signals.requested(self.device)
+                if signum or (every and (self.num_updates % self.updates_per_epoch) % every == 0):
+                    self._mid_epoch = {"iter_in_epoch": i + 1, "epoch_rng": epoch_rng, "epoch_sums": epoch_sums,
+                                       "window": [{k: float(v) for k, v in w.items()} for w in window]}
+                    try:
+                        self.save(False)
+                    finally:
+                        self._mid_epoch = {}
+                    if signum:
+                        raise self._preempted(signum, f"epoch {epoch + 1} iteration {i + 1}/{n}")
         bar.close()
         keys = sorted(epoch_sums)
         stats = torch.tensor([epoch_sums[k] for k in keys] + [float(n)], dtype=torch.float64)
@@ -301,8 +374,28 @@ class Trainer:
         res = {"epoch": epoch + 1, "train_loss": means.pop("loss", float("nan")), "lr": self._lr(),
                "epoch_time_s": time.perf_counter() - t0}
         res.update(means)
+        if skip_mode:
+            res["nonfinite_skipped"] = self.nonfinite_skipped
         res.update(self.task.end_epoch())
         return res
+
+    def _all_finite(self, t: torch.Tensor) -> bool:
+        """Whether ``t`` is finite on every rank (one device sync; a collective under DDP)."""
+        bad = (~torch.isfinite(t.detach())).any().float().reshape(1)
+        return not bool(du.all_reduce_max(bad).item() if du.is_dist() else bad.item())
+
+    def _count_skip(self, epoch: int, i: int, what: str) -> None:
+        self.nonfinite_skipped += 1
+        self.log.warning(f"non-finite {what} at epoch {epoch + 1} iteration {i + 1}: step skipped "
+                         f"({self.nonfinite_skipped} so far; train.nonfinite=skip)")
+
+    def _preempted(self, signum: int, where: str) -> Preempted:
+        import signal as _signal
+        name = _signal.Signals(signum).name
+        msg = (f"stopped by {name} at {where}: checkpoint {os.path.join(self.output_dir, 'last.pth')} written; "
+               f"continue with --output-dir {self.output_dir} (exit code {EXIT_PREEMPTED})")
+        self.log.warning(msg)
+        return Preempted(signum, msg)
 
     def _read_window(self, window: list[dict[str, torch.Tensor]], epoch: int, last: int) -> dict[str, float]:
         """Means of a log interval's scalars: one device-to-host copy; a non-finite loss stops the run."""
@@ -320,16 +413,28 @@ class Trainer:
         means = values.mean(0).tolist()
         return dict(zip(keys, means))
 
-    def _optimizer_step(self) -> torch.Tensor | None:
-        """Unscale, clip, step, zero grads, advance scheduler, EMA and the task; returns the grad norm if clipped."""
+    def _optimizer_step(self, epoch: int = 0, i: int = 0) -> torch.Tensor | None:
+        """Unscale, clip, step, zero grads, advance scheduler, EMA and the task; returns the grad norm if clipped.
+
+        With ``train.nonfinite=skip`` a step whose gradients are not finite is dropped (the schedule still advances).
+        """
         clip = self.cfg.optim.clip_grad
         norm = None
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if clip > 0:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
             norm = torch.nn.utils.clip_grad_norm_(params, clip)
-        if self.scaler is not None:
+        skip, self._bad_group = self._bad_group, False  # a micro-batch of this update had a non-finite loss
+        if self.cfg.train.nonfinite == "skip" and self.scaler is None and not skip:
+            if norm is None:
+                norm = torch.nn.utils.clip_grad_norm_(params, float("inf"))
+            skip = not self._all_finite(norm)
+            if skip:
+                self._count_skip(epoch, i, "gradient")
+        if skip:
+            pass
+        elif self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
@@ -378,15 +483,35 @@ class Trainer:
                       f"updates per epoch, amp {self.amp_dtype or 'none'}, output {self.output_dir}")
 
     def fit(self) -> dict[str, Any]:
-        """Train (resuming if a checkpoint applies), evaluate every ``eval_interval`` epochs, save, summarise."""
+        """Train (continuing a checkpoint when one applies), evaluate every ``eval_interval`` epochs, save, summarise.
+
+        With ``train.eval_only`` (or no training loader) it evaluates instead: see :meth:`evaluate_only`.
+        """
+        cfg, t = self.cfg, self.cfg.train
+        if t.eval_only or self.train_loader is None:
+            return self.evaluate_only()
+        lock = RunLock(self.output_dir)
+        if self.info.is_main:
+            lock.acquire()  # before anything is read or written: a second run into the folder fails here
+            for path in remove_stale_temps(self.output_dir):
+                self.log.warning(f"removed {path}, left by an interrupted write")
+        try:
+            with self.signals:
+                return self._fit()
+        finally:
+            lock.release()
+
+    def _fit(self) -> dict[str, Any]:
         cfg, t = self.cfg, self.cfg.train
         resume = resume_path(cfg)
-        if resume and (t.eval_only or self.train_loader is None):
-            self.load_weights(load_checkpoint(resume), resume)
-            self.log.info(f"evaluating weights from {resume}")
-        elif resume:
-            self.load_state_dict(load_checkpoint(resume), resume)
-            self.log.info(f"resumed from {resume} at epoch {self.epoch}, update {self.num_updates}")
+        if resume:
+            self.load_state_dict(_load_or_name_alternative(resume), resume)
+            where = f"epoch {self.epoch}" + (f" + {self._resume['iter']} iterations" if self._resume else "")
+            self.log.info(f"resumed from {resume} at {where}, update {self.num_updates}")
+            if self.epoch >= t.epochs:
+                self.log.info(f"{self.output_dir} is already complete: {self.epoch} epochs; raise train.epochs to "
+                              f"continue (nothing was changed)")
+                return _read_json(os.path.join(self.output_dir, "results.json"))
         self.scheduler.step_update(num_updates=self.num_updates)
         if self.info.is_main:
             atomic_write_text(os.path.join(self.output_dir, "config.yaml"), dump_config(cfg))
@@ -394,12 +519,7 @@ class Trainer:
         self._describe()
         start = time.perf_counter()
         try:
-            if t.eval_only or self.train_loader is None:
-                metrics = self._run_eval()
-                self._update_best(metrics, self.epoch)
-                self.runlog.log("eval", self.epoch, metrics)
-                self.history.append({"epoch": self.epoch, **metrics})
-            while self.epoch < t.epochs and not t.eval_only and self.train_loader is not None:
+            while self.epoch < t.epochs:
                 epoch = self.epoch
                 row = self.train_one_epoch(epoch)
                 self.epoch = epoch + 1
@@ -413,11 +533,33 @@ class Trainer:
                 self.runlog.log("epoch", self.epoch, row)
                 self.log.info(f"epoch {self.epoch}/{t.epochs} " + " ".join(
                     f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"))
-                if self.epoch % t.save_interval == 0 or self.epoch == t.epochs or is_best:
+                signum = self.signals.requested(self.device)
+                if self.epoch % t.save_interval == 0 or self.epoch == t.epochs or is_best or signum:
                     self.save(is_best)
+                if signum and self.epoch < t.epochs:
+                    raise self._preempted(signum, f"the end of epoch {self.epoch}")
         finally:
             self.runlog.close()
         return self._finish(time.perf_counter() - start)
+
+    def evaluate_only(self) -> dict[str, Any]:
+        """Evaluate the run's best.pth (else last.pth, or train.resume; else the initial weights) and write
+        ``eval_results.json`` naming the checkpoint and the data; the training records are not touched."""
+        ckpt = eval_checkpoint(self.cfg)
+        if ckpt:
+            self.load_weights(load_checkpoint(ckpt), ckpt)
+        data = {k: v for k, v in vars(getattr(self.cfg, "data", object())).items()
+                if k in ("dataset", "root", "root_val", "val_split", "ann_val", "ann_test")}
+        self.log.info(f"evaluating {ckpt or 'the initial weights (no checkpoint in ' + self.output_dir + ')'} "
+                      f"on {data or 'the validation data'}")
+        start = time.perf_counter()
+        metrics = self._run_eval()
+        result = {"checkpoint": ckpt, "epoch": self.epoch, "data": data, "metrics": metrics,
+                  "time_s": time.perf_counter() - start}
+        self.log.info(f"evaluation: {self.task.describe(metrics) if metrics else 'no metrics'}")
+        if self.info.is_main:
+            write_json(os.path.join(self.output_dir, "eval_results.json"), result)
+        return result
 
     def _finish(self, elapsed: float) -> dict[str, Any]:
         results = {
@@ -449,6 +591,33 @@ def _check_task_state(task: Task, saved: Mapping[str, torch.Tensor], source: str
     if missing or unexpected or shapes:
         raise CheckpointError(f"{source}: the {type(task).__name__} state does not match (missing {missing[:10]}, "
                               f"unexpected {unexpected[:10]}, shapes {shapes[:10]})")
+
+
+def _load_or_name_alternative(path: str) -> dict:
+    """load_checkpoint, or a CheckpointError that names the readable checkpoints beside an unreadable one."""
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as e:
+        folder = os.path.dirname(path)
+        good = []
+        for name in ("last.pth", "best.pth"):
+            other = os.path.join(folder, name)
+            if other != path and os.path.isfile(other):
+                try:
+                    good.append(f"{other} (epoch {load_checkpoint(other).get('epoch')})")
+                except CheckpointError:
+                    pass
+        hint = f"; readable: {', '.join(good)}: continue from it with --resume" if good else ""
+        raise CheckpointError(f"{e}{hint}") from None
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    import json
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def _hms(seconds: float) -> str:

@@ -1,7 +1,8 @@
 """Training curves from a run's metrics.jsonl: ``python -m core.tools.plot outputs/<run> [outputs/<other> ...]``.
 
 Writes curves.png in the first run folder (or --out): training loss per logged interval, lr, and validation
-top-1 per epoch, one line per run, so runs (e.g. Video Swin vs its single-frame 2D baseline) compare at a glance.
+top-1 (or ``--metric``, e.g. ``knn_top1``) per epoch, one line per run, so runs (e.g. Video Swin vs its
+single-frame 2D baseline) compare at a glance.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def read_metrics(run: str) -> dict[str, list[dict]]:
     return rows
 
 
-def plot_runs(runs: Sequence[str], out: str) -> str:
-    """Draw loss, lr and top-1 of every run into one PNG."""
+def plot_runs(runs: Sequence[str], out: str, metric: str = "top1") -> str:
+    """Draw loss, lr and the per-epoch ``metric`` (validation top-1, or e.g. MoBY's knn_top1) of every run."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     for run in runs:
         rows = read_metrics(run)
@@ -37,9 +38,10 @@ def plot_runs(runs: Sequence[str], out: str) -> str:
         x = [r["epoch"] - 1 + r["iter"] / per_epoch for r in train]
         axes[0].plot(x, [r["loss"] for r in train], label=label)
         axes[1].plot(x, [r["lr"] for r in train], label=label)
-        evals = [r for r in rows.get("epoch", []) if "top1" in r]
-        axes[2].plot([r["epoch"] for r in evals], [r["top1"] for r in evals], marker="o", label=label)
-    for ax, title in zip(axes, ("training loss", "learning rate", "validation top-1 (%)")):
+        evals = [r for r in rows.get("epoch", []) if metric in r]
+        axes[2].plot([r["epoch"] for r in evals], [r[metric] for r in evals], marker="o", label=label)
+    title = "validation top-1 (%)" if metric == "top1" else f"{metric} (%)" if "top" in metric else metric
+    for ax, title in zip(axes, ("training loss", "learning rate", title)):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -53,9 +55,10 @@ def plot_runs(runs: Sequence[str], out: str) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run folders holding metrics.jsonl")
-    parser.add_argument("--out", default="", help="default: <first run>/curves.png")
+    parser.add_argument("--out", default="curves.png", help="PNG to write (default: curves.png here)")
+    parser.add_argument("--metric", default="top1", help="per-epoch metric of the third panel, e.g. knn_top1")
     args = parser.parse_args(argv)
-    print(plot_runs(args.runs, args.out or os.path.join(args.runs[0], "curves.png")))
+    print(plot_runs(args.runs, args.out, args.metric))
 
 
 if __name__ == "__main__":

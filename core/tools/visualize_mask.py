@@ -1,7 +1,9 @@
 """Picture of the shifted-window attention masks: ``python -m core.tools.visualize_mask --out mask.png``.
 
-Left: the cyclically shifted feature map coloured by the region each token came from, with the window grid;
-right: every window's (N, N) mask (black = masked, i.e. tokens from different regions).
+2D (``--size H W --window h w``): left, the cyclically shifted feature map coloured by the region each token
+came from, with the window grid; right, every window's (N, N) mask (white = attend, black = masked).
+3D (``--size T H W --window t h w``): the regions of each time slice, and the (N, N) mask of the last window
+(the one that mixes the most regions), its tokens ordered (t, h, w) with lines between time slices.
 """
 from __future__ import annotations
 
@@ -44,7 +46,51 @@ def draw(size: Sequence[int], window: Sequence[int], shift: Sequence[int], out: 
         a.set_title(f"window {i}", fontsize=8)
         a.set_xticks([])
         a.set_yticks([])
-    fig.tight_layout()
+    _legend(fig)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _legend(fig: plt.Figure) -> None:
+    from matplotlib.patches import Patch
+    fig.legend(handles=[Patch(facecolor="white", edgecolor="k", label="attend (same region): + 0"),
+                        Patch(facecolor="black", edgecolor="k", label="masked (different regions): -100 before softmax")],
+               loc="lower center", ncol=2, fontsize=9, frameon=False)
+
+
+def draw_3d(size: Sequence[int], window: Sequence[int], shift: Sequence[int], out: str) -> str:
+    """Write the figure for a 3D (padded) size, window and shift to ``out``: time slices and one window's mask."""
+    labels = region_labels(size, window, shift)
+    mask = shifted_window_mask(size, window, shift)
+    T = size[0]
+    fig = plt.figure(figsize=(2.4 * T + 5, 5))
+    grid = fig.add_gridspec(1, T + 2)
+    for t in range(T):
+        ax = fig.add_subplot(grid[0, t])
+        ax.imshow(labels[t].numpy(), cmap="tab20", vmin=0, vmax=26)
+        for y in range(0, size[1] + 1, window[1]):
+            ax.axhline(y - 0.5, color="k", lw=1.5)
+        for x in range(0, size[2] + 1, window[2]):
+            ax.axvline(x - 0.5, color="k", lw=1.5)
+        boundary = " | new temporal window" if t % window[0] == 0 and t else ""
+        ax.set_title(f"t = {t}{boundary}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax = fig.add_subplot(grid[0, T:])
+    ax.imshow((mask[-1] == 0).numpy(), cmap="gray", vmin=0, vmax=1)
+    n_hw = window[1] * window[2]
+    for t in range(1, window[0]):
+        ax.axhline(t * n_hw - 0.5, color="tab:red", lw=1)
+        ax.axvline(t * n_hw - 0.5, color="tab:red", lw=1)
+    ax.set_title(f"mask of the last window ({mask.shape[-1]} tokens, (t, h, w) order;\n"
+                 f"red lines: time slices); {tuple(size)} map, window {tuple(window)}, shift {tuple(shift)}",
+                 fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    _legend(fig)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
@@ -52,16 +98,19 @@ def draw(size: Sequence[int], window: Sequence[int], shift: Sequence[int], out: 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, nargs=2, default=[8, 8], help="padded feature map size H W")
-    parser.add_argument("--window", type=int, nargs=2, default=[4, 4])
-    parser.add_argument("--shift", type=int, nargs=2, default=None, help="default: half the window")
+    parser.add_argument("--size", type=int, nargs="+", default=[8, 8], help="padded map size: H W, or T H W")
+    parser.add_argument("--window", type=int, nargs="+", default=[4, 4], help="h w, or t h w")
+    parser.add_argument("--shift", type=int, nargs="+", default=None, help="default: half the window")
     parser.add_argument("--out", default="shifted_window_mask.png")
     args = parser.parse_args(argv)
     shift = args.shift or [w // 2 for w in args.window]
+    if len(args.size) not in (2, 3) or len(args.window) != len(args.size) or len(shift) != len(args.size):
+        parser.error(f"--size, --window and --shift need 2 (H W) or 3 (T H W) numbers each, got {args.size}, "
+                     f"{args.window}, {shift}")
     for s, w in zip(args.size, args.window):
         if s % w:
             parser.error(f"--size {args.size} must be a multiple of --window {args.window} (pass the padded size)")
-    print(draw(args.size, args.window, shift, args.out))
+    print((draw_3d if len(args.size) == 3 else draw)(args.size, args.window, shift, args.out))
 
 
 if __name__ == "__main__":

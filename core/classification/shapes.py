@@ -1,0 +1,120 @@
+"""Embedded image set "shapes": the class is a shape's outline, under random colour, texture, position, scale
+and rotation. Generated deterministically in memory (no download, no files).
+
+Colours and textures are drawn independently of the class, so features that only see colour or texture
+(what a randomly initialised network mostly sees) cannot tell the classes apart; only the outline can.
+
+    ds = ShapesDataset("train", num=4000, size=32)            # uint8 images (3, 32, 32), labels 0..5
+    x, y = ds[0]                                              # x: tensor, or transform(tensor) if given
+    images, labels = render_shapes(100, size=32, seed=7)      # the raw arrays
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["SHAPE_CLASSES", "SPLIT_SEEDS", "render_shape", "render_shapes", "ShapesDataset"]
+
+SHAPE_CLASSES = ("disc", "ring", "square", "triangle", "cross", "half_disc")
+SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}  # disjoint random streams per split
+
+
+def _mask(kind: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+    """Boolean mask of a shape of radius ``r`` in rotated, centred coordinates (u, v)."""
+    d = np.hypot(u, v)
+    if kind == "disc":
+        return d <= r
+    if kind == "ring":
+        return (d <= r) & (d >= 0.55 * r)
+    if kind == "square":
+        return np.maximum(abs(u), abs(v)) <= 0.8 * r
+    if kind == "triangle":  # equilateral, circumradius r: three half-planes
+        angles = np.pi / 2 + np.arange(3) * 2 * np.pi / 3
+        return np.all([u * np.cos(a) + v * np.sin(a) >= -0.5 * r for a in angles], axis=0)
+    if kind == "cross":
+        w = 0.3 * r
+        return ((abs(u) <= w) & (abs(v) <= r)) | ((abs(v) <= w) & (abs(u) <= r))
+    if kind == "half_disc":
+        return (d <= r) & (v >= 0)
+    raise ValueError(f"unknown shape {kind!r}; known: {SHAPE_CLASSES}")
+
+
+def _texture(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, size: int) -> np.ndarray:
+    """A (H, W) pattern in [0, 1]: stripes at a random angle and frequency, a checkerboard, or smooth noise."""
+    kind = rng.integers(0, 3)
+    if kind == 0:
+        a, f = rng.uniform(0, np.pi), rng.uniform(2, 6) * 2 * np.pi / size
+        return 0.5 + 0.5 * np.sin(f * (xx * np.cos(a) + yy * np.sin(a)) + rng.uniform(0, 2 * np.pi))
+    if kind == 1:
+        c = int(rng.integers(3, 9))
+        return (((yy // c) + (xx // c)) % 2).astype(np.float64)
+    coarse = rng.uniform(0, 1, (5, 5))
+    idx = np.linspace(0, 4, size)
+    i0 = np.minimum(idx.astype(int), 3)
+    w = idx - i0
+    rows = coarse[i0] * (1 - w[:, None]) + coarse[i0 + 1] * w[:, None]
+    return rows[:, i0] * (1 - w[None]) + rows[:, i0 + 1] * w[None]
+
+
+def render_shape(rng: np.random.Generator, label: int, size: int = 32) -> np.ndarray:
+    """One (3, size, size) uint8 image of shape class ``label`` on a textured background."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    c1, c2 = rng.uniform(0, 255, (2, 3))
+    # a faint texture: the outline, not the background pattern, carries the class and the most contrast
+    bg = _texture(rng, yy, xx, size)[..., None] * (c2 - c1) * rng.uniform(0.0, 0.4) + c1   # (H, W, 3)
+    r = rng.uniform(0.22, 0.42) * size
+    cy, cx = rng.uniform(r * 0.8, size - r * 0.8, 2)
+    theta = rng.uniform(0, 2 * np.pi)
+    dy, dx = yy - cy, xx - cx
+    u, v = dx * np.cos(theta) + dy * np.sin(theta), -dx * np.sin(theta) + dy * np.cos(theta)
+    mask = _mask(SHAPE_CLASSES[label], u, v, r)
+    f1, f2 = rng.uniform(0, 255, (2, 3))
+    fg = _texture(rng, yy, xx, size)[..., None] * (f2 - f1) * rng.uniform(0, 0.5) + f1  # mostly solid
+    img = np.where(mask[..., None], fg, bg) + rng.normal(0, 6, (size, size, 3))
+    return np.clip(img, 0, 255).round().astype(np.uint8).transpose(2, 0, 1)
+
+
+@lru_cache(maxsize=8)
+def render_shapes(num: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``num`` images (num, 3, size, size) uint8 and labels (balanced, cycling through the classes); cached,
+    read-only arrays."""
+    labels = np.arange(num) % len(SHAPE_CLASSES)
+    images = np.stack([render_shape(np.random.default_rng([seed, i]), int(labels[i]), size) for i in range(num)]) \
+        if num else np.zeros((0, 3, size, size), np.uint8)
+    labels = labels.astype(np.int64)
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
+
+
+class ShapesDataset(Dataset):
+    """``num`` generated images of one split ("train", "val", "test": disjoint seeds); items (image, label).
+
+    The image is a uint8 tensor (3, size, size), passed through ``transform`` when given (torchvision v2
+    transforms take it as an image). ``classes`` names the labels.
+    """
+
+    classes = list(SHAPE_CLASSES)
+
+    def __init__(self, split: str = "train", *, num: int = 4000, size: int = 32, seed: int = 0,
+                 transform: Callable[[torch.Tensor], object] | None = None) -> None:
+        if split not in SPLIT_SEEDS:
+            raise ValueError(f"shapes split must be one of {tuple(SPLIT_SEEDS)}, got {split!r}")
+        images, labels = render_shapes(num, size, seed=1000 * seed + SPLIT_SEEDS[split])
+        self.images = torch.from_numpy(images.copy())
+        self.targets = torch.from_numpy(labels.copy())
+        self.split, self.transform = split, transform
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[object, int]:
+        x = self.images[index]
+        return (self.transform(x) if self.transform is not None else x), int(self.targets[index])

@@ -1,0 +1,76 @@
+"""Where a run writes: a fresh folder per run unless one is named, and which checkpoint a run continues from.
+
+Without ``train.output_dir`` (or ``--output-dir``) each run gets ``$SWIN_OUTPUT_ROOT/<recipe name>/<timestamp>``
+(``outputs/`` by default), so two recipes, or a rerun, never mix. A run continues from a checkpoint only when
+asked: a named output folder holding ``last.pth`` (a requeued cluster job passes its folder), ``--resume PATH``,
+or ``--resume auto`` (the newest run of the recipe that holds a ``last.pth``).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from . import distributed as du
+from .checkpoint import CheckpointError
+from .config import Config
+
+__all__ = ["runs_root", "new_run_dir", "latest_run_dir", "run_output_dir", "resume_path", "eval_checkpoint"]
+
+
+def runs_root(cfg: Config) -> str:
+    """$SWIN_OUTPUT_ROOT (default ``outputs``)/<recipe name>: the parent of the recipe's run folders."""
+    return os.path.join(os.environ.get("SWIN_OUTPUT_ROOT", "outputs"), cfg.name or "run")
+
+
+def new_run_dir(cfg: Config) -> str:
+    """A fresh ``<runs_root>/<YYYYmmdd-HHMMSS>[-N]`` folder name, the same on every rank (not created here)."""
+    path = None
+    if du.is_main():
+        base = os.path.join(runs_root(cfg), time.strftime("%Y%m%d-%H%M%S"))
+        path, n = base, 1
+        while os.path.exists(path):
+            n += 1
+            path = f"{base}-{n}"
+    return du.broadcast_object(path)
+
+
+def latest_run_dir(cfg: Config, marker: str = "last.pth") -> str | None:
+    """The run folder of the recipe whose ``marker`` file was written last, or None."""
+    root = runs_root(cfg)
+    if not os.path.isdir(root):
+        return None
+    found = [os.path.join(e.path, marker) for e in os.scandir(root) if e.is_dir()]
+    found = [p for p in found if os.path.isfile(p)]
+    return os.path.dirname(max(found, key=os.path.getmtime)) if found else None
+
+
+def run_output_dir(cfg: Config) -> str:
+    """``train.output_dir``; when empty, a fresh run folder is chosen and stored there (so every later call agrees)."""
+    if not cfg.train.output_dir:
+        cfg.train.output_dir = new_run_dir(cfg)
+    return cfg.train.output_dir
+
+
+def resume_path(cfg: Config) -> str | None:
+    """The checkpoint a training run continues from: train.resume, else <output_dir>/last.pth when auto_resume is on."""
+    t = cfg.train
+    if t.resume:
+        return t.resume
+    last = os.path.join(run_output_dir(cfg), "last.pth")
+    if os.path.isfile(last):
+        if t.auto_resume:
+            return last
+        raise CheckpointError(f"{last} exists and train.auto_resume=false: resume it, or choose another "
+                              f"train.output_dir (the engine never overwrites an earlier run's checkpoint)")
+    return None
+
+
+def eval_checkpoint(cfg: Config) -> str | None:
+    """The checkpoint an evaluation reads: train.resume, else the run folder's best.pth, else its last.pth."""
+    if cfg.train.resume:
+        return cfg.train.resume
+    for name in ("best.pth", "last.pth"):
+        path = os.path.join(run_output_dir(cfg), name)
+        if os.path.isfile(path):
+            return path
+    return None

@@ -1,0 +1,130 @@
+"""Export a trained model: ``python -m core.export MODEL --checkpoint PATH --format onnx|pt2|timm|hf
+--input 1 3 224 224 [--dynamic-batch]``.
+
+onnx / pt2 trace the model at the given input size (torch.onnx / torch.export): the shifted-window masks and
+relative position indices of that size are built once and stored in the graph as constants, so the exported
+model accepts exactly that spatial size (and channel count); the batch size too, unless --dynamic-batch.
+timm / hf write the weights in timm's or transformers' layout (2D Swin), for users of those libraries.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+import yaml
+
+from .attention import WindowAttention
+from .convert import load_pretrained, read_state_dict
+from .registry import create_model
+
+FORMATS = ("onnx", "pt2", "timm", "hf")
+SUFFIX = {"onnx": ".onnx", "pt2": ".pt2", "timm": ".pth", "hf": ".pth"}
+
+
+def model_kwargs(checkpoint: dict, given: str | None) -> dict[str, Any]:
+    """create_model overrides: --kwargs (YAML mapping), else ``model.kwargs`` of the checkpoint's saved recipe."""
+    if given:
+        kw = yaml.safe_load(given)
+        if not isinstance(kw, dict):
+            raise ValueError(f"--kwargs must be a YAML mapping, e.g. '{{embed_dim: 32}}', got {given!r}")
+        return kw
+    cfg = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    model = cfg.get("model", {}) if isinstance(cfg, dict) else {}
+    return dict(model.get("kwargs") or {})
+
+
+def load_model(name: str, checkpoint: str, kwargs: str | None = None) -> nn.Module:
+    """``create_model(name)`` with the checkpoint's class count and recipe kwargs, its weights loaded, eval mode."""
+    raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    sd, _ = read_state_dict(raw)
+    kw = model_kwargs(raw, kwargs)
+    kw.setdefault("num_classes", sd["head.fc.weight"].shape[0] if "head.fc.weight" in sd else 0)
+    model = create_model(name, **kw)
+    load_pretrained(model, sd)
+    return deployable(model.eval())
+
+
+def deployable(model: nn.Module) -> nn.Module:
+    """Plain matmul-softmax-matmul attention (same numbers as SDPA; every runtime has these ops)."""
+    for m in model.modules():
+        if isinstance(m, WindowAttention):
+            m.attn_impl = "math"
+    return model
+
+
+def example_input(shape: Sequence[int], dynamic_batch: bool) -> torch.Tensor:
+    """A random input of ``shape``; a dynamic batch is traced at 2 (a size-1 dimension would be specialised)."""
+    shape = list(shape)
+    if dynamic_batch and shape[0] == 1:
+        shape[0] = 2
+    return torch.randn(*shape)
+
+
+def export_pt2(model: nn.Module, x: torch.Tensor, out: Path, dynamic_batch: bool) -> None:
+    """torch.export to a .pt2 archive (load with torch.export.load(path).module())."""
+    dyn = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    program = torch.export.export(model, (x,), dynamic_shapes=dyn)
+    torch.export.save(program, str(out))
+
+
+def export_onnx(model: nn.Module, x: torch.Tensor, out: Path, dynamic_batch: bool, opset: int = 18) -> None:
+    """ONNX with input ``input`` and output ``output`` (the logits, or pooled features without a head)."""
+    dyn = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
+    torch.onnx.export(model, (x,), str(out), input_names=["input"], output_names=["output"], dynamic_axes=dyn,
+                      opset_version=opset, dynamo=False)
+
+
+def export(model: nn.Module, fmt: str, out: Path, input_shape: Sequence[int] = (1, 3, 224, 224),
+           dynamic_batch: bool = False) -> Path:
+    """Write ``model`` in ``fmt`` to ``out``; returns the path."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt in ("timm", "hf"):
+        from .convert_hf import to_hf, to_timm
+        torch.save((to_timm if fmt == "timm" else to_hf)(model.state_dict()), out)
+        return out
+    model = deployable(model.eval())
+    model.check_input(torch.empty(*input_shape, device="meta"))
+    x = example_input(input_shape, dynamic_batch)
+    with torch.no_grad():
+        (export_pt2 if fmt == "pt2" else export_onnx)(model, x, out, dynamic_batch)
+    return out
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m core.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="registered model name, e.g. swin_t, video_swin_t, swin_mlp_t_c24")
+    p.add_argument("--checkpoint", required=True, help="weights: ours (a run's best.pth), timm, torchvision, official, "
+                                                      "transformers")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--input", type=int, nargs="+", default=[1, 3, 224, 224],
+                   help="input shape B C H W (video: B C T H W) the graph is traced at (onnx, pt2)")
+    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (onnx, pt2)")
+    p.add_argument("--kwargs", default=None, help="create_model overrides as a YAML mapping "
+                                                  "(default: model.kwargs of the checkpoint's recipe)")
+    p.add_argument("--out", default=None, help="output file (default: beside the checkpoint, <model>.<suffix>)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        model = load_model(args.model, args.checkpoint, args.kwargs)
+        out = Path(args.out or Path(args.checkpoint).with_name(f"{args.model}_{args.format}{SUFFIX[args.format]}"))
+        export(model, args.format, out, args.input, args.dynamic_batch)
+    except (ValueError, KeyError, OSError, RuntimeError) as e:
+        print(f"error: {e}".splitlines()[0], file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({args.format}; input {' x '.join(map(str, args.input))}"
+          f"{', any batch' if args.dynamic_batch and args.format in ('onnx', 'pt2') else ''})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

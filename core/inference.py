@@ -1,0 +1,193 @@
+"""What the inference tools share: a checkpoint's recipe and model (any format load_pretrained reads), class
+names, input expansion (files, folders, globs) and top-k rows.
+
+The recipe of a checkpoint is its saved ``config`` entry (our training checkpoints), else the ``config.yaml``
+beside it (a run folder), else the schema's defaults with ``--model NAME`` (official, timm, torchvision files).
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+import torch.nn as nn
+
+from .convert import load_pretrained, read_state_dict
+from .engine.checkpoint import CheckpointError, load_checkpoint
+from .engine.config import ConfigError, config_from_dict, load_config, parse_overrides
+from .engine.data import DataError
+from .engine.launch import build_model
+
+__all__ = ["LoadedModel", "load_model", "read_recipe", "class_names", "expand_inputs", "topk_rows",
+           "add_model_args", "report_error", "ToolError", "pick_device"]
+
+ToolError = (ConfigError, CheckpointError, DataError)
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode with the recipe it came with."""
+    model: nn.Module
+    cfg: Any
+    num_classes: int
+    format: str        # source layout: ours, timm, torchvision, official, official_video
+    recipe: str        # where the recipe came from: "checkpoint", "<path>/config.yaml" or "--model NAME"
+
+
+def read_recipe(ckpt_path: str, ckpt: dict, schema: type, model_name: str | None = None,
+                opts: Sequence[str] = ()) -> tuple[Any, str]:
+    """(config of type ``schema``, where it came from); ``opts`` are ``--opt key=value`` overrides."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), "config.yaml")
+    problem = ""
+    try:
+        if isinstance(ckpt.get("config"), dict):
+            tree = parse_overrides(list(opts), {k: v for k, v in ckpt["config"].items() if k != "_schema_"})
+            return config_from_dict(tree, schema), "checkpoint"
+        if os.path.isfile(beside):
+            return load_config(beside, list(opts), schema=schema), beside
+    except ConfigError as e:
+        problem = f"its saved recipe is not a {schema.__name__} ({e})"
+    if not model_name:
+        why = problem or "it holds no recipe (no 'config' entry, no config.yaml beside it)"
+        raise ConfigError(f"{ckpt_path}: {why}; pass --model NAME (e.g. swin_t, video_swin_t)")
+    cfg = load_config(None, [f"model.name={model_name}", *opts], schema=schema)
+    return cfg, f"--model {model_name}"
+
+
+def _head_classes(sd: dict[str, torch.Tensor]) -> int:
+    w = sd.get("head.fc.weight")
+    return int(w.shape[0]) if w is not None else 0
+
+
+def load_model(ckpt_path: str, schema: type, *, model_name: str | None = None, opts: Sequence[str] = (),
+               need_head: bool = True, device: torch.device | str = "cpu") -> LoadedModel:
+    """Build the checkpoint's model from its recipe and load its weights (strictly) for inference."""
+    ckpt = load_checkpoint(ckpt_path)
+    cfg, recipe = read_recipe(ckpt_path, ckpt, schema, model_name, opts)
+    if model_name and recipe != f"--model {model_name}" and model_name != cfg.model.name:
+        raise ConfigError(f"--model {model_name} but {ckpt_path} was trained as {cfg.model.name}")
+    try:
+        sd, fmt = read_state_dict(ckpt)
+    except ValueError as e:
+        raise CheckpointError(f"{ckpt_path}: {e}") from None
+    num_classes = _head_classes(sd)
+    if need_head and num_classes == 0:
+        raise CheckpointError(f"{ckpt_path} has no classifier head (a backbone): extract features instead, "
+                              f"or fine-tune it first")
+    try:
+        model = build_model(cfg, num_classes, initial_weights=False)
+    except ValueError as e:
+        raise ConfigError(f"cannot build model {cfg.model.name!r}: {e}") from None
+    try:
+        load_pretrained(model, ckpt)
+    except ValueError as e:
+        raise CheckpointError(f"{ckpt_path}: {e}") from None
+    return LoadedModel(model.to(device).eval(), cfg, num_classes, fmt, recipe)
+
+
+def class_names(num_classes: int, ckpt_path: str, classes_file: str | None = None,
+                fallback: Sequence[str] | None = None) -> list[str]:
+    """``--classes FILE``, else classes.txt beside the checkpoint, else ``fallback``, else "0", "1", ..."""
+    path = classes_file or os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), "classes.txt")
+    if os.path.isfile(path):
+        names = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        source = path
+    elif classes_file:
+        raise DataError(f"--classes {classes_file}: file not found")
+    else:
+        names, source = list(fallback or []), "the recipe"
+        if not names:
+            return [str(i) for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise DataError(f"{source} names {len(names)} classes but the checkpoint's head has {num_classes}")
+    return names
+
+
+def expand_inputs(items: Iterable[str], extensions: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files from paths, folders (searched recursively for ``extensions``) and globs, in the given order.
+
+    Returns (files, problems): an item that is neither a file, a folder nor a matching glob is a problem
+    ``(item, reason)``; files are not opened here.
+    """
+    files: list[str] = []
+    problems: list[tuple[str, str]] = []
+    exts = tuple(e.lower() for e in extensions)
+
+    def in_folder(d: str) -> list[str]:
+        return sorted(str(p) for p in Path(d).rglob("*") if p.is_file() and p.suffix.lower() in exts)
+
+    for item in items:
+        if os.path.isdir(item):
+            found = in_folder(item)
+            files += found
+            if not found:
+                problems.append((item, f"no files ending in {', '.join(exts)} in this folder"))
+        elif os.path.exists(item):
+            files.append(item)
+        elif glob.has_magic(item):
+            found = sorted(glob.glob(item, recursive=True))
+            for f in found:
+                files += in_folder(f) if os.path.isdir(f) else [f]
+            if not found:
+                problems.append((item, "no file matches this pattern"))
+        else:
+            problems.append((item, "file not found"))
+    return list(dict.fromkeys(files)), problems
+
+
+def topk_rows(probs: torch.Tensor, classes: Sequence[str], k: int) -> list[dict[str, Any]]:
+    """The k most probable classes of one score vector: [{"class", "index", "prob"}]."""
+    p, i = probs.float().topk(min(k, probs.numel()))
+    return [{"class": classes[j], "index": j, "prob": float(v)} for v, j in zip(p.tolist(), i.tolist())]
+
+
+def format_top(path: str, top: Sequence[dict[str, Any]]) -> str:
+    """One line: ``path: cls 93.2%, cls 4.1%, ...``."""
+    return f"{path}: " + ", ".join(f"{t['class']} {100 * t['prob']:.1f}%" for t in top)
+
+
+def add_model_args(p: Any) -> None:
+    """--checkpoint, --model, --opt, --device shared by every inference tool."""
+    p.add_argument("--checkpoint", required=True, help="ours (a run's best.pth / last.pth), official, timm or "
+                                                       "torchvision weights")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="model name when the checkpoint holds no recipe (official / timm / torchvision files)")
+    p.add_argument("--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override recipe values, e.g. data.crop_size=256 (any config field)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def pick_device(pref: str) -> torch.device:
+    """auto = cuda when available, else cpu; or the device named."""
+    if pref == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if pref.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {pref} but CUDA is not available")
+    return torch.device(pref)
+
+
+def report_error(e: Exception) -> int:
+    """Print a tool error as one line (config / checkpoint / data) and return exit code 2."""
+    import sys
+    kind = "config" if isinstance(e, ConfigError) else "checkpoint" if isinstance(e, CheckpointError) else "data"
+    print(f"{kind} error: {e}", file=sys.stderr)
+    return 2
+
+
+def stage_features(model: nn.Module, x: torch.Tensor, stage: int, pooling: str) -> torch.Tensor:
+    """Stage ``stage`` (1-based; the last one after the final norm, = ``forward_features``) of a batch, then the
+    mean over its tokens (B, C) with pooling "mean", or the map (B, *spatial', C) with "none"."""
+    f = model.forward_features(x) if stage == len(model.layers) else model.forward_stages(x)[stage - 1]
+    return f.flatten(1, -2).mean(1) if pooling == "mean" else f
+
+
+def check_stage(stage: int | None, model: nn.Module) -> int:
+    """The 1-based stage to read (default: the last); ConfigError naming the range."""
+    n = len(model.layers)
+    stage = n if stage is None else stage
+    if not 1 <= stage <= n:
+        raise ConfigError(f"--stage {stage}: this model has stages 1 to {n}")
+    return stage

@@ -1,0 +1,136 @@
+"""Classify images: ``python -m core.predict IMAGE [IMAGE ...] --checkpoint PATH [--topk 5] [--out JSON]``.
+
+Each image gets the evaluation preprocessing of the checkpoint's recipe (resize, centre crop, normalisation
+from its saved config; the digits recipe resizes the whole image as its data set does) and the top-k classes
+are printed with their probabilities, one line per image. Names come from ``--classes``, a classes.txt beside
+the checkpoint, or the recipe's data (digits, the ImageFolder's class folders). Folders and quoted globs are
+expanded; an unreadable image is reported and the rest go on (exit code 1 if any failed).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from .classification.config import ClassificationConfig
+from .engine.device import autocast, resolve_amp
+from .engine.files import write_json
+from .inference import (ToolError, add_model_args, class_names, expand_inputs, format_top, load_model, pick_device,
+                        report_error, topk_rows)
+
+__all__ = ["image_transform", "ImageFiles", "collate_images", "recipe_classes", "main"]
+
+
+def image_transform(cfg: ClassificationConfig) -> Callable[[Image.Image], torch.Tensor]:
+    """The recipe's evaluation transform: timm's resize + centre crop + normalise; digits: the whole image
+    resized (bilinear) to img_size, as DigitsDataset upsamples its 8x8 images."""
+    d = cfg.data
+    if d.dataset == "digits":
+        from torchvision.transforms import v2
+        return v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
+                           v2.Resize((d.img_size, d.img_size), antialias=False),
+                           v2.Normalize(list(d.mean), list(d.std))])
+    from .classification.data import build_transform
+    return build_transform(cfg, train=False)
+
+
+def recipe_classes(cfg: ClassificationConfig) -> list[str]:
+    """Class names the recipe's data implies: digits 0-9, the ImageFolder's training class folders if present."""
+    d = cfg.data
+    if d.dataset == "digits":
+        return [str(i) for i in range(10)]
+    train = os.path.join(d.root, d.train_split) if d.root else ""
+    if train and os.path.isdir(train):
+        return sorted(e.name for e in os.scandir(train) if e.is_dir())
+    return []
+
+
+class ImageFiles(Dataset):
+    """Image files as (tensor, index), or (None, index, error) for one that cannot be read."""
+
+    def __init__(self, files: Sequence[str], transform: Callable[[Image.Image], torch.Tensor],
+                 channels: int = 3) -> None:
+        self.files, self.transform = list(files), transform
+        self.mode = {1: "L", 3: "RGB"}.get(channels, "RGB")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        try:
+            with Image.open(self.files[i]) as im:
+                return self.transform(im.convert(self.mode)), i
+        except Exception as e:  # noqa: BLE001 -- PIL raises many kinds on broken files
+            return None, i, f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+
+
+def collate_images(items: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+    """Stack readable images (``x``, ``index``); unreadable ones go to ``errors`` {index: message}."""
+    good = [it for it in items if it[0] is not None]
+    return {"x": torch.stack([it[0] for it in good]) if good else None,
+            "index": torch.tensor([it[1] for it in good], dtype=torch.long),
+            "errors": {it[1]: it[2] for it in items if it[0] is None}}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or quoted globs")
+    add_model_args(p)
+    p.add_argument("--classes", default=None, metavar="FILE", help="class names, one a line")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--out", default="", metavar="JSON", help="also write the results (top-k and all scores) here")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
+    return p.parse_args(argv)
+
+
+@torch.no_grad()
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        device = pick_device(args.device)
+        loaded = load_model(args.checkpoint, ClassificationConfig, model_name=args.model, opts=args.opt, device=device)
+        cfg = loaded.cfg
+        classes = class_names(loaded.num_classes, args.checkpoint, args.classes, recipe_classes(cfg))
+    except ToolError as e:
+        return report_error(e)
+    files, problems = expand_inputs(args.images, IMG_EXTENSIONS)
+    failed = [{"image": item, "error": why} for item, why in problems]
+    for item, why in problems:
+        print(f"cannot read {item}: {why}", file=sys.stderr)
+    scores: dict[int, torch.Tensor] = {}
+    errors: dict[int, str] = {}
+    loader = DataLoader(ImageFiles(files, image_transform(cfg), cfg.data.in_chans), batch_size=args.batch_size,
+                        num_workers=args.workers, collate_fn=collate_images)
+    amp = resolve_amp(cfg.train.amp, device)
+    for batch in loader:
+        errors.update(batch["errors"])
+        if batch["x"] is not None:
+            with autocast(device, amp):
+                p = loaded.model(batch["x"].to(device)).float().softmax(-1).cpu()
+            scores.update(zip(batch["index"].tolist(), p))
+    results = []
+    for i, path in enumerate(files):
+        if i in errors:
+            print(f"cannot read {path}: {errors[i]}", file=sys.stderr)
+            failed.append({"image": path, "error": errors[i]})
+            continue
+        top = topk_rows(scores[i], classes, args.topk)
+        print(format_top(path, top))
+        results.append({"image": path, "top": top, "scores": scores[i].tolist()})
+    print(f"{len(results)} image(s) classified at {cfg.data.img_size}px; {len(failed)} could not be read",
+          file=sys.stderr)
+    if args.out:
+        write_json(args.out, {"checkpoint": args.checkpoint, "model": cfg.model.name, "recipe": loaded.recipe,
+                              "classes": classes, "results": results, "failed": failed})
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

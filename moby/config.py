@@ -1,0 +1,102 @@
+"""MoBY recipe schema: the engine's root config plus ``data``, ``aug`` (BYOL views), ``moby``, ``knn`` and ``probe``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from core.engine.config import Config, ConfigError, LoaderConfig, fld
+
+__all__ = ["MoBYDataConfig", "ViewAugConfig", "MoBYHeadConfig", "KNNConfig", "ProbeConfig", "MoBYConfig",
+           "VIDEO_DATASETS"]
+
+VIDEO_DATASETS = ("kinetics", "moving_shapes")
+
+
+@dataclass
+class MoBYDataConfig(LoaderConfig):
+    """Images (ImageFolder root/train, root/val; embedded shapes or digits) or clips (Kinetics, moving shapes)."""
+    dataset: Literal["imagefolder", "shapes", "digits", "kinetics", "moving_shapes"] = "imagefolder"
+    root: str = fld("", help="ImageFolder / video folder; moving_shapes: cache folder ('' = ~/.cache/swin_suite)")
+    ann_train: str = fld("", help="video list file or official CSV; '' = class folders under root/train")
+    ann_val: str = ""
+    train_split: str = "train"
+    val_split: str = fld("val", help="the labelled split the kNN monitor queries (its bank: the training split)")
+    probe_split: str = fld("val", help="the held-out split the linear probe reports")
+    img_size: int = fld(224, ge=1, help="crop size of a view (images and clips)")
+    clip_len: int = fld(16, ge=1)
+    frame_interval: int = fld(2, ge=1)
+    mean: list[float] = fld([0.485, 0.456, 0.406])
+    std: list[float] = fld([0.229, 0.224, 0.225])
+    num_train: int = fld(4000, ge=8, help="shapes / moving_shapes: generated training items")
+    num_val: int = fld(1000, ge=4, help="shapes / moving_shapes: generated validation items")
+    num_test: int = fld(1000, ge=4, help="shapes: generated test items")
+
+    @property
+    def video(self) -> bool:
+        return self.dataset in VIDEO_DATASETS
+
+    def check(self) -> None:
+        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
+            raise ConfigError(f"data.mean / data.std must have the same length and std > 0, got {self.mean}, "
+                              f"{self.std}")
+
+
+@dataclass
+class ViewAugConfig:
+    """BYOL's two asymmetric views (per-view pairs: [view 1, view 2]); a clip gets one draw for all its frames."""
+    scale: list[float] = fld([0.08, 1.0])
+    hflip: float = fld(0.5, ge=0.0, le=1.0)
+    color_jitter: list[float] = fld([0.4, 0.4, 0.2, 0.1], help="brightness, contrast, saturation, hue")
+    color_jitter_prob: float = fld(0.8, ge=0.0, le=1.0)
+    grayscale_prob: float = fld(0.2, ge=0.0, le=1.0)
+    blur_prob: list[float] = fld([1.0, 0.1])
+    blur_sigma: list[float] = fld([0.1, 2.0], help="in pixels: BYOL's range for 224-pixel crops")
+    solarize_prob: list[float] = fld([0.0, 0.2])
+
+    def check(self) -> None:
+        for name in ("blur_prob", "solarize_prob"):
+            v = getattr(self, name)
+            if len(v) != 2 or not all(0.0 <= p <= 1.0 for p in v):
+                raise ConfigError(f"config value out of range: aug.{name} = {v}, expected two probabilities "
+                                  f"[view 1, view 2]")
+        if len(self.color_jitter) != 4:
+            raise ConfigError(f"aug.color_jitter = {self.color_jitter}: expected [brightness, contrast, saturation, "
+                              f"hue]")
+
+
+@dataclass
+class MoBYHeadConfig:
+    """The method: projector / predictor sizes, queues, temperature, momentum schedule, target drop path."""
+    proj_dim: int = fld(256, ge=1)
+    hidden_dim: int = fld(4096, ge=1)
+    queue_len: int = fld(4096, ge=1, help="keys per queue; a multiple of the global batch")
+    temperature: float = fld(0.2, gt=0.0)
+    momentum: float = fld(0.99, ge=0.0, le=1.0, help="base momentum, cosine-increased to 1 over training")
+    target_drop_path: float = fld(0.0, ge=0.0, lt=1.0, help="drop path of the target (momentum) backbone")
+    sync_bn: bool = fld(True, help="SyncBatchNorm in projector / predictor under DDP")
+
+
+@dataclass
+class KNNConfig:
+    """The kNN monitor run every train.eval_interval epochs; its top-1 picks best.pth."""
+    k: int = fld(20, ge=1)
+    temperature: float = fld(0.07, gt=0.0)
+    max_bank: int = fld(0, ge=0, help="use at most N training items as the bank (0 = all)")
+
+
+@dataclass
+class ProbeConfig:
+    """Linear probe on cached features of the frozen backbone (python -m moby.linear)."""
+    random_init: bool = fld(False, help="probe the backbone at random initialisation (the baseline) instead of "
+                                        "model.pretrained")
+    standardize: bool = fld(False, help="standardise features with the training split's mean and std")
+
+
+@dataclass
+class MoBYConfig(Config):
+    """Root of a MoBY pretraining or linear-probe recipe."""
+    data: MoBYDataConfig = field(default_factory=MoBYDataConfig)
+    aug: ViewAugConfig = field(default_factory=ViewAugConfig)
+    moby: MoBYHeadConfig = field(default_factory=MoBYHeadConfig)
+    knn: KNNConfig = field(default_factory=KNNConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)

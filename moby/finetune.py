@@ -1,0 +1,78 @@
+"""Fine-tune a pretrained backbone: ``python -m moby.finetune --config configs/moby/<recipe>.yaml
+--opt model.pretrained=RUN/best.pth``.
+
+The classification task of the engine (``core.train``) with the MoBY checkpoint as ``model.pretrained`` (loaded by
+``core.load_pretrained``: our export or the official Transformer-SSL layout; the classifier head is new) and
+layer-wise lr decay (``optim.layer_decay``). Adds the embedded shapes set to the image data sets. A Video Swin
+pretrained on clips fine-tunes with ``python -m video_swin.train --opt model.pretrained=RUN/best.pth``.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import torch
+from torchvision.transforms import v2
+
+from core.classification.config import ClassificationConfig, DataConfig
+from core.classification.data import build_image_datasets
+from core.classification.shapes import ShapesDataset
+from core.classification.task import ClassificationTask, build_mixup, classification_loss
+from core.engine import ConfigError, build_model, launch, resume_path
+from core.engine.config import fld
+from core.engine.data import build_loaders
+from core.engine.device import seed_everything
+from core.engine.distributed import DistInfo
+from core.train import check_num_classes
+
+__all__ = ["FinetuneConfig", "setup_finetune", "main"]
+
+
+@dataclass
+class FinetuneDataConfig(DataConfig):
+    """The classification data section plus the embedded shapes set (``num_train`` / ``num_val`` images)."""
+    dataset: Literal["imagefolder", "digits", "shapes"] = "imagefolder"
+    num_train: int = fld(4000, ge=8)
+    num_val: int = fld(1000, ge=4)
+    val_split: str = "val"
+
+
+@dataclass
+class FinetuneConfig(ClassificationConfig):
+    data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
+
+
+def _shapes(cfg: FinetuneConfig) -> tuple[Any, Any, int]:
+    """Shapes train / val sets: random-resized crop and flip for training, the plain image for evaluation."""
+    d = cfg.data
+    norm = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(d.mean), list(d.std))]
+    train_tf = v2.Compose([v2.RandomResizedCrop(d.img_size, scale=(0.5, 1.0), antialias=True),
+                           v2.RandomHorizontalFlip(cfg.aug.hflip), *norm])
+    train = ShapesDataset("train", num=d.num_train, size=d.img_size, seed=cfg.train.seed, transform=train_tf)
+    val = ShapesDataset(d.val_split, num=d.num_val, size=d.img_size, seed=cfg.train.seed, transform=v2.Compose(norm))
+    return train, val, train.num_classes
+
+
+def setup_finetune(cfg: FinetuneConfig, info: DistInfo) -> tuple[ClassificationTask, Any, Any]:
+    """The classification setup with a required pretrained backbone."""
+    if not cfg.model.pretrained and resume_path(cfg) is None:
+        raise ConfigError("model.pretrained is empty: fine-tuning needs a pretrained checkpoint, e.g. --opt "
+                          "model.pretrained=outputs/moby_tiny_shapes/best.pth")
+    train_ds, val_ds, num_classes = _shapes(cfg) if cfg.data.dataset == "shapes" else build_image_datasets(cfg)
+    check_num_classes(cfg, num_classes)
+    train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info)
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg, num_classes)  # load_pretrained: the head is new, reported in the log
+    seed_everything(cfg.train.seed + info.rank)
+    mixup = build_mixup(cfg.aug, num_classes)
+    task = ClassificationTask(model, classification_loss(cfg.aug, mixup is not None), mixup, train_ds)
+    return task, train_loader, val_loader
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return launch(argv, schema=FinetuneConfig, setup=setup_finetune, description=__doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

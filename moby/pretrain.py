@@ -1,0 +1,83 @@
+"""MoBY self-supervised pretraining: ``python -m moby.pretrain [--config configs/moby/<recipe>.yaml] [--opt k=v]``.
+
+Without --config it pretrains the embedded default (configs/moby/tiny_shapes.yaml: a tiny Swin on generated
+shape images). Any backbone the registry builds works: 2D Swin and Swin-MLP on images, Video Swin on clips (the
+two views are two clips of one video). The kNN monitor runs every ``train.eval_interval`` epochs and picks
+``best.pth``, whose ``model`` entry is the online backbone: ``core.load_pretrained(classifier, "best.pth")``.
+One CPU, one GPU or torchrun DDP (SyncBatchNorm in the heads, keys gathered from every rank).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from core.engine import ConfigError, build_model, launch
+from core.engine.data import build_loaders
+from core.engine.device import seed_everything
+from core.engine.distributed import DistInfo, ShardedSampler, convert_sync_batchnorm
+
+from video_swin.data import collate_videos
+
+from .config import MoBYConfig
+from .data import build_pretrain_sets
+from .knn import KNNLoaders
+from .task import MoBY
+
+__all__ = ["check_queue", "eval_loader", "build_moby", "setup_pretrain", "main"]
+
+DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "moby" / "tiny_shapes.yaml")
+
+
+def check_queue(cfg: MoBYConfig, world_size: int) -> None:
+    """Every step enqueues the keys of the whole global batch: the queue length must be a multiple of it."""
+    batch = cfg.data.batch_size * world_size
+    if cfg.moby.queue_len % batch:
+        raise ConfigError(f"moby.queue_len = {cfg.moby.queue_len} is not a multiple of the global batch {batch} "
+                          f"(data.batch_size {cfg.data.batch_size} x {world_size} processes): expected e.g. "
+                          f"{max(batch, cfg.moby.queue_len // batch * batch)}")
+
+
+def eval_loader(cfg: MoBYConfig, ds: Dataset, info: DistInfo) -> DataLoader:
+    """A loader over a labelled set, sharded over ranks without padding (exact gathered features)."""
+    d = cfg.data
+    return DataLoader(ds, batch_size=d.eval_batch_size or d.batch_size, num_workers=d.num_workers,
+                      sampler=ShardedSampler(len(ds), info.world_size, info.rank),
+                      collate_fn=collate_videos if d.video else None,
+                      pin_memory=d.pin_memory and info.device.type == "cuda")
+
+
+def build_moby(cfg: MoBYConfig, info: DistInfo) -> MoBY:
+    """Online backbone (model.drop_path_rate), target backbone (moby.target_drop_path), heads; SyncBN under DDP."""
+    m = cfg.moby
+    seed_everything(cfg.train.seed)  # identical initial weights on every rank
+    online = build_model(cfg, num_classes=0)
+    target = build_model(cfg, num_classes=0, initial_weights=False, drop_path_rate=m.target_drop_path)
+    task = MoBY(online, target, proj_dim=m.proj_dim, hidden_dim=m.hidden_dim, queue_len=m.queue_len,
+                temperature=m.temperature, momentum=m.momentum, knn_k=cfg.knn.k, knn_temperature=cfg.knn.temperature)
+    if info.distributed and m.sync_bn:
+        for name in ("projector", "predictor", "projector_k"):
+            setattr(task, name, convert_sync_batchnorm(getattr(task, name), info.device))
+    seed_everything(cfg.train.seed + info.rank)  # distinct augmentation streams per rank
+    return task
+
+
+def setup_pretrain(cfg: MoBYConfig, info: DistInfo) -> tuple[MoBY, Any, KNNLoaders]:
+    """Two-view training loader, the kNN monitor's loaders and the task."""
+    check_queue(cfg, info.world_size)
+    train, bank, query = build_pretrain_sets(cfg)
+    if cfg.knn.max_bank and len(bank) > cfg.knn.max_bank:
+        bank = Subset(bank, range(cfg.knn.max_bank))
+    train_loader, _ = build_loaders(cfg, train, None, info)
+    knn = KNNLoaders(eval_loader(cfg, bank, info), eval_loader(cfg, query, info))
+    return build_moby(cfg, info), train_loader, knn
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return launch(argv, schema=MoBYConfig, setup=setup_pretrain, description=__doc__, default_config=DEFAULT_CONFIG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

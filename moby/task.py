@@ -1,0 +1,141 @@
+"""MoBY (MoCo v2 + BYOL) as a :class:`core.engine.Task`: online backbone -> projector -> predictor, momentum
+target backbone -> projector, a symmetric contrastive loss against two key queues.
+
+    task = MoBY(online_backbone, target_backbone, proj_dim=256, hidden_dim=4096, queue_len=4096)
+    out = task((view1, view2))          # {"loss", "momentum"}; keys of both views enter the queues
+    task.after_update(step, total)      # momentum update of the target, k += 1
+
+Everything (target weights, queues, pointer, momentum counter k) is a parameter or buffer, so the engine's
+checkpoints save and resume it; the backbone alone is the deliverable (``backbone_attr = "encoder"``).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.engine import distributed as du
+from core.engine.task import EvalEnv, Task
+
+__all__ = ["MLPHead", "momentum_at", "contrastive_loss", "enqueue", "MoBY"]
+
+
+class MLPHead(nn.Module):
+    """Projector / predictor: Linear(in, hidden) -> BatchNorm1d -> ReLU -> Linear(hidden, out), no output BN."""
+
+    def __init__(self, in_dim: int, hidden_dim: int = 4096, out_dim: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden_dim, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def momentum_at(k: int, total: int, base: float = 0.99) -> float:
+    """m = 1 - (1 - base) * (cos(pi k / K) + 1) / 2: ``base`` at k = 0, 1 at k = K."""
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * k / max(total, 1)) + 1.0) / 2.0
+
+
+def contrastive_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy of [q.k, q.queue] / T with the positive at index 0 (q, k, queue rows L2-normalised)."""
+    pos = (q * k).sum(1, keepdim=True)
+    neg = q @ queue.t()
+    logits = torch.cat([pos, neg], 1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+@torch.no_grad()
+def enqueue(queue: torch.Tensor, ptr: torch.Tensor, keys: torch.Tensor) -> None:
+    """Write ``keys`` into the ring buffer ``queue`` (L, D) at ``ptr`` (wrapping around), advance ``ptr``."""
+    n, length = len(keys), len(queue)
+    idx = (int(ptr) + torch.arange(n, device=queue.device)) % length
+    queue[idx] = keys.to(queue.dtype)
+    ptr.fill_((int(ptr) + n) % length)
+
+
+class MoBY(Task):
+    """The MoBY task on any backbone built with ``num_classes=0`` (its forward gives pooled features)."""
+
+    backbone_attr = "encoder"
+    best_metric = "knn_top1"
+
+    def __init__(self, encoder: nn.Module, encoder_k: nn.Module, *, proj_dim: int = 256, hidden_dim: int = 4096,
+                 queue_len: int = 4096, temperature: float = 0.2, momentum: float = 0.99,
+                 knn_k: int = 20, knn_temperature: float = 0.07) -> None:
+        super().__init__()
+        dim = encoder.num_features
+        self.encoder = encoder
+        self.projector = MLPHead(dim, hidden_dim, proj_dim)
+        self.predictor = MLPHead(proj_dim, hidden_dim, proj_dim)
+        self.encoder_k = encoder_k
+        self.encoder_k.load_state_dict(encoder.state_dict())
+        self.projector_k = copy.deepcopy(self.projector)
+        for p in (*self.encoder_k.parameters(), *self.projector_k.parameters()):
+            p.requires_grad = False
+        self.temperature, self.base_momentum = temperature, momentum
+        self.knn_k, self.knn_temperature = knn_k, knn_temperature
+        queues = F.normalize(torch.randn(2, queue_len, proj_dim), dim=-1)
+        self.register_buffer("queue1", queues[0].clone())  # keys of view 1 (the negatives of view 2's predictions)
+        self.register_buffer("queue2", queues[1].clone())
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.register_buffer("k", torch.zeros((), dtype=torch.long))  # momentum updates done so far
+        self.register_buffer("momentum", torch.tensor(float(momentum), dtype=torch.float64))  # the last one used
+
+    # ------------------------------------------------------------------------------------------ training
+    def _views(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(batch, Mapping):
+            return batch["view1"], batch["view2"]
+        return batch[0], batch[1]
+
+    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
+        x1, x2 = self._views(batch)
+        n = len(x1)
+        feats = self.encoder(torch.cat([x1, x2]))          # the backbone sees both views in one pass (no BN in it)
+        p1, p2 = self.predictor(self.projector(feats[:n])), self.predictor(self.projector(feats[n:]))
+        with torch.no_grad():
+            feats_k = self.encoder_k(torch.cat([x1, x2]))
+            z1, z2 = self.projector_k(feats_k[:n]), self.projector_k(feats_k[n:])
+            dt = self.queue1.dtype  # float32 under autocast too
+            k1, k2 = F.normalize(z1.to(dt), dim=1), F.normalize(z2.to(dt), dim=1)
+        with torch.autocast(x1.device.type, enabled=False):  # similarities / 0.2 in full precision
+            q1, q2 = F.normalize(p1.to(dt), dim=1), F.normalize(p2.to(dt), dim=1)
+            # the queues are cloned: the enqueue below writes into them while the graph still needs these values
+            loss = contrastive_loss(q1, k2, self.queue2.clone(), self.temperature) + \
+                contrastive_loss(q2, k1, self.queue1.clone(), self.temperature)
+        self._enqueue(k1, k2)
+        return {"loss": loss, "momentum": self.momentum.clone()}
+
+    @torch.no_grad()
+    def _enqueue(self, k1: torch.Tensor, k2: torch.Tensor) -> None:
+        """Keys of every rank, in rank order, into both queues: all ranks hold the same queues."""
+        k1, k2 = du.all_gather_cat(k1.contiguous()), du.all_gather_cat(k2.contiguous())
+        ptr = self.queue_ptr.clone()
+        enqueue(self.queue1, ptr, k1)
+        enqueue(self.queue2, self.queue_ptr, k2)
+
+    @torch.no_grad()
+    def after_update(self, step: int, total_steps: int) -> None:
+        """target <- m * target + (1 - m) * online, with m at iteration k + 1 of K = total_steps."""
+        self.k += 1
+        m = momentum_at(int(self.k), total_steps, self.base_momentum)
+        self.momentum.fill_(m)
+        for online, target in ((self.encoder, self.encoder_k), (self.projector, self.projector_k)):
+            on, tg = list(online.parameters()), list(target.parameters())
+            torch._foreach_mul_(tg, m)
+            torch._foreach_add_(tg, on, alpha=1.0 - m)
+
+    # ------------------------------------------------------------------------------------------ evaluation
+    def evaluate(self, loader: Any, env: EvalEnv) -> dict[str, float]:
+        """Weighted kNN top-1 / top-5 of the online backbone's features (loader: a :class:`moby.knn.KNNLoaders`)."""
+        if loader is None:
+            return {}
+        from .knn import knn_evaluate
+        return knn_evaluate(self.encoder, loader, env, k=self.knn_k, temperature=self.knn_temperature)
+
+    def describe(self, metrics: Mapping[str, float]) -> str:
+        return f"kNN top-1 {metrics.get('knn_top1', float('nan')):.2f}%"

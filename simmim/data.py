@@ -1,0 +1,121 @@
+"""Pretraining data: unlabelled images (ImageFolder, digits, crops of two real photos) or clips.
+
+Images get SimMIM's augmentation (RandomResizedCrop scale 0.67-1, ratio 3/4-4/3, horizontal flip); the masks
+are drawn by the task, so any classification-style dataset serves (its labels are ignored).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from core.classification.data import DigitsDataset, SafeImageFolder
+from core.engine.config import ConfigError
+
+from .config import PretrainDataConfig, SimMIMConfig
+
+__all__ = ["PhotoCrops", "load_photos", "image_transform", "build_pretrain_datasets", "video_paths"]
+
+
+def load_photos(scale: float = 1.0) -> list[torch.Tensor]:
+    """scikit-learn's two sample photographs (china, flower; 427x640, shipped with the package) as float
+    (3, H, W) in [0, 1], downscaled by ``scale``."""
+    from sklearn.datasets import load_sample_images
+    out = []
+    for im in load_sample_images().images:
+        x = torch.from_numpy(np.array(im)).permute(2, 0, 1).float().div_(255.0)
+        if scale != 1.0:
+            x = F.interpolate(x[None], scale_factor=scale, mode="bicubic", antialias=True, align_corners=False)[0]
+        out.append(x.clamp_(0, 1))
+    return out
+
+
+class PhotoCrops(Dataset):
+    """Crops of the two scikit-learn photos: random resized crops of their top 2/3 (train), a fixed grid of
+    crops of their bottom 1/3 (val, never seen in training)."""
+
+    def __init__(self, split: str, d: PretrainDataConfig) -> None:
+        photos = load_photos(d.photo_scale)
+        self.size, self.split = d.img_size, split
+        self.mean = torch.tensor(d.mean).view(-1, 1, 1)
+        self.std = torch.tensor(d.std).view(-1, 1, 1)
+        cut = [int(p.shape[1] * 2 / 3) for p in photos]
+        if split == "train":
+            self.images = [p[:, :c] for p, c in zip(photos, cut)]
+            self.length = d.epoch_size
+            self.crop = v2.Compose([v2.RandomResizedCrop(d.img_size, scale=tuple(d.scale), ratio=tuple(d.ratio),
+                                                         antialias=True), v2.RandomHorizontalFlip(d.hflip)])
+        else:
+            s = d.img_size
+            self.crops = [p[:, c + y:c + y + s, x:x + s] for p, c in zip(photos, cut)
+                          for y in range(0, p.shape[1] - c - s + 1, s // 2) for x in range(0, p.shape[2] - s + 1, s // 2)]
+            if not self.crops:
+                raise ConfigError(f"data.img_size = {d.img_size} is larger than the held-out strip of the photos "
+                                  f"(data.photo_scale = {d.photo_scale})")
+            self.length = len(self.crops)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self.split == "train":
+            img = self.images[int(torch.randint(len(self.images), ()))]
+            x = self.crop(img)
+        else:
+            x = self.crops[index]
+        return (x - self.mean) / self.std, 0
+
+
+def image_transform(d: PretrainDataConfig, train: bool) -> Any:
+    """SimMIM's augmentation (train) or resize + centre crop (val), then normalisation."""
+    from torchvision import transforms as T
+    interp = T.InterpolationMode(d.interpolation)
+    norm = [T.ToTensor(), T.Normalize(d.mean, d.std)]
+    if train:
+        return T.Compose([T.RandomResizedCrop(d.img_size, scale=tuple(d.scale), ratio=tuple(d.ratio),
+                                              interpolation=interp), T.RandomHorizontalFlip(d.hflip), *norm])
+    return T.Compose([T.Resize(d.img_size, interpolation=interp), T.CenterCrop(d.img_size), *norm])
+
+
+def video_paths(d: Any, spin_zoom: bool = False) -> tuple[str, str | None, str | None]:
+    """(root, train list, val list) of a clip set; the generated ones are written on first use."""
+    if d.dataset in ("moving_shapes", "spin_zoom") or spin_zoom:
+        from video_swin import synthetic
+        make = synthetic.ensure_spin_zoom if (spin_zoom or d.dataset == "spin_zoom") else synthetic.ensure_moving_shapes
+        root = make(d.root or None, num_train=d.num_train, num_val=d.num_val)
+        return str(root), str(root / "train.txt"), str(root / "val.txt")
+    if not d.root or not os.path.isdir(d.root):
+        raise ConfigError(f"data.root = {d.root!r} is not a folder (give the video folder)")
+    return d.root, d.ann_train or None, d.ann_val or None
+
+
+def build_pretrain_datasets(cfg: SimMIMConfig) -> tuple[Dataset, Dataset | None]:
+    """(train, val) for ``data.dataset``."""
+    d = cfg.data
+    if d.dataset == "digits":
+        kw = dict(img_size=d.img_size, val_fraction=d.val_fraction, mean=tuple(d.mean), std=tuple(d.std))
+        return DigitsDataset("train", **kw), DigitsDataset("val", **kw)
+    if d.dataset == "photos":
+        return PhotoCrops("train", d), PhotoCrops("val", d)
+    if d.is_video:
+        from video_swin.data import build_video_dataset
+        root, ann_train, ann_val = video_paths(d)
+        sub = (lambda s: os.path.join(root, s)) if ann_train is None else (lambda s: root)
+        common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, crop_size=d.img_size)
+        train = build_video_dataset(sub("train"), ann_train, split="train", short_side=d.short_side or d.img_size,
+                                    scale=tuple(d.scale), hflip=d.hflip, **common)
+        val = build_video_dataset(d.root_val or sub("val"), ann_val, split="test", num_clips=1, num_crops=1,
+                                  classes=train.classes, **common)
+        return train, val
+    shape = (3, d.img_size, d.img_size)
+    train = SafeImageFolder(os.path.join(d.root, d.train_split) if d.root else "", image_transform(d, True),
+                            train=True, placeholder_shape=shape)
+    val_root = os.path.join(d.root, d.val_split) if d.root else ""
+    val = SafeImageFolder(val_root, image_transform(d, False), train=False, placeholder_shape=shape) \
+        if os.path.isdir(val_root) else None
+    return train, val

@@ -1,0 +1,111 @@
+"""Fine-tune a SimMIM backbone: ``python -m simmim.finetune --config configs/simmim/<recipe>.yaml [--opt ...]``.
+
+Image classification (``core.train``'s task) or, for a ``video_*`` model, Video Swin classification, from
+``model.pretrained`` (our SimMIM checkpoint or the official one: encoder kept, decoder and mask token dropped,
+a fresh head, bias tables resized to the new window) with layer-wise lr decay (``optim.layer_decay``).
+``finetune.label_fraction`` keeps a stratified fraction of the training labels (the few-label comparisons);
+leave ``model.pretrained`` empty for the same recipe from random weights.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+from torch.utils.data import Dataset, Subset
+
+from core.classification.data import build_image_datasets
+from core.classification.task import ClassificationTask, build_mixup, classification_loss
+from core.engine import ConfigError, build_model, launch, run_output_dir
+from core.engine.config import _load_tree, parse_overrides
+from core.engine.data import DataError, build_loaders
+from core.engine.device import seed_everything
+from core.engine.distributed import DistInfo
+from core.engine.launch import parse_args
+from core.train import check_num_classes
+
+from .config import FinetuneSection, ImageFinetuneConfig, VideoFinetuneConfig
+
+__all__ = ["label_subset", "setup_image_finetune", "setup_video_finetune", "main"]
+
+
+def _labels(ds: Dataset) -> np.ndarray:
+    for attr in ("targets", "_labels"):
+        if hasattr(ds, attr):
+            return np.asarray(getattr(ds, attr))
+    raise DataError(f"{type(ds).__name__} exposes no labels (targets) for finetune.label_fraction")
+
+
+def label_subset(ds: Dataset, ft: FinetuneSection) -> Dataset:
+    """Keep ceil(fraction x n_c) random samples of every class c (seeded by finetune.label_seed)."""
+    if ft.label_fraction >= 1.0:
+        return ds
+    labels = _labels(ds)
+    rng = np.random.default_rng(ft.label_seed)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keep += sorted(rng.choice(idx, math.ceil(ft.label_fraction * len(idx)), replace=False).tolist())
+    return Subset(ds, sorted(keep))
+
+
+def setup_image_finetune(cfg: ImageFinetuneConfig, info: DistInfo) -> tuple[ClassificationTask, Any, Any]:
+    train_ds, val_ds, num_classes = build_image_datasets(cfg)
+    check_num_classes(cfg, num_classes)
+    train_ds = label_subset(train_ds, cfg.finetune)
+    train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info)
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg, num_classes)
+    seed_everything(cfg.train.seed + info.rank)
+    mixup = build_mixup(cfg.aug, num_classes)
+    return ClassificationTask(model, classification_loss(cfg.aug, mixup is not None), mixup), train_loader, val_loader
+
+
+def setup_video_finetune(cfg: VideoFinetuneConfig, info: DistInfo) -> tuple[Any, Any, Any]:
+    from video_swin.data import collate_videos
+    from video_swin.train import (VideoClassificationTask, build_datasets, build_video_model, check_classes,
+                                  write_classes)
+    d = cfg.data
+    if cfg.finetune.spin_zoom:
+        from video_swin.synthetic import ensure_spin_zoom
+        root = ensure_spin_zoom(d.root or None, num_train=d.num_train, num_val=d.num_val)
+        d.dataset, d.root, d.ann_train, d.ann_val = "kinetics", str(root), str(root / "train.txt"), str(root / "val.txt")
+    train_ds, val_ds, num_classes = build_datasets(cfg)
+    out = run_output_dir(cfg)
+    for folder in {out, os.path.dirname(cfg.train.resume)} - {""}:
+        check_classes(folder, train_ds.classes)
+    write_classes(out, train_ds.classes)
+    check_num_classes(cfg, num_classes)
+    train_ds = label_subset(train_ds, cfg.finetune)
+    train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info, collate_fn=collate_videos)
+    seed_everything(cfg.train.seed)
+    model = build_video_model(cfg, num_classes)
+    seed_everything(cfg.train.seed + info.rank)
+    mixup = build_mixup(cfg.aug, num_classes)
+    task = VideoClassificationTask(model, classification_loss(cfg.aug, mixup is not None), mixup,
+                                   clip_shape=(3, d.clip_len, d.crop_size, d.crop_size), single_frame=d.single_frame)
+    return task, train_loader, val_loader
+
+
+def is_video_recipe(argv: Sequence[str] | None) -> bool:
+    """Whether the recipe (with its --opt overrides) names a video model (``video_*``)."""
+    args = parse_args(argv)
+    try:
+        tree = parse_overrides(args.opt, _load_tree(args.config, {}))
+    except ConfigError:
+        return False  # launch() reports it
+    name = (tree.get("model") or {}).get("name", "") if isinstance(tree.get("model"), dict) else ""
+    return str(name).startswith("video_")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if is_video_recipe(argv):
+        return launch(argv, schema=VideoFinetuneConfig, setup=setup_video_finetune, description=__doc__)
+    return launch(argv, schema=ImageFinetuneConfig, setup=setup_image_finetune, description=__doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""SimMIM as an engine task: mask patches, encode with a mask token, regress the raw pixels of the masked ones.
+
+The task holds the plain backbone (``encoder``, the checkpoint's ``model``: a headless Swin / Swin-MLP / Video
+Swin that ``core.load_pretrained`` loads into a classifier), the mask token (1, 1, C) and the decoder. The mask
+token is substituted right after the patch embedding (and its norm), the final norm is kept.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+from timm.layers import trunc_normal_
+
+from core.engine import distributed as du
+from core.engine.config import ConfigError
+from core.engine.device import autocast, to_device
+from core.engine.task import EvalEnv, Task
+from core.layers import channels_first
+
+from .decoder import build_decoder, encoder_stride
+from .mask import MaskGenerator
+
+__all__ = ["SimMIM", "simmim_loss", "pixel_mask", "batch_inputs"]
+
+
+def pixel_mask(mask: torch.Tensor, patch_size: tuple[int, ...]) -> torch.Tensor:
+    """(B, *grid) patch mask -> (B, 1, *pixels) pixel mask."""
+    m = mask
+    for axis, p in enumerate(patch_size):
+        m = m.repeat_interleave(p, axis + 1)
+    return m.unsqueeze(1)
+
+
+def simmim_loss(x: torch.Tensor, x_rec: torch.Tensor, mask_px: torch.Tensor) -> torch.Tensor:
+    """L1 on masked pixels only: sum / (masked pixel count + 1e-5) / channels."""
+    l1 = (x_rec - x).abs()
+    m = mask_px.to(l1.dtype)
+    return (l1 * m).sum() / (m.sum() + 1e-5) / x.shape[1]
+
+
+def batch_inputs(batch: Any) -> torch.Tensor | None:
+    """The images / clips of a batch: (x, y) tuples, a bare tensor, or the video loader's dicts (None = all
+    unreadable). Multi-view evaluation items (B, V, C, T, H, W) are flattened to B * V clips."""
+    if isinstance(batch, dict):
+        x = batch["video"]
+    elif isinstance(batch, (list, tuple)):
+        x = batch[0]
+    else:
+        x = batch
+    if x is not None and x.ndim == 6:
+        x = x.flatten(0, 1)
+    return x
+
+
+class SimMIM(Task):
+    """Masked image (and video) modelling on a Swin backbone (Xie et al., 2022)."""
+
+    backbone_attr = "encoder"
+    best_metric = "skill"
+
+    def __init__(self, encoder: nn.Module, mask_generator: MaskGenerator, decoder_stride: int = 0) -> None:
+        super().__init__()
+        if getattr(encoder, "num_classes", 0):
+            raise ConfigError(f"the SimMIM encoder must be headless (model.num_classes = 0), got "
+                              f"num_classes = {encoder.num_classes}")
+        stride = encoder_stride(encoder)
+        if decoder_stride and decoder_stride != stride[-1]:
+            raise ConfigError(f"mim.decoder_stride = {decoder_stride} does not match the backbone's stride "
+                              f"{stride[-1]} (patch {encoder.patch_size[-1]} x {len(encoder.depths) - 1} "
+                              f"patch mergings); set it to {stride[-1]} or 0")
+        if tuple(mask_generator.model_patch_size) != tuple(encoder.patch_size):
+            raise ConfigError(f"the mask generator's model_patch_size = {mask_generator.model_patch_size} differs "
+                              f"from the backbone's patch_size = {encoder.patch_size}")
+        for s, st in zip(mask_generator.input_size, stride):
+            if s % st:
+                raise ConfigError(f"input size {s} is not divisible by the backbone's stride {st} "
+                                  f"(input size {mask_generator.input_size}, stride {stride})")
+        self.encoder = encoder
+        self.mask_generator = mask_generator
+        self.stride = stride
+        self.in_chans = encoder.in_chans
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, encoder.embed_dim))
+        trunc_normal_(self.mask_token, std=0.02)
+        self.decoder = build_decoder(encoder.num_features, stride, self.in_chans)
+        self.eval_seed = 0
+
+    # ------------------------------------------------------------------------------------------- model
+    def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Features (B, C, *grid') of ``x`` with the masked patch embeddings replaced by the mask token."""
+        enc = self.encoder
+        enc.check_input(x)
+        z = enc.patch_embed(x)                                            # (B, *grid, C), after its norm
+        if tuple(z.shape[1:-1]) != tuple(mask.shape[1:]):
+            raise ValueError(f"mask of shape {tuple(mask.shape[1:])} does not fit the patch grid "
+                             f"{tuple(z.shape[1:-1])} of an input of shape {tuple(x.shape[2:])}")
+        w = mask.unsqueeze(-1).to(z.dtype)
+        z = z * (1.0 - w) + self.mask_token.to(z.dtype) * w              # token broadcast over batch and grid
+        z = enc.pos_drop(z)
+        for layer in enc.layers:
+            z = layer(z)
+        return channels_first(enc.norm(z))
+
+    def reconstruct(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Predicted pixels (B, 3, *input), in the normalised space of ``x``."""
+        return self.decoder(self.encode(x, mask))
+
+    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
+        x = batch_inputs(batch)
+        if x is None:  # every clip unreadable: a zero loss through the whole model keeps DDP ranks in step
+            x = torch.zeros(1, self.in_chans, *self.mask_generator.input_size, device=self.mask_token.device)
+            mask = self.mask_generator(1).to(x.device)
+            return {"loss": self.reconstruct(x, mask).sum() * 0.0}
+        mask = self.mask_generator(x.shape[0]).to(x.device)
+        x_rec = self.reconstruct(x, mask)
+        return {"loss": simmim_loss(x, x_rec.float(), pixel_mask(mask, self.encoder.patch_size))}
+
+    # ------------------------------------------------------------------------------------------- engine hooks
+    def no_weight_decay(self) -> set[str]:
+        return super().no_weight_decay() | {"mask_token"}
+
+    def group_id(self, name: str) -> int:
+        """The mask token sits with the patch embedding (group 0); the decoder in the last group."""
+        return 0 if name == "mask_token" else super().group_id(name)
+
+    @torch.no_grad()
+    def evaluate(self, loader: Any, env: EvalEnv) -> dict[str, float]:
+        """Masked-pixel L1 on ``loader`` with fixed masks, against predicting each image's mean colour.
+
+        ``skill`` = 1 - l1 / l1_mean_colour (0: no better than the mean colour; 0.5: half its error).
+        """
+        if loader is None:
+            return {}
+        self.eval()
+        gen = torch.Generator().manual_seed(self.eval_seed)
+        stats = torch.zeros(3, dtype=torch.float64)  # model L1 sum, mean-colour L1 sum, masked pixel-channels
+        for batch in loader:
+            x = batch_inputs(batch)
+            if x is None:
+                continue
+            x = to_device(x, env.device).float()
+            mask = self.mask_generator(x.shape[0], generator=gen).to(env.device)
+            with autocast(env.device, env.amp_dtype):
+                x_rec = self.reconstruct(x, mask)
+            m = pixel_mask(mask, self.encoder.patch_size).to(x.dtype)
+            mean = x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)
+            stats[0] += float(((x_rec.float() - x).abs() * m).sum())
+            stats[1] += float(((mean - x).abs() * m).sum())
+            stats[2] += float(m.sum()) * x.shape[1]
+        if du.is_dist():
+            stats = du.all_reduce_sum(stats.to(env.device)).cpu()
+        n = max(float(stats[2]), 1.0)
+        l1, base = float(stats[0]) / n, float(stats[1]) / n
+        return {"l1": l1, "l1_mean_colour": base, "skill": 1.0 - l1 / base if base > 0 else 0.0}
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        return (f"masked-pixel L1 {metrics.get('l1', float('nan')):.4f} vs mean colour "
+                f"{metrics.get('l1_mean_colour', float('nan')):.4f} (skill {metrics.get('skill', float('nan')):.3f})")

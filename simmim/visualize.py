@@ -1,0 +1,173 @@
+"""Reconstruction picture: ``python -m simmim.visualize CHECKPOINT IMAGE_OR_VIDEO --out recon.png``.
+
+Columns: the original, the masked input (masked patches grey), the reconstruction (predicted pixels in the
+masked patches, the input elsewhere) and the raw prediction; one row for an image, a few frames of a clip.
+CHECKPOINT is a SimMIM run's ``last.pth`` / ``best.pth`` (the recipe is read from it). Without an image or
+video, ``photo:china`` / ``photo:flower`` name scikit-learn's sample photographs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.engine.checkpoint import CheckpointError, load_checkpoint
+from core.engine.config import ConfigError, config_from_dict
+from core.engine.data import DataError
+
+from .config import SimMIMConfig
+from .mask import MaskGenerator
+from .task import SimMIM, pixel_mask
+
+__all__ = ["load_task", "load_input", "reconstruction_figure", "main"]
+
+_VIDEO_MEAN = (123.675, 116.28, 103.53)  # the video transforms' normalisation (0-255 pixels)
+_VIDEO_STD = (58.395, 57.12, 57.375)
+
+
+def load_task(path: str, size: Sequence[int] | None = None) -> tuple[SimMIM, SimMIMConfig]:
+    """The SimMIM task of a checkpoint, its masks made for ``size`` (default: the recipe's input size)."""
+    from .pretrain import build_task
+    ckpt = load_checkpoint(path)
+    if "config" not in ckpt or "task" not in ckpt:
+        raise CheckpointError(f"{path} is not a SimMIM training checkpoint (no config / task entries)")
+    d = dict(ckpt["config"])
+    d.pop("_schema_", None)
+    cfg = config_from_dict(d, SimMIMConfig)
+    cfg.model.pretrained = ""
+    if size:
+        cfg.data.img_size = int(size[0])
+    task = build_task(cfg, initial_weights=False)
+    if size:
+        input_size = (*cfg.data.input_size[:-2], *size)
+        task.mask_generator = MaskGenerator(input_size, cfg.mim.mask_patch_size, task.encoder.patch_size,
+                                            cfg.mim.mask_ratio)
+    task.load_split_state(ckpt["model"], ckpt["task"])
+    return task.eval(), cfg
+
+
+def _resize_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """(N, C, H, W) float: resize to cover ``size`` keeping the aspect ratio, then centre crop."""
+    h, w = x.shape[-2:]
+    s = max(size[0] / h, size[1] / w)
+    nh, nw = max(size[0], round(h * s)), max(size[1], round(w * s))
+    x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
+    top, left = (nh - size[0]) // 2, (nw - size[1]) // 2
+    return x[..., top:top + size[0], left:left + size[1]]
+
+
+def load_input(path: str, cfg: SimMIMConfig, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x normalised (1, 3, [T,] H, W), mean, std) from an image, a video or ``photo:<name>``."""
+    from video_swin.data import VIDEO_EXTENSIONS
+    d = cfg.data
+    if d.is_video != path.lower().endswith(VIDEO_EXTENSIONS):
+        raise DataError(f"{path}: the checkpoint's model takes {'clips' if d.is_video else 'images'}")
+    if d.is_video:
+        import decord
+        try:
+            vr = decord.VideoReader(path, num_threads=1)
+        except Exception as e:  # noqa: BLE001 -- decord raises its own error types
+            raise DataError(f"cannot decode {path}: {e}") from None
+        idx = np.arange(d.clip_len) * d.frame_interval % len(vr)
+        frames = torch.from_numpy(vr.get_batch(list(idx)).asnumpy()).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
+        mean, std = torch.tensor(_VIDEO_MEAN), torch.tensor(_VIDEO_STD)
+        x = _resize_crop(frames, size).clamp(0, 255).permute(1, 0, 2, 3)[None]           # (1, 3, T, H, W)
+        view = (1, 3, 1, 1, 1)
+    else:
+        if path.startswith("photo:"):
+            from sklearn.datasets import load_sample_images
+            imgs = {os.path.splitext(os.path.basename(f))[0]: im for f, im in
+                    zip(load_sample_images().filenames, load_sample_images().images)}
+            if path[6:] not in imgs:
+                raise DataError(f"{path}: expected one of {['photo:' + k for k in imgs]}")
+            arr = imgs[path[6:]]
+        else:
+            from PIL import Image
+            try:
+                with Image.open(path) as im:
+                    arr = np.asarray(im.convert("RGB"))
+            except OSError as e:
+                raise DataError(f"cannot read image {path}: {e}") from None
+        img = torch.from_numpy(np.array(arr)).permute(2, 0, 1).float()[None] / 255.0
+        mean, std = torch.tensor(d.mean), torch.tensor(d.std)
+        x = _resize_crop(img, size).clamp(0, 1)
+        view = (1, 3, 1, 1)
+    return (x - mean.view(view)) / std.view(view), mean.view(view), std.view(view)
+
+
+@torch.no_grad()
+def reconstruction_figure(task: SimMIM, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, out: str,
+                          seed: int = 0, frames: int = 4, title: str = "") -> dict[str, float]:
+    """Write the picture; returns the masked-pixel L1 of the model and of the mean colour (normalised units)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mask = task.mask_generator(1, generator=torch.Generator().manual_seed(seed))
+    rec = task.reconstruct(x, mask).float()
+    m = pixel_mask(mask, task.encoder.patch_size).float()
+    n = float(m.sum()) * x.shape[1]
+    l1 = float(((rec - x).abs() * m).sum()) / n
+    base = float(((x.mean(dim=tuple(range(2, x.ndim)), keepdim=True) - x).abs() * m).sum()) / n
+    scale = 255.0 if x.ndim == 5 else 1.0
+    show = lambda t: ((t * std + mean) / scale).clamp(0, 1)[0]  # noqa: E731
+    grey = torch.full_like(x, 0.5 * scale)
+    cols = {"original": show(x), "masked input": show(x * (1 - m) + ((grey - mean) / std) * m),
+            "reconstruction": show(x * (1 - m) + rec * m), "prediction": show(rec)}
+    if x.ndim == 5:  # (3, T, H, W): a few frames as rows
+        t_idx = np.linspace(0, x.shape[2] - 1, min(frames, x.shape[2])).round().astype(int)
+        rows = [{k: v[:, t] for k, v in cols.items()} for t in t_idx]
+        labels = [f"frame {t}" for t in t_idx]
+    else:
+        rows, labels = [cols], [""]
+    h, w = x.shape[-2:]
+    fig, axes = plt.subplots(len(rows), 4, figsize=(4 * 2.6 * w / max(h, w) + 0.4, len(rows) * 2.6 * h / max(h, w) + 0.6),
+                             squeeze=False)
+    for r, (row, label) in enumerate(zip(rows, labels)):
+        for c, (name, img) in enumerate(row.items()):
+            ax = axes[r, c]
+            ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+            if c == 0 and label:
+                ax.set_ylabel(label, fontsize=8)
+    g = task.mask_generator
+    fig.suptitle(f"{title}{' - ' if title else ''}{g.mask_count}/{g.token_count} mask patches of {g.mask_patch_size} px; "
+                 f"masked-pixel L1 {l1:.3f} (mean colour {base:.3f})", fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return {"l1": l1, "l1_mean_colour": base}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint")
+    p.add_argument("input", help="image, video, or photo:china / photo:flower")
+    p.add_argument("--out", default="recon.png")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the mask")
+    p.add_argument("--frames", type=int, default=4, help="clips: frames shown")
+    args = p.parse_args(argv)
+    try:
+        task, cfg = load_task(args.checkpoint, args.size)
+        size = args.size or (cfg.data.img_size, cfg.data.img_size)
+        x, mean, std = load_input(args.input, cfg, size)
+        res = reconstruction_figure(task, x, mean, std, args.out, args.seed, args.frames,
+                                    title=os.path.basename(args.input))
+    except (ConfigError, DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: masked-pixel L1 {res['l1']:.4f}, mean colour {res['l1_mean_colour']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

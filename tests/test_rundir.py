@@ -1,0 +1,81 @@
+"""Run folders and records: a fresh folder per run, resume only when asked, finished runs left alone,
+evaluations with their own record; the README's command sequence end to end."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from core.train import main
+from helpers import CONFIGS, DIGITS, TINY_OPT, torchrun
+
+MLP_DIGITS = str(CONFIGS / "swin_mlp" / "tiny_digits.yaml")
+QUICK = ["train.epochs=1", "sched.warmup_epochs=0", "train.max_iters_per_epoch=2", "data.batch_size=16",
+         "data.img_size=16", "train.progress=false", "train.tensorboard=false", "train.device=cpu"]
+MLP_TINY = "model.kwargs={embed_dim: 24, depths: [1, 1], num_heads: [1, 2], window_size: 4, patch_size: 4}"
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _runs(root, name):
+    folder = root / name
+    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def test_readme_sequence_each_command_trains_in_its_own_folder(tmp_path, monkeypatch):
+    from swin_mlp.train import main as mlp_main
+    monkeypatch.setenv("SWIN_OUTPUT_ROOT", str(tmp_path / "outputs"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", DIGITS, "--opt", TINY_OPT, *QUICK]) == 0
+    assert mlp_main(["--config", MLP_DIGITS, "--opt", MLP_TINY, *QUICK]) == 0   # used to hit the Swin run's last.pth
+    torchrun("core.train", "--config", DIGITS, "--opt", TINY_OPT, *QUICK)
+    swin, mlp = _runs(tmp_path / "outputs", "tiny_digits"), _runs(tmp_path / "outputs", "swin_mlp_tiny_digits")
+    assert len(swin) == 2 and len(mlp) == 1
+    for run in swin + mlp:  # each trained: one epoch, its own records
+        res = json.load(open(run / "results.json"))
+        assert res["epochs"] == 1 and res["time_s"] > 0 and "top1" in res["final"]
+    assert {json.load(open(r / "results.json"))["world_size"] for r in swin} == {1, 2}
+
+
+def test_named_folder_continues_finished_run_is_left_alone_and_resume_auto(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SWIN_OUTPUT_ROOT", str(tmp_path / "outputs"))
+    out = tmp_path / "run"
+    assert main(["--config", DIGITS, "--output-dir", str(out), "--opt", TINY_OPT, *QUICK]) == 0
+    records = {f: (out / f).read_bytes() for f in ("results.json", "last.pth", "config.yaml", "metrics.jsonl")}
+    capsys.readouterr()
+    assert main(["--config", DIGITS, "--output-dir", str(out), "--opt", TINY_OPT, *QUICK]) == 0
+    assert "already complete: 1 epochs; raise train.epochs to continue" in capsys.readouterr().out
+    assert {f: (out / f).read_bytes() for f in records} == records  # nothing rewritten
+    # raising the epochs continues the named folder
+    assert main(["--config", DIGITS, "--output-dir", str(out), "--opt", TINY_OPT, *QUICK, "train.epochs=2"]) == 0
+    assert json.load(open(out / "results.json"))["epochs"] == 2
+    # --resume auto: the newest run of the recipe holding a last.pth (none yet under SWIN_OUTPUT_ROOT: a fresh run)
+    assert main(["--config", DIGITS, "--resume", "auto", "--opt", TINY_OPT, *QUICK]) == 0
+    first = _runs(tmp_path / "outputs", "tiny_digits")
+    assert len(first) == 1
+    assert main(["--config", DIGITS, "--resume", "auto", "--opt", TINY_OPT, *QUICK, "train.epochs=2"]) == 0
+    assert _runs(tmp_path / "outputs", "tiny_digits") == first  # continued, no new folder
+    assert json.load(open(first[0] / "results.json"))["epochs"] == 2
+
+
+def test_eval_only_reads_best_and_writes_its_own_record(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--config", DIGITS, "--output-dir", str(out), "--opt", TINY_OPT, *QUICK, "train.epochs=2"]) == 0
+    before = {f: (out / f).read_bytes() for f in ("results.json", "metrics.jsonl", "config.yaml")}
+    capsys.readouterr()
+    assert main(["--config", DIGITS, "--output-dir", str(out), "--eval-only", "--opt", TINY_OPT, *QUICK]) == 0
+    log = capsys.readouterr().out
+    assert {f: (out / f).read_bytes() for f in before} == before  # training records byte-identical
+    rec = json.load(open(out / "eval_results.json"))
+    best = json.load(open(out / "results.json"))["best"]
+    assert rec["checkpoint"] == str(out / "best.pth") and rec["data"]["dataset"] == "digits"
+    assert rec["metrics"]["top1"] == best["top1"] and rec["metrics"]["count"] == 360
+    assert "epoch 1/" not in log and "iterations /" not in log  # no training lines
+
+
+def test_unknown_model_argument_is_named(tmp_path, capsys):
+    rc = main(["--config", DIGITS, "--output-dir", str(tmp_path), "--opt", *QUICK,
+               "model.kwargs={embed_dim: 16, depths: [1, 1], num_heads: [1, 2], windw_size: 4}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "config error: model 'swin_t' does not take" in err and "'windw_size'" in err

@@ -1,0 +1,319 @@
+"""Features of whole videos: ``python -m video_swin.extract_features --root DIR --checkpoint PATH --out DIR``.
+
+Clips of ``--clip-len`` frames (every ``--frame-interval``-th frame) slide over each video, clip k starting at
+frame k * ``--stride``; each clip is resized (short side) and centre-cropped to the recipe's crop size,
+normalised as in training, and run through the model up to ``--stage`` (default: the last, after the final
+norm, = ``forward_features``). One ``.npy`` per video: (clips, C) with ``--pooling mean`` (the mean over the
+clip's T' x H' x W' tokens), (clips, T', H', W', C) with ``--pooling none``; ``index.json`` lists them with the
+settings. Videos stream in chunks of ``--chunk`` clips decoded in DataLoader workers, so memory is bounded by
+the chunk, not the video. Existing outputs are skipped (resumable); under torchrun the list is sharded.
+Unreadable or missing files are reported and left out (exit code 1); the rest go on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torchvision import tv_tensors
+
+from core.engine import distributed as du
+from core.engine.config import ConfigError
+from core.engine.data import DataError
+from core.engine.device import autocast, resolve_amp
+from core.engine.files import write_json
+from core.inference import (ToolError, add_model_args, check_stage, expand_inputs, load_model, report_error,
+                            stage_features)
+
+from .config import VideoConfig
+from .data import VIDEO_EXTENSIONS, default_stride, num_sliding_clips, read_clips, sliding_clip_indices
+from .train import model_input
+from .transforms import video_eval_transform
+
+INDEX = "index.json"
+SETTINGS = ("clip_len", "frame_interval", "stride", "stage", "pooling", "crop_size", "model")
+
+
+@dataclass
+class Job:
+    """Videos to extract and where their arrays go."""
+    videos: list[str]
+    outputs: list[str]
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _list_entries(list_file: str) -> list[str]:
+    """Paths of a list file: one per line, an optional trailing label (mmaction2 format) ignored."""
+    if not os.path.isfile(list_file):
+        raise DataError(f"--list {list_file}: file not found")
+    out = []
+    for line in Path(list_file).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.rsplit(None, 1)
+        out.append(parts[0] if len(parts) == 2 and parts[1].lstrip("-").isdigit() else line)
+    return out
+
+
+def plan(out_dir: str, list_file: str | None = None, root: str | None = None) -> Job:
+    """Videos of a list file (relative to ``root`` or the list's folder) or of a folder tree, and their outputs.
+
+    The output of ``<base>/a/b.mp4`` is ``<out_dir>/a/b.npy`` (a file outside the base keeps only its name).
+    """
+    if list_file:
+        base = root or os.path.dirname(os.path.abspath(list_file))
+        entries = [e if os.path.isabs(e) else os.path.join(base, e) for e in _list_entries(list_file)]
+        problems = [(e, "file not found") for e in entries if not os.path.isfile(e)]
+        videos = [e for e in entries if os.path.isfile(e)]
+    elif root:
+        if not os.path.isdir(root):
+            raise DataError(f"--root {root}: not a folder")
+        base = root
+        videos, problems = expand_inputs([root], VIDEO_EXTENSIONS)
+    else:
+        raise ConfigError("give the videos: --list FILE or --root DIR")
+    outputs, seen = [], {}
+    for v in videos:
+        rel = os.path.relpath(os.path.abspath(v), os.path.abspath(base))
+        rel = os.path.basename(v) if rel.startswith("..") else rel
+        o = os.path.join(out_dir, os.path.splitext(rel)[0] + ".npy")
+        if o in seen:
+            raise DataError(f"{seen[o]} and {v} would both write {o}")
+        seen[o] = v
+        outputs.append(o)
+    return Job(videos, outputs, problems)
+
+
+class SlidingClips(IterableDataset):
+    """Chunks of sliding clips over whole videos: items {video, start, total, clips (k, C, T, H, W), ...} or
+    {video, error}. DataLoader workers take every num_workers-th video; a frame is decoded and resized once."""
+
+    def __init__(self, videos: Sequence[str], clip_len: int, frame_interval: int, stride: int, chunk: int,
+                 crop_size: int, num_threads: int = 1) -> None:
+        self.videos = np.array(list(videos), dtype=np.str_)  # no refcount copies in forked workers
+        self.clip_len, self.frame_interval, self.stride, self.chunk = clip_len, frame_interval, stride, chunk
+        self.transform = video_eval_transform(crop_size, crop_size, num_crops=1)
+        self.num_threads = num_threads
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        for vi in range(wid, len(self.videos), nw):
+            yield from self.video_chunks(vi)
+
+    def video_chunks(self, vi: int) -> Iterator[dict[str, Any]]:
+        """Every chunk of video ``vi``, then nothing; or, on a decoding failure, an error item."""
+        import decord
+
+        path = str(self.videos[vi])
+        try:
+            vr = decord.VideoReader(path, num_threads=self.num_threads, ctx=decord.cpu(0))
+            n, fps = len(vr), float(vr.get_avg_fps())
+            total = num_sliding_clips(n, self.clip_len, self.frame_interval, self.stride)
+            for start in range(0, total, self.chunk):
+                inds = sliding_clip_indices(n, self.clip_len, self.frame_interval, self.stride, start, self.chunk)
+                uniq, inverse = np.unique(inds, return_inverse=True)
+                frames = read_clips(vr, uniq[None])[0]                        # (U, C, H, W) uint8
+                frames = self.transform(tv_tensors.Video(frames))[0]          # (C, U, h, w) float
+                clips = frames[:, torch.from_numpy(inverse.reshape(inds.shape))].transpose(0, 1)
+                yield {"video": vi, "start": start, "total": total, "num_frames": n, "fps": fps,
+                       "clips": clips.contiguous()}
+        except Exception as e:  # decord raises DECORDError / RuntimeError on unreadable or truncated files
+            yield {"video": vi, "error": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"}
+
+
+def clip_features(model: torch.nn.Module, x: torch.Tensor, stage: int, pooling: str,
+                  single_frame: bool = False) -> torch.Tensor:
+    """Features of clips (B, C, T, H, W) (their middle frames for a single-frame recipe): see stage_features."""
+    return stage_features(model, model_input(x, single_frame), stage, pooling)
+
+
+class _Writer:
+    """One video's array, filled chunk by chunk in a memory-mapped temporary file, renamed when complete."""
+
+    def __init__(self, path: str, total: int, row_shape: tuple[int, ...]) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path, self.tmp = path, f"{path}.{os.getpid()}.tmp"
+        self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=(total, *row_shape))
+        self.done = 0
+
+    def write(self, start: int, rows: np.ndarray) -> bool:
+        """Store rows from clip ``start``; True when the array is complete and in place."""
+        self.array[start:start + len(rows)] = rows
+        self.done += len(rows)
+        if self.done < len(self.array):
+            return False
+        self.array.flush()
+        del self.array
+        os.replace(self.tmp, self.path)
+        return True
+
+    def discard(self) -> None:
+        if hasattr(self, "array"):
+            del self.array
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+@torch.no_grad()
+def extract(model: torch.nn.Module, dataset: SlidingClips, outputs: Sequence[str], device: torch.device, *,
+            stage: int, pooling: str, workers: int = 2, amp_dtype: torch.dtype | None = None,
+            single_frame: bool = False) -> dict[str, Any]:
+    """Write the features of every video of ``dataset``; returns records, failures and timings."""
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
+                        persistent_workers=False)
+    writers: dict[int, _Writer] = {}
+    records, failed = [], []
+    wait = compute = 0.0
+    clips_done = 0
+    t0 = time.perf_counter()
+    it = iter(loader)
+    while True:
+        t = time.perf_counter()
+        item = next(it, None)
+        wait += time.perf_counter() - t
+        if item is None:
+            break
+        vi = item["video"]
+        if "error" in item:
+            if vi in writers:
+                writers.pop(vi).discard()
+            failed.append({"video": str(dataset.videos[vi]), "error": item["error"]})
+            continue
+        t = time.perf_counter()
+        with autocast(device, amp_dtype):
+            f = clip_features(model, item["clips"].to(device, non_blocking=True), stage, pooling, single_frame)
+        rows = f.float().cpu().numpy()
+        compute += time.perf_counter() - t
+        clips_done += len(rows)
+        if vi not in writers:
+            writers[vi] = _Writer(outputs[vi], item["total"], rows.shape[1:])
+        if writers[vi].write(item["start"], rows):
+            del writers[vi]
+            records.append({"video": str(dataset.videos[vi]), "features": outputs[vi], "num_frames": item["num_frames"],
+                            "fps": item["fps"], "num_clips": item["total"], "shape": [item["total"], *rows.shape[1:]]})
+    for w in writers.values():  # not reached for a well-formed stream; never leave half files behind
+        w.discard()
+    return {"records": records, "failed": failed, "clips": clips_done, "seconds": time.perf_counter() - t0,
+            "data_wait_s": wait, "model_s": compute}
+
+
+def _describe(video: str, npy: str) -> dict[str, Any]:
+    """Index record of an array written by an earlier run (shape from its header; frames and fps from decord)."""
+    import decord
+    shape = list(np.load(npy, mmap_mode="r").shape)
+    try:
+        vr = decord.VideoReader(video)
+        n, fps = len(vr), float(vr.get_avg_fps())
+    except Exception:  # noqa: BLE001 -- the array is what matters; the video may have moved
+        n, fps = None, None
+    return {"video": video, "features": npy, "num_frames": n, "fps": fps, "num_clips": shape[0], "shape": shape}
+
+
+def _check_index(out_dir: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The existing index of ``out_dir`` (empty if none); ConfigError if it was made with other settings."""
+    path = os.path.join(out_dir, INDEX)
+    if not os.path.isfile(path):
+        return {}
+    old = json.loads(Path(path).read_text())
+    diff = [f"{k}={old.get(k)!r} (now {settings[k]!r})" for k in SETTINGS if old.get(k) != settings[k]]
+    if diff:
+        raise ConfigError(f"{out_dir} holds features made with other settings: {', '.join(diff)}; "
+                          f"use another --out")
+    return old
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    src = p.add_argument_group("videos (one of --list / --root; with both, list paths are relative to --root)")
+    src.add_argument("--list", default=None, metavar="FILE", help="one video path a line (a trailing label is ignored)")
+    src.add_argument("--root", default=None, metavar="DIR", help="folder searched recursively for videos")
+    add_model_args(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="one .npy per video (same relative path) + index.json")
+    p.add_argument("--clip-len", type=int, default=None, help="frames per clip (default: the recipe's data.clip_len)")
+    p.add_argument("--frame-interval", type=int, default=None,
+                   help="take every n-th frame (default: the recipe's data.frame_interval)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="frames between clip starts (default: half a clip's span, clip_len * frame_interval / 2)")
+    p.add_argument("--stage", type=int, default=None, help="1-based stage (default: the last, after the final norm)")
+    p.add_argument("--pooling", choices=("mean", "none"), default="mean")
+    p.add_argument("--chunk", type=int, default=8, help="clips decoded and run together (bounds memory)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers per process")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        info = du.init_distributed(args.device)
+    except RuntimeError as e:
+        return report_error(ConfigError(str(e)))
+    try:
+        return _run(args, info)
+    except ToolError as e:
+        return report_error(e)
+    finally:
+        du.cleanup()
+
+
+def _run(args: argparse.Namespace, info: du.DistInfo) -> int:
+    loaded = load_model(args.checkpoint, VideoConfig, model_name=args.model, opts=args.opt, need_head=False,
+                        device=info.device)
+    d = loaded.cfg.data
+    clip_len, interval = args.clip_len or d.clip_len, args.frame_interval or d.frame_interval
+    stride = args.stride or default_stride(clip_len, interval)
+    stage = check_stage(args.stage, loaded.model)
+    for name, v in (("--clip-len", clip_len), ("--frame-interval", interval), ("--stride", stride),
+                    ("--chunk", args.chunk)):
+        if v < 1:
+            raise ConfigError(f"{name} = {v}, expected >= 1")
+    settings = {"model": loaded.cfg.model.name, "clip_len": clip_len, "frame_interval": interval, "stride": stride,
+                "stage": stage, "pooling": args.pooling, "crop_size": d.crop_size}
+    job = plan(args.out, args.list, args.root)
+    old = _check_index(args.out, settings)
+    todo = [i for i, o in enumerate(job.outputs) if not os.path.isfile(o)]
+    mine = todo[info.rank::info.world_size]
+    if info.is_main:
+        for item, why in job.problems:
+            print(f"cannot read {item}: {why}", file=sys.stderr)
+        print(f"{len(job.videos)} videos, {len(job.videos) - len(todo)} already done, {len(todo)} to extract"
+              + (f" over {info.world_size} processes" if info.distributed else ""), flush=True)
+    ds = SlidingClips([job.videos[i] for i in mine], clip_len, interval, stride, args.chunk, d.crop_size)
+    res = extract(loaded.model, ds, [job.outputs[i] for i in mine], info.device, stage=stage, pooling=args.pooling,
+                  workers=args.workers, amp_dtype=resolve_amp(loaded.cfg.train.amp, info.device),
+                  single_frame=d.single_frame)
+    for f in res["failed"]:
+        print(f"cannot read {f['video']}: {f['error']}", file=sys.stderr)
+    parts = du.all_gather_object({k: res[k] for k in ("records", "failed", "clips", "seconds")})
+    if info.is_main:
+        new = {r["features"]: r for p in parts for r in p["records"]}
+        known = {os.path.join(args.out, r["features"]): r for r in old.get("videos", [])}
+        records = []
+        for v, o in zip(job.videos, job.outputs):
+            if o in new or o in known or os.path.isfile(o):
+                r = new.get(o) or known.get(o) or _describe(v, o)
+                records.append({**r, "features": os.path.relpath(o, args.out)})
+        failed = [{"video": i, "error": w} for i, w in job.problems] + [f for p in parts for f in p["failed"]]
+        write_json(os.path.join(args.out, INDEX), {**settings, "checkpoint": args.checkpoint, "recipe": loaded.recipe,
+                                                  "clip_starts": "clip k starts at frame k * stride",
+                                                  "videos": records, "failed": failed})
+        secs = max(p["seconds"] for p in parts)
+        done = sum(len(p["records"]) for p in parts)
+        per = f" ({' + '.join(str(len(p['records'])) for p in parts)} per process)" if info.distributed else ""
+        print(f"extracted {done} videos{per}, {sum(p['clips'] for p in parts)} clips in {secs:.1f}s; "
+              f"{len(failed)} unreadable; {len(records)} listed in {os.path.join(args.out, INDEX)}", flush=True)
+        return 1 if failed else 0
+    return 1 if res["failed"] or job.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Classify videos: ``python -m video_swin.predict VIDEO [VIDEO ...] --checkpoint PATH [--topk 5] [--views 4x3]``.
+
+Each video is cut into the test views of the checkpoint's recipe (clips x crops; clip length, frame interval,
+crop size and normalisation from its saved config) and the view-averaged class probabilities are printed,
+one line per video, with names from ``--classes`` or the run's classes.txt. A folder is searched for videos,
+a quoted glob is expanded; a file that is missing or that decord cannot read is reported and the rest go on
+(exit code 1 if any failed; 2 for an unusable checkpoint or option). Decoding runs in DataLoader workers.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import warnings
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from core.engine.device import autocast, resolve_amp, to_device
+from core.engine.files import write_json
+from core.inference import (ToolError, add_model_args, class_names, expand_inputs, format_top, load_model,
+                            pick_device, report_error, topk_rows)
+
+from .config import VideoConfig
+from .data import VIDEO_EXTENSIONS, BrokenVideoWarning, VideoDataset, collate_videos
+from .train import model_input
+from .transforms import build_video_transform
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, folders or quoted globs")
+    add_model_args(p)
+    p.add_argument("--classes", default=None, metavar="FILE", help="class names, one a line (default: the run's "
+                                                                   "classes.txt beside the checkpoint)")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--views", default="", metavar="CLIPSxCROPS",
+                   help="test views, e.g. 4x3 or 1x1 (default: the recipe's data.num_clips x data.num_crops)")
+    p.add_argument("--out", default="", metavar="JSON", help="also write the results (top-k and all scores) here")
+    p.add_argument("--batch-size", type=int, default=1, help="videos per forward pass (each of clips x crops views)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
+    return p.parse_args(argv)
+
+
+def parse_views(text: str, cfg: VideoConfig) -> tuple[int, int]:
+    """'4x3' -> (4, 3); '' -> the recipe's (data.num_clips, data.num_crops)."""
+    if not text:
+        return cfg.data.num_clips, cfg.data.num_crops
+    m = re.fullmatch(r"(\d+)x([13])", text.strip())
+    if not m or int(m.group(1)) < 1:
+        from core.engine.config import ConfigError
+        raise ConfigError(f"--views {text!r}: expected CLIPSxCROPS with CROPS 1 or 3, e.g. 4x3")
+    return int(m.group(1)), int(m.group(2))
+
+
+def view_dataset(files: Sequence[str], cfg: VideoConfig, classes: Sequence[str], num_clips: int,
+                 num_crops: int) -> VideoDataset:
+    """The files as a test set with the recipe's sampling and transforms (as ``video_swin.test`` builds it)."""
+    d = cfg.data
+    return VideoDataset([(f, 0) for f in files], classes, clip_len=d.clip_len, frame_interval=d.frame_interval,
+                        num_clips=num_clips, test_mode=True, check_files=False,
+                        transform=build_video_transform("test", d.crop_size, None, num_crops))
+
+
+@torch.no_grad()
+def classify(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp_dtype: torch.dtype | None,
+             single_frame: bool = False) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
+    """View-averaged softmax scores per dataset index, and the decoding error of each unreadable one."""
+    scores: dict[int, torch.Tensor] = {}
+    errors: dict[int, str] = {}
+    paths = {p: i for i, (p, _) in enumerate(loader.dataset.samples)}
+    for batch in loader:
+        errors.update({paths[p]: e for p, e in zip(batch["skipped"], batch["errors"])})
+        if batch["video"] is None:
+            continue
+        batch = to_device(batch, device)
+        x = batch["video"]  # (B, V, C, T, H, W)
+        B, V = x.shape[:2]
+        with autocast(device, amp_dtype):
+            logits = model(model_input(x.flatten(0, 1), single_frame))
+        for i, s in zip(batch["index"].tolist(), logits.float().softmax(-1).view(B, V, -1).mean(1).cpu()):
+            scores[i] = s
+    return scores, errors
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        device = pick_device(args.device)
+        loaded = load_model(args.checkpoint, VideoConfig, model_name=args.model, opts=args.opt, device=device)
+        cfg = loaded.cfg
+        classes = class_names(loaded.num_classes, args.checkpoint, args.classes)
+        num_clips, num_crops = parse_views(args.views, cfg)
+    except ToolError as e:
+        return report_error(e)
+    files, problems = expand_inputs(args.videos, VIDEO_EXTENSIONS)
+    for item, why in problems:
+        print(f"cannot read {item}: {why}", file=sys.stderr)
+    results: list[dict[str, Any]] = []
+    failed = [{"video": item, "error": why} for item, why in problems]
+    if files:
+        ds = view_dataset(files, cfg, classes, num_clips, num_crops)
+        loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_videos,
+                            pin_memory=device.type == "cuda")
+        with warnings.catch_warnings():  # reported below, once, with the reason
+            warnings.simplefilter("ignore", BrokenVideoWarning)
+            scores, errors = classify(loaded.model, loader, device, resolve_amp(cfg.train.amp, device),
+                                      cfg.data.single_frame)
+        for i, path in enumerate(files):
+            if i in errors:
+                print(f"cannot read {path}: {errors[i]}", file=sys.stderr)
+                failed.append({"video": path, "error": errors[i]})
+                continue
+            top = topk_rows(scores[i], classes, args.topk)
+            print(format_top(path, top), flush=True)
+            results.append({"video": path, "top": top, "scores": scores[i].tolist()})
+    print(f"{len(results)} video(s) classified with {num_clips}x{num_crops} views of {cfg.data.clip_len}x"
+          f"{cfg.data.frame_interval} frames at {cfg.data.crop_size}px; {len(failed)} could not be read",
+          file=sys.stderr)
+    if args.out:
+        write_json(args.out, {"checkpoint": args.checkpoint, "model": cfg.model.name, "recipe": loaded.recipe,
+                              "views": f"{num_clips}x{num_crops}", "clip_len": cfg.data.clip_len,
+                              "frame_interval": cfg.data.frame_interval, "crop_size": cfg.data.crop_size,
+                              "results": results, "failed": failed})
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,7 +3,9 @@
 transformers' ``SwinModel`` (``embeddings.*``, ``encoder.layers.*``, ``layernorm.*``), ``SwinForImageClassification``
 and ``SwinForMaskedImageModeling`` (the same under ``swin.``, plus ``classifier.*`` or ``decoder.*``) keep
 patch merging at the end of a stage (ours: the start of the next) and separate query/key/value projections
-(ours: one fused qkv, rows ordered q, k, v). Conversion is exact; derived buffers are dropped.
+(ours: one fused qkv, rows ordered q, k, v). Both the names of transformers >= 5 (``attention.q_proj``,
+``mlp.fc1``) and the legacy ones of transformers 4 and the hub's files (``attention.self.query``,
+``intermediate.dense``) are read. Conversion is exact; derived buffers are dropped.
 """
 from __future__ import annotations
 
@@ -15,15 +17,23 @@ import torch
 StateDict = dict[str, torch.Tensor]
 HF_PREFIX = "swin."
 
-# per-block renames (transformers -> ours), q/k/v handled apart
+# per-block renames (transformers -> ours), q/k/v handled apart: transformers >= 5 names, then the legacy ones of
+# transformers 4 and of the checkpoints on the hub (attention.self.query, intermediate.dense, ...)
 _BLOCK = {
     "layernorm_before.": "norm1.",
+    "attention.relative_position_bias.relative_position_bias_table": "attn.relative_position_bias_table",
+    "attention.o_proj.": "attn.proj.",
+    "layernorm_after.": "norm2.",
+    "mlp.fc1.": "mlp.fc1.",
+    "mlp.fc2.": "mlp.fc2.",
+}
+_LEGACY = {
     "attention.self.relative_position_bias_table": "attn.relative_position_bias_table",
     "attention.output.dense.": "attn.proj.",
-    "layernorm_after.": "norm2.",
     "intermediate.dense.": "mlp.fc1.",
     "output.dense.": "mlp.fc2.",
 }
+_QKV = {"q_proj": 0, "k_proj": 1, "v_proj": 2, "self.query": 0, "self.key": 1, "self.value": 2}
 _TOP = {
     "embeddings.patch_embeddings.projection.": "patch_embed.proj.",
     "embeddings.norm.": "patch_embed.norm.",
@@ -70,24 +80,24 @@ def from_hf(sd: Mapping[str, torch.Tensor]) -> StateDict:
             out[f"layers.{stage + 1}.downsample.{rest}"] = v
             continue
         prefix = f"layers.{stage}.blocks.{m.group(3)}."
-        q = re.match(r"attention\.self\.(query|key|value)\.(weight|bias)$", rest)
+        q = re.match(r"attention\.(q_proj|k_proj|v_proj|self\.query|self\.key|self\.value)\.(weight|bias)$", rest)
         if q:
-            qkv.setdefault(prefix + "attn.qkv." + q.group(2), {})[q.group(1)] = v
+            qkv.setdefault(prefix + "attn.qkv." + q.group(2), {})[_QKV[q.group(1)]] = v
             continue
-        new = _rename(rest, _BLOCK)
+        new = _rename(rest, _BLOCK) or _rename(rest, _LEGACY)
         if new is None:
             raise ValueError(f"unexpected key in a transformers Swin checkpoint: {key!r}")
         out[prefix + new] = v
     for k, parts in qkv.items():
-        if set(parts) != {"query", "key", "value"}:
-            raise ValueError(f"transformers checkpoint lacks {sorted({'query', 'key', 'value'} - set(parts))} for {k}")
-        out[k] = torch.cat([parts["query"], parts["key"], parts["value"]])
+        if set(parts) != {0, 1, 2}:
+            raise ValueError(f"transformers checkpoint lacks part of the query/key/value projections of {k}")
+        out[k] = torch.cat([parts[0], parts[1], parts[2]])
     return out
 
 
 def to_hf(sd: Mapping[str, torch.Tensor]) -> StateDict:
-    """Our 2D Swin -> transformers: SwinForImageClassification (``swin.*``, ``classifier.*``) when it has a
-    head, else SwinModel. Load with ``from_pretrained`` / ``load_state_dict`` into a model of the same config."""
+    """Our 2D Swin -> transformers (>= 5 names): SwinForImageClassification (``swin.*``, ``classifier.*``) when
+    it has a head, else SwinModel; ``load_state_dict`` into a model of the same SwinConfig, then save_pretrained."""
     _check_2d_swin(sd, "transformers")
     has_head = "head.fc.weight" in sd
     pre = HF_PREFIX if has_head else ""
@@ -111,8 +121,8 @@ def to_hf(sd: Mapping[str, torch.Tensor]) -> StateDict:
             continue
         prefix = f"{pre}encoder.layers.{stage}.blocks.{m.group(3)}."
         if rest.startswith("attn.qkv."):
-            for name, chunk in zip(("query", "key", "value"), v.chunk(3)):
-                out[f"{prefix}attention.self.{name}.{rest[len('attn.qkv.'):]}"] = chunk.clone()
+            for name, chunk in zip(("q_proj", "k_proj", "v_proj"), v.chunk(3)):
+                out[f"{prefix}attention.{name}.{rest[len('attn.qkv.'):]}"] = chunk.clone()
             continue
         new = _rename(rest, block)
         if new is None:

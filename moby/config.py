@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from core.engine.config import Config, ConfigError, LoaderConfig, fld
 
@@ -30,6 +30,8 @@ class MoBYDataConfig(LoaderConfig):
     num_train: int = fld(4000, ge=8, help="shapes / moving_shapes: generated training items")
     num_val: int = fld(1000, ge=4, help="shapes / moving_shapes: generated validation items")
     num_test: int = fld(1000, ge=4, help="shapes: generated test items")
+    shapes: dict[str, Any] = fld({}, help="shapes: difficulty (num_classes, texture, scale, rotation, noise); "
+                                           "see core.classification.shapes")
 
     @property
     def video(self) -> bool:

@@ -147,7 +147,7 @@ def _image_base(cfg: MoBYConfig, split: str) -> Dataset:
         nums = {"train": d.num_train, "val": d.num_val, "test": d.num_test}
         if split not in nums:
             raise DataError(f"shapes split {split!r}: expected one of {tuple(nums)}")
-        return ShapesDataset(split, num=nums[split], size=d.img_size, seed=cfg.train.seed)
+        return ShapesDataset(split, num=nums[split], size=d.img_size, seed=cfg.train.seed, **d.shapes)
     if d.dataset == "imagefolder":
         if not d.root:
             raise DataError("data.root is empty: set it to an ImageFolder tree root/<split>/<class>/<image>")

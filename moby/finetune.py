@@ -36,6 +36,8 @@ class FinetuneDataConfig(DataConfig):
     num_train: int = fld(4000, ge=8)
     num_val: int = fld(1000, ge=4)
     val_split: str = "val"
+    shapes: dict[str, Any] = fld({}, help="shapes: difficulty (num_classes, texture, scale, rotation, noise); "
+                                           "see core.classification.shapes")
 
 
 @dataclass
@@ -49,8 +51,11 @@ def _shapes(cfg: FinetuneConfig) -> tuple[Any, Any, int]:
     norm = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(d.mean), list(d.std))]
     train_tf = v2.Compose([v2.RandomResizedCrop(d.img_size, scale=(0.5, 1.0), antialias=True),
                            v2.RandomHorizontalFlip(cfg.aug.hflip), *norm])
-    train = ShapesDataset("train", num=d.num_train, size=d.img_size, seed=cfg.train.seed, transform=train_tf)
-    val = ShapesDataset(d.val_split, num=d.num_val, size=d.img_size, seed=cfg.train.seed, transform=v2.Compose(norm))
+    train = ShapesDataset("train", num=d.num_train, size=d.img_size, seed=cfg.train.seed, transform=train_tf,
+                         **d.shapes)
+    val = ShapesDataset(d.val_split, num=d.num_val, size=d.img_size, seed=cfg.train.seed,
+                        transform=v2.Compose(norm),
+                        **d.shapes)
     return train, val, train.num_classes
 
 

@@ -81,14 +81,33 @@ def test_padding_matches_official_mode_only():
     assert diffs["timm"] > 1e-3 and diffs["timm_dynamic"] > 1e-3
 
 
-def test_qkv_fused_in_order():
-    """Our qkv rows are query, key, value, in that order; to_hf splits them back exactly."""
-    ref = randomize_(transformers.SwinModel(hf_config()))
-    sd = ref.state_dict()
+LEGACY = {"attention.q_proj.": "attention.self.query.", "attention.k_proj.": "attention.self.key.",
+          "attention.v_proj.": "attention.self.value.", "attention.o_proj.": "attention.output.dense.",
+          "attention.relative_position_bias.": "attention.self.", "mlp.fc1.": "intermediate.dense.",
+          "mlp.fc2.": "output.dense."}
+
+
+def legacy_names(sd):
+    """The names of transformers 4 and of the Swin checkpoints on the hub (attention.self.query, ...)."""
+    out = {}
+    for k, v in sd.items():
+        for new, old in LEGACY.items():
+            k = k.replace("." + new, "." + old)
+        out[k] = v
+    return out
+
+
+def test_qkv_fused_in_order_both_namings():
+    """Our qkv rows are query, key, value; the hub's legacy names read the same; to_hf splits them back exactly."""
+    sd = randomize_(transformers.SwinModel(hf_config())).state_dict()
     ours_sd = from_hf(sd)
-    qkv = ours_sd["layers.1.blocks.1.attn.qkv.weight"]
-    blk = "encoder.layers.1.blocks.1.attention.self."
-    assert torch.equal(qkv, torch.cat([sd[blk + n + ".weight"] for n in ("query", "key", "value")]))
+    blk = "encoder.layers.1.blocks.1.attention."
+    qkv = torch.cat([sd[blk + n + "_proj.weight"] for n in "qkv"])
+    assert torch.equal(ours_sd["layers.1.blocks.1.attn.qkv.weight"], qkv)
+    legacy = legacy_names(sd)
+    assert blk + "self.query.weight" in legacy and "encoder.layers.0.blocks.0.intermediate.dense.bias" in legacy
+    old = from_hf(legacy)
+    assert old.keys() == ours_sd.keys() and all(torch.equal(old[k], ours_sd[k]) for k in old)
     back = to_hf(ours_sd)
     kept = {k: v for k, v in sd.items() if not k.endswith("relative_position_index")}
     assert back.keys() == kept.keys() and all(torch.equal(back[k], kept[k]) for k in kept)

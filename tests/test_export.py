@@ -45,17 +45,15 @@ def test_onnx_dynamic_batch(name, tmp_path):
         assert (torch.from_numpy(y) - eager(model, x)).abs().max() < TOL
 
 
-def test_onnx_fixed_batch_has_no_shape_logic(tmp_path):
-    """Masks and index tables are constants: the graph has no Shape/Range ops computing them at run time."""
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+def test_exported_size_is_fixed(tmp_path):
+    """An export runs at exactly its traced size: pt2 refuses another batch (without --dynamic-batch) or spatial size."""
     model = tiny("swin_t")
-    path = export(model, "onnx", tmp_path / "m.onnx", (1, 3, 36, 28))
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    assert not ops & {"Range", "NonZero", "Loop", "If"}
-    x = torch.randn(1, 3, 36, 28)
-    (y,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})
-    assert (torch.from_numpy(y) - eager(model, x)).abs().max() < TOL
+    loaded = torch.export.load(str(export(model, "pt2", tmp_path / "m.pt2", (2, 3, 36, 28)))).module()
+    x = torch.randn(2, 3, 36, 28)
+    assert (loaded(x) - eager(model, x)).abs().max() < TOL
+    for shape in ((3, 3, 36, 28), (2, 3, 40, 28)):
+        with pytest.raises(Exception, match="shape|size|Expected"):
+            loaded(torch.randn(*shape))
 
 
 def test_cli_from_checkpoint(tmp_path, capsys):

@@ -3,7 +3,6 @@ evaluations with their own record; the README's command sequence end to end."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _runs(root, name):
     folder = root / name
-    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "latest") if folder.is_dir() else []
 
 
 def test_readme_sequence_each_command_trains_in_its_own_folder(tmp_path, monkeypatch):
@@ -36,6 +35,8 @@ def test_readme_sequence_each_command_trains_in_its_own_folder(tmp_path, monkeyp
         res = json.load(open(run / "results.json"))
         assert res["epochs"] == 1 and res["time_s"] > 0 and "top1" in res["final"]
     assert {json.load(open(r / "results.json"))["world_size"] for r in swin} == {1, 2}
+    latest = tmp_path / "outputs" / "tiny_digits" / "latest"  # recipes can name <name>/latest/best.pth
+    assert latest.resolve() == max(swin, key=lambda r: (r / "last.pth").stat().st_mtime).resolve()
 
 
 def test_named_folder_continues_finished_run_is_left_alone_and_resume_auto(tmp_path, monkeypatch, capsys):

@@ -7,17 +7,22 @@ Colours and textures are drawn independently of the class, so features that only
     ds = ShapesDataset("train", num=4000, size=32)            # uint8 images (3, 32, 32), labels 0..5
     x, y = ds[0]                                              # x: tensor, or transform(tensor) if given
     images, labels = render_shapes(100, size=32, seed=7)      # the raw arrays
+
+The difficulty is adjustable (keyword arguments of render_shape / render_shapes / ShapesDataset; the defaults
+are the original, hard set): ``num_classes`` (the first N of SHAPE_CLASSES, or ``classes`` by name),
+``texture`` (strength of the background pattern; the shape's own pattern is 1.25x it), ``scale`` (radius range
+as a fraction of the image), ``rotation`` (maximum rotation in degrees, 360 = any), ``noise`` (pixel noise std).
 """
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["SHAPE_CLASSES", "SPLIT_SEEDS", "render_shape", "render_shapes", "ShapesDataset"]
+__all__ = ["SHAPE_CLASSES", "SPLIT_SEEDS", "render_shape", "render_shapes", "ShapesDataset", "shape_classes"]
 
 SHAPE_CLASSES = ("disc", "ring", "square", "triangle", "cross", "half_disc")
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}  # disjoint random streams per split
@@ -60,31 +65,62 @@ def _texture(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, size: int
     return rows[:, i0] * (1 - w[None]) + rows[:, i0 + 1] * w[None]
 
 
-def render_shape(rng: np.random.Generator, label: int, size: int = 32) -> np.ndarray:
-    """One (3, size, size) uint8 image of shape class ``label`` on a textured background."""
+def shape_classes(num_classes: int | None = None, classes: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The class names: ``classes`` (checked), else the first ``num_classes`` of SHAPE_CLASSES (default: all)."""
+    if classes is not None:
+        names = tuple(classes)
+        unknown = [c for c in names if c not in SHAPE_CLASSES]
+        if unknown or len(set(names)) != len(names) or len(names) < 2:
+            raise ValueError(f"shapes classes {list(names)}: expected at least two distinct of {SHAPE_CLASSES}")
+        return names
+    n = len(SHAPE_CLASSES) if num_classes is None else int(num_classes)
+    if not 2 <= n <= len(SHAPE_CLASSES):
+        raise ValueError(f"shapes num_classes = {n}: expected 2..{len(SHAPE_CLASSES)}")
+    return SHAPE_CLASSES[:n]
+
+
+def render_shape(rng: np.random.Generator, label: int, size: int = 32, *, classes: Sequence[str] = SHAPE_CLASSES,
+                 texture: float = 0.4, scale: Sequence[float] = (0.22, 0.42), rotation: float = 360.0,
+                 noise: float = 6.0) -> np.ndarray:
+    """One (3, size, size) uint8 image of shape class ``label`` (an index into ``classes``) on a textured
+    background; ``texture``, ``scale``, ``rotation`` (degrees) and ``noise`` set the difficulty."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     c1, c2 = rng.uniform(0, 255, (2, 3))
     # a faint texture: the outline, not the background pattern, carries the class and the most contrast
-    bg = _texture(rng, yy, xx, size)[..., None] * (c2 - c1) * rng.uniform(0.0, 0.4) + c1   # (H, W, 3)
-    r = rng.uniform(0.22, 0.42) * size
+    bg = _texture(rng, yy, xx, size)[..., None] * (c2 - c1) * rng.uniform(0.0, texture) + c1   # (H, W, 3)
+    r = rng.uniform(scale[0], scale[1]) * size
     cy, cx = rng.uniform(r * 0.8, size - r * 0.8, 2)
-    theta = rng.uniform(0, 2 * np.pi)
+    theta = rng.uniform(0, 1) * np.deg2rad(rotation)
+    if rotation < 360:  # symmetric about upright
+        theta -= np.deg2rad(rotation) / 2
     dy, dx = yy - cy, xx - cx
     u, v = dx * np.cos(theta) + dy * np.sin(theta), -dx * np.sin(theta) + dy * np.cos(theta)
-    mask = _mask(SHAPE_CLASSES[label], u, v, r)
+    mask = _mask(classes[label], u, v, r)
     f1, f2 = rng.uniform(0, 255, (2, 3))
-    fg = _texture(rng, yy, xx, size)[..., None] * (f2 - f1) * rng.uniform(0, 0.5) + f1  # mostly solid
-    img = np.where(mask[..., None], fg, bg) + rng.normal(0, 6, (size, size, 3))
+    fg = _texture(rng, yy, xx, size)[..., None] * (f2 - f1) * rng.uniform(0, 1.25 * texture) + f1  # mostly solid
+    img = np.where(mask[..., None], fg, bg) + rng.normal(0, noise, (size, size, 3))
     return np.clip(img, 0, 255).round().astype(np.uint8).transpose(2, 0, 1)
 
 
-@lru_cache(maxsize=8)
-def render_shapes(num: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def render_shapes(num: int, size: int = 32, seed: int = 0, *, num_classes: int | None = None,
+                  classes: Sequence[str] | None = None, texture: float = 0.4,
+                  scale: Sequence[float] = (0.22, 0.42), rotation: float = 360.0,
+                  noise: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
     """``num`` images (num, 3, size, size) uint8 and labels (balanced, cycling through the classes); cached,
-    read-only arrays."""
-    labels = np.arange(num) % len(SHAPE_CLASSES)
-    images = np.stack([render_shape(np.random.default_rng([seed, i]), int(labels[i]), size) for i in range(num)]) \
-        if num else np.zeros((0, 3, size, size), np.uint8)
+    read-only arrays. The keyword arguments set the difficulty (see the module docstring)."""
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 0.5:
+        raise ValueError(f"shapes scale = {list(scale)}: expected [lo, hi] with 0 < lo <= hi <= 0.5")
+    return _render_shapes(num, size, seed, shape_classes(num_classes, classes), float(texture),
+                          (float(scale[0]), float(scale[1])), float(rotation), float(noise))
+
+
+@lru_cache(maxsize=8)
+def _render_shapes(num: int, size: int, seed: int, classes: tuple[str, ...], texture: float,
+                   scale: tuple[float, float], rotation: float, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.arange(num) % len(classes)
+    kw = dict(classes=classes, texture=texture, scale=scale, rotation=rotation, noise=noise)
+    images = np.stack([render_shape(np.random.default_rng([seed, i]), int(labels[i]), size, **kw)
+                       for i in range(num)]) if num else np.zeros((0, 3, size, size), np.uint8)
     labels = labels.astype(np.int64)
     images.flags.writeable = labels.flags.writeable = False
     return images, labels
@@ -94,16 +130,18 @@ class ShapesDataset(Dataset):
     """``num`` generated images of one split ("train", "val", "test": disjoint seeds); items (image, label).
 
     The image is a uint8 tensor (3, size, size), passed through ``transform`` when given (torchvision v2
-    transforms take it as an image). ``classes`` names the labels.
+    transforms take it as an image). ``classes`` names the labels. Further keyword arguments (``num_classes``,
+    ``classes``, ``texture``, ``scale``, ``rotation``, ``noise``) set the difficulty, as in :func:`render_shapes`.
     """
 
     classes = list(SHAPE_CLASSES)
 
     def __init__(self, split: str = "train", *, num: int = 4000, size: int = 32, seed: int = 0,
-                 transform: Callable[[torch.Tensor], object] | None = None) -> None:
+                 transform: Callable[[torch.Tensor], object] | None = None, **difficulty: Any) -> None:
         if split not in SPLIT_SEEDS:
             raise ValueError(f"shapes split must be one of {tuple(SPLIT_SEEDS)}, got {split!r}")
-        images, labels = render_shapes(num, size, seed=1000 * seed + SPLIT_SEEDS[split])
+        self.classes = list(shape_classes(difficulty.get("num_classes"), difficulty.get("classes")))
+        images, labels = render_shapes(num, size, seed=1000 * seed + SPLIT_SEEDS[split], **difficulty)
         self.images = torch.from_numpy(images.copy())
         self.targets = torch.from_numpy(labels.copy())
         self.split, self.transform = split, transform

@@ -60,15 +60,23 @@ def setup_logging(output_dir: str | None, is_main: bool, name: str = _LOGGER_NAM
         fh = logging.FileHandler(os.path.join(output_dir, "log.txt"))
         fh.setFormatter(fmt)
         log.addHandler(fh)
-    # Python warnings (skipped files, missing entries) go to the same log (log.txt on rank 0); library warnings
-    # that every rank would repeat (timm's scheduler, DDP) are shown by rank 0 only
-    logging.captureWarnings(True)
-    pyw = logging.getLogger("py.warnings")
-    pyw.propagate = False
-    for h in list(pyw.handlers):
-        pyw.removeHandler(h)
+    # Python warnings (skipped files, missing entries) are shown as usual and also written to log.txt; library
+    # warnings that every rank would repeat (timm's scheduler, DDP) are shown by rank 0 only
+    file_log = logging.getLogger(name + ".warnings")
+    file_log.propagate = False
+    for h in list(file_log.handlers):
+        file_log.removeHandler(h)
     for h in log.handlers:
-        pyw.addHandler(h)
+        if isinstance(h, logging.FileHandler):
+            file_log.addHandler(h)
+    prev = getattr(warnings.showwarning, "_shown_by", warnings.showwarning)
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        prev(message, category, filename, lineno, file, line)
+        file_log.warning(f"{category.__name__}: {message}")
+
+    showwarning._shown_by = prev
+    warnings.showwarning = showwarning
     if not is_main:
         warnings.filterwarnings("ignore", module=r"torch\.")
         logging.getLogger("timm").setLevel(logging.ERROR)

@@ -1,7 +1,7 @@
 """Where a run writes: a fresh folder per run unless one is named, and which checkpoint a run continues from.
 
 Without ``train.output_dir`` (or ``--output-dir``) each run gets ``$SWIN_OUTPUT_ROOT/<recipe name>/<timestamp>``
-(``outputs/`` by default), so two recipes, or a rerun, never mix. A run continues from a checkpoint only when
+(``outputs/`` by default), so two recipes, or a rerun, never mix; ``<recipe name>/latest`` links to the newest. A run continues from a checkpoint only when
 asked: a named output folder holding ``last.pth`` (a requeued cluster job passes its folder), ``--resume PATH``,
 or ``--resume auto`` (the newest run of the recipe that holds a ``last.pth``).
 """
@@ -23,7 +23,8 @@ def runs_root(cfg: Config) -> str:
 
 
 def new_run_dir(cfg: Config) -> str:
-    """A fresh ``<runs_root>/<YYYYmmdd-HHMMSS>[-N]`` folder name, the same on every rank (not created here)."""
+    """A fresh ``<runs_root>/<YYYYmmdd-HHMMSS>[-N]`` folder, the same on every rank, created by rank 0, which
+    also points ``<runs_root>/latest`` at it (so recipes can name ``outputs/<name>/latest/best.pth``)."""
     path = None
     if du.is_main():
         base = os.path.join(runs_root(cfg), time.strftime("%Y%m%d-%H%M%S"))
@@ -31,6 +32,15 @@ def new_run_dir(cfg: Config) -> str:
         while os.path.exists(path):
             n += 1
             path = f"{base}-{n}"
+        os.makedirs(path)
+        link = os.path.join(runs_root(cfg), "latest")
+        tmp = f"{link}.{os.getpid()}.tmp"
+        try:
+            os.symlink(os.path.basename(path), tmp)
+            os.replace(tmp, link)
+        except OSError:  # a file system without symlinks: latest_run_dir still finds the newest run
+            if os.path.lexists(tmp):
+                os.remove(tmp)
     return du.broadcast_object(path)
 
 
@@ -39,7 +49,7 @@ def latest_run_dir(cfg: Config, marker: str = "last.pth") -> str | None:
     root = runs_root(cfg)
     if not os.path.isdir(root):
         return None
-    found = [os.path.join(e.path, marker) for e in os.scandir(root) if e.is_dir()]
+    found = [os.path.join(e.path, marker) for e in os.scandir(root) if e.is_dir() and e.name != "latest"]
     found = [p for p in found if os.path.isfile(p)]
     return os.path.dirname(max(found, key=os.path.getmtime)) if found else None
 

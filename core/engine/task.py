@@ -41,6 +41,7 @@ class Task(nn.Module):
 
     backbone_attr: str = "backbone"
     best_metric: str = "top1"
+    broadcast_buffers: bool = True  # DDP copies rank 0's buffers every step; False when they agree by construction
 
     # -------------------------------------------------------------------------------- the contract
     @property

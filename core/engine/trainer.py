@@ -114,7 +114,8 @@ class Trainer:
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.task, device_ids=ids,
-                                               find_unused_parameters=t.find_unused_parameters)
+                                               find_unused_parameters=t.find_unused_parameters,
+                                               broadcast_buffers=self.task.broadcast_buffers)
             self.train_model = self.ddp
 
         # batch geometry, optimisation
@@ -187,8 +188,12 @@ class Trainer:
         if missing:
             raise CheckpointError(f"{source} is not a training checkpoint (missing {missing}); "
                                   f"use model.pretrained to load weights only")
-        check_state_dict(self.task.backbone, ckpt["model"], f"resume file {source}")
-        _check_task_state(self.task, ckpt.get("task") or {}, f"resume file {source}")
+        try:
+            check_state_dict(self.task.backbone, ckpt["model"], f"resume file {source}")
+            _check_task_state(self.task, ckpt.get("task") or {}, f"resume file {source}")
+        except CheckpointError as e:
+            raise CheckpointError(f"{e}\n  (that checkpoint is another model's run: give this run another "
+                                  f"--output-dir, or continue it with the model settings it was started with)") from None
         if self.ema is not None and ckpt.get("ema") is not None:
             check_state_dict(self.ema.module.backbone, ckpt["ema"], f"EMA weights in {source}")
         saved_groups = ckpt["optimizer"].get("param_groups", [])
@@ -487,7 +492,7 @@ class Trainer:
 
         With ``train.eval_only`` (or no training loader) it evaluates instead: see :meth:`evaluate_only`.
         """
-        cfg, t = self.cfg, self.cfg.train
+        t = self.cfg.train
         if t.eval_only or self.train_loader is None:
             return self.evaluate_only()
         lock = RunLock(self.output_dir)

@@ -9,7 +9,6 @@ leave ``model.pretrained`` empty for the same recipe from random weights.
 from __future__ import annotations
 
 import math
-import os
 import sys
 from typing import Any, Sequence
 
@@ -18,8 +17,8 @@ from torch.utils.data import Dataset, Subset
 
 from core.classification.data import build_image_datasets
 from core.classification.task import ClassificationTask, build_mixup, classification_loss
-from core.engine import ConfigError, build_model, launch, run_output_dir
-from core.engine.config import _load_tree, parse_overrides
+from core.engine import ConfigError, build_model, launch
+from core.engine.config import parse_overrides, read_recipe
 from core.engine.data import DataError, build_loaders
 from core.engine.device import seed_everything
 from core.engine.distributed import DistInfo
@@ -65,19 +64,13 @@ def setup_image_finetune(cfg: ImageFinetuneConfig, info: DistInfo) -> tuple[Clas
 
 def setup_video_finetune(cfg: VideoFinetuneConfig, info: DistInfo) -> tuple[Any, Any, Any]:
     from video_swin.data import collate_videos
-    from video_swin.train import (VideoClassificationTask, build_datasets, build_video_model, check_classes,
-                                  write_classes)
+    from video_swin.train import VideoClassificationTask, build_video_model, run_datasets
     d = cfg.data
     if cfg.finetune.spin_zoom:
         from video_swin.synthetic import ensure_spin_zoom
         root = ensure_spin_zoom(d.root or None, num_train=d.num_train, num_val=d.num_val)
         d.dataset, d.root, d.ann_train, d.ann_val = "kinetics", str(root), str(root / "train.txt"), str(root / "val.txt")
-    train_ds, val_ds, num_classes = build_datasets(cfg)
-    out = run_output_dir(cfg)
-    for folder in {out, os.path.dirname(cfg.train.resume)} - {""}:
-        check_classes(folder, train_ds.classes)
-    write_classes(out, train_ds.classes)
-    check_num_classes(cfg, num_classes)
+    train_ds, val_ds, num_classes = run_datasets(cfg)
     train_ds = label_subset(train_ds, cfg.finetune)
     train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info, collate_fn=collate_videos)
     seed_everything(cfg.train.seed)
@@ -93,7 +86,7 @@ def is_video_recipe(argv: Sequence[str] | None) -> bool:
     """Whether the recipe (with its --opt overrides) names a video model (``video_*``)."""
     args = parse_args(argv)
     try:
-        tree = parse_overrides(args.opt, _load_tree(args.config, {}))
+        tree = parse_overrides(args.opt, read_recipe(args.config))
     except ConfigError:
         return False  # launch() reports it
     name = (tree.get("model") or {}).get("name", "") if isinstance(tree.get("model"), dict) else ""

@@ -20,6 +20,20 @@ TINY_ENGINE = dict(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=4,
 TINY_MODEL = dict(embed_dim=24, depths=(2, 2), num_heads=(2, 4), window_size=4, num_classes=5)
 
 
+def interrupt_at(monkeypatch, step: int) -> None:
+    """Make the trainer's ``step``-th training step (counted from 1) raise KeyboardInterrupt, as a kill would."""
+    from core.engine import Trainer
+    real_step, calls = Trainer.train_step, {"n": 0}
+
+    def dying_step(self, batch):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt("killed")
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", dying_step)
+
+
 def tiny_swin(**kw) -> torch.nn.Module:
     """A 10-class two-stage Swin of one block per stage (TINY_ENGINE)."""
     from core import create_model

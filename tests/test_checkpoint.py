@@ -12,10 +12,9 @@ import torch.nn as nn
 from core.engine.checkpoint import (CheckpointError, capture_rng_state, check_state_dict, load_checkpoint,
                                     restore_rng_state)
 from core.engine.files import atomic_save
-from core.engine import Trainer
 from core.train import main
 
-from helpers import DIGITS, TINY_OPT as TINY
+from helpers import DIGITS, TINY_OPT as TINY, interrupt_at
 # dropout-like randomness everywhere: drop path, mixup/cutmix (numpy), random shifts (torch), EMA, label smoothing
 COMMON = ["--opt", TINY, "train.epochs=2", "sched.warmup_epochs=1", "train.max_iters_per_epoch=3",
           "data.batch_size=16", "data.img_size=16", "train.progress=false", "train.tensorboard=false",
@@ -92,16 +91,7 @@ def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
 
     # the same run, killed in the middle of epoch 2 ...
     resumed = str(tmp_path / "resumed")
-    real_step = Trainer.train_step
-    calls = {"n": 0}
-
-    def dying_step(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 5:  # iteration 2 of epoch 2
-            raise KeyboardInterrupt("killed")
-        return real_step(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", dying_step)
+    interrupt_at(monkeypatch, 5)  # iteration 2 of epoch 2
     with pytest.raises(KeyboardInterrupt):
         main(["--config", DIGITS, "--output-dir", resumed, *COMMON])
     monkeypatch.undo()

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from core import create_model, load_pretrained
 from core.engine.checkpoint import load_checkpoint
-from core.engine.trainer import Trainer
+from helpers import interrupt_at
 from moby.linear import main as linear_main
 from moby.pretrain import main as pretrain_main
 from moby.task import MoBY, contrastive_loss, enqueue, momentum_at
@@ -184,16 +184,7 @@ def test_pretraining_exports_the_online_backbone(straight_run):
 
 def test_kill_and_resume_reproduces_uninterrupted_run(straight_run, tmp_path, monkeypatch, one_thread):
     resumed = str(tmp_path / "resumed")
-    real_step = Trainer.train_step
-    calls = {"n": 0}
-
-    def dying_step(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 6:  # iteration 2 of epoch 2
-            raise KeyboardInterrupt("killed")
-        return real_step(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", dying_step)
+    interrupt_at(monkeypatch, 6)  # iteration 2 of epoch 2
     with pytest.raises(KeyboardInterrupt):
         pretrain_main(["--output-dir", resumed, "--opt", *TINY])
     monkeypatch.undo()

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from core import create_model, load_pretrained
-from core.engine import ConfigError, Trainer
+from core.engine import ConfigError
 from core.engine.checkpoint import load_checkpoint
 from core.engine.optim import build_param_groups
 from core.position import resize_bias_table
@@ -21,7 +21,7 @@ from simmim.decoder import PixelShuffleND
 from simmim.pretrain import main as pretrain
 from simmim.task import pixel_mask
 
-from helpers import randomize_, tiny_kwargs
+from helpers import interrupt_at, randomize_, tiny_kwargs
 
 TINY2D = dict(embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4, patch_size=4, num_classes=0)
 TINY3D = dict(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=(2, 4, 4), patch_size=(2, 4, 4),
@@ -211,15 +211,7 @@ def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
     straight = str(tmp_path / "straight")
     assert pretrain(["--output-dir", straight, *RUN]) == 0
     resumed = str(tmp_path / "resumed")
-    real_step, calls = Trainer.train_step, {"n": 0}
-
-    def dying_step(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 5:  # iteration 2 of epoch 2
-            raise KeyboardInterrupt("killed")
-        return real_step(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", dying_step)
+    interrupt_at(monkeypatch, 5)  # iteration 2 of epoch 2
     with pytest.raises(KeyboardInterrupt):
         pretrain(["--output-dir", resumed, *RUN])
     monkeypatch.undo()

@@ -17,14 +17,14 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from core.engine.device import autocast, resolve_amp, to_device
+from core.engine.device import resolve_amp, to_device
 from core.engine.files import write_json
 from core.inference import (ToolError, add_model_args, class_names, expand_inputs, format_top, load_model,
                             pick_device, report_error, topk_rows)
 
 from .config import VideoConfig
 from .data import VIDEO_EXTENSIONS, BrokenVideoWarning, VideoDataset, collate_videos
-from .train import model_input
+from .train import view_scores
 from .transforms import build_video_transform
 
 
@@ -75,11 +75,7 @@ def classify(model: torch.nn.Module, loader: DataLoader, device: torch.device, a
         if batch["video"] is None:
             continue
         batch = to_device(batch, device)
-        x = batch["video"]  # (B, V, C, T, H, W)
-        B, V = x.shape[:2]
-        with autocast(device, amp_dtype):
-            logits = model(model_input(x.flatten(0, 1), single_frame))
-        for i, s in zip(batch["index"].tolist(), logits.float().softmax(-1).view(B, V, -1).mean(1).cpu()):
+        for i, s in zip(batch["index"].tolist(), view_scores(model, batch["video"], device, amp_dtype, single_frame)):
             scores[i] = s
     return scores, errors
 

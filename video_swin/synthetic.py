@@ -88,24 +88,6 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 10, codec:
         container.mux(stream.encode())
 
 
-def _generate(out: Path, params: dict) -> None:
-    """Write the clips, train.txt / val.txt, classes.txt and the completion marker into ``out``."""
-    (out / "classes.txt").write_text("\n".join(CLASSES) + "\n")
-    for split_id, (split, count) in enumerate((("train", params["num_train"]), ("val", params["num_val"]))):
-        lines = []
-        for c in CLASSES:
-            (out / split / c).mkdir(parents=True)
-        for i in range(count):
-            label = i % len(CLASSES)
-            rng = np.random.default_rng([params["seed"], split_id, i])
-            rel = f"{split}/{CLASSES[label]}/{i:05d}.mp4"
-            write_mp4(out / rel, render_clip(rng, CLASSES[label], params["num_frames"], params["size"]),
-                      codec=params["codec"])
-            lines.append(f"{rel} {label}")
-        (out / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    (out / _MARKER).write_text(json.dumps(params, sort_keys=True))
-
-
 def ensure_moving_shapes(root: str | os.PathLike | None = None, *, num_train: int = 400, num_val: int = 100,
                          num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None) -> Path:
     """Generate the data set once (atomically, into a temp folder then renamed) and return its folder."""
@@ -115,13 +97,18 @@ def ensure_moving_shapes(root: str | os.PathLike | None = None, *, num_train: in
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     params = dict(version=_VERSION, num_train=num_train, num_val=num_val, num_frames=num_frames, size=size,
                   seed=seed, codec=codec)
+    return _materialise(root, params, CLASSES, render_clip)
+
+
+def _materialise(root: Path, params: dict, classes: tuple[str, ...], render) -> Path:
+    """Write the set into a temporary folder renamed into place (once; concurrent callers agree), or reuse it."""
     if _check(root, params):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private
     try:
-        _generate(tmp, params)
+        _generate_set(tmp, params, classes, render)
         try:
             os.rename(tmp, root)
         except OSError:
@@ -229,18 +216,4 @@ def ensure_spin_zoom(root: str | os.PathLike | None = None, *, num_train: int = 
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     params = dict(kind="spin_zoom", version=_SPIN_ZOOM_VERSION, num_train=num_train, num_val=num_val,
                   num_frames=num_frames, size=size, seed=seed, codec=codec)
-    if _check(root, params):
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    tmp.chmod(0o755)
-    try:
-        _generate_set(tmp, params, SPIN_ZOOM_CLASSES, render_spin_zoom_clip)
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not _check(root, params):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return _materialise(root, params, SPIN_ZOOM_CLASSES, render_spin_zoom_clip)

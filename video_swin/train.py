@@ -91,6 +91,16 @@ def _eval_set(cfg: VideoConfig, split: str, root: str, ann_val: str | None, ann_
 
 
 @torch.no_grad()
+def view_scores(model: nn.Module, x: torch.Tensor, device: torch.device, amp_dtype: torch.dtype | None,
+                single_frame: bool = False) -> torch.Tensor:
+    """(B, classes) softmax scores of (B, V, C, T, H, W) views, averaged over the V views of each video (on CPU)."""
+    B, V = x.shape[:2]
+    with autocast(device, amp_dtype):
+        logits = model(model_input(x.flatten(0, 1), single_frame))
+    return logits.float().softmax(-1).view(B, V, -1).mean(1).cpu()
+
+
+@torch.no_grad()
 def predict_views(model: nn.Module, loader, device: torch.device, amp_dtype: torch.dtype | None,
                   single_frame: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Per video (in dataset order, gathered from every rank): view-averaged softmax scores, labels, indices.
@@ -105,11 +115,7 @@ def predict_views(model: nn.Module, loader, device: torch.device, amp_dtype: tor
         if batch["video"] is None:
             continue
         batch = to_device(batch, device)
-        x = batch["video"]  # (B, V, C, T, H, W)
-        B, V = x.shape[:2]
-        with autocast(device, amp_dtype):
-            logits = model(model_input(x.flatten(0, 1), single_frame))
-        scores.append(logits.float().softmax(-1).view(B, V, -1).mean(1).cpu())
+        scores.append(view_scores(model, batch["video"], device, amp_dtype, single_frame))
         labels.append(batch["label"].cpu())
         idx.append(batch["index"].cpu())
     index, scores, labels = du.gather_by_index(
@@ -193,14 +199,20 @@ def build_video_model(cfg: VideoConfig, num_classes: int, initial_weights: bool 
     return build_model(cfg, num_classes, initial_weights=initial_weights, load_fn=_load_initial)
 
 
-def setup_video(cfg: VideoConfig, info: du.DistInfo) -> tuple[VideoClassificationTask, Any, Any]:
-    """Clip datasets (classes checked against the run's classes.txt), loaders, the model and its task."""
+def run_datasets(cfg: VideoConfig) -> tuple[Any, Any, int]:
+    """:func:`build_datasets`, its classes checked against the run's classes.txt (and written there)."""
     train_ds, val_ds, num_classes = build_datasets(cfg)
     out = run_output_dir(cfg)
     for folder in {out, os.path.dirname(cfg.train.resume)} - {""}:
         check_classes(folder, train_ds.classes)
     write_classes(out, train_ds.classes)
     check_num_classes(cfg, num_classes)
+    return train_ds, val_ds, num_classes
+
+
+def setup_video(cfg: VideoConfig, info: du.DistInfo) -> tuple[VideoClassificationTask, Any, Any]:
+    """Clip datasets (classes checked against the run's classes.txt), loaders, the model and its task."""
+    train_ds, val_ds, num_classes = run_datasets(cfg)
     train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info,
                                              collate_fn=collate_videos)
     seed_everything(cfg.train.seed)  # identical initial weights on every rank

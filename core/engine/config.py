@@ -32,7 +32,7 @@ import yaml
 
 __all__ = [
     "ConfigError", "fld", "ModelConfig", "LoaderConfig", "OptimConfig", "SchedConfig", "TrainConfig", "Config",
-    "load_config", "config_from_dict", "config_to_dict", "dump_config", "parse_overrides", "validate",
+    "load_config", "read_recipe", "config_from_dict", "config_to_dict", "dump_config", "parse_overrides", "validate",
 ]
 
 OPT_SOURCE = "--opt"
@@ -381,6 +381,11 @@ def config_from_dict(data: dict, schema: type = Config, sources: dict | None = N
     cfg = _build(schema, data, sources or {})
     validate(cfg, sources=sources)
     return cfg
+
+
+def read_recipe(path: str) -> dict:
+    """The merged YAML tree of a recipe and its ``_base_`` chain, before validation (to peek at a field)."""
+    return _load_tree(path, {})
 
 
 def load_config(path: str | None, overrides: list[str] | None = None, schema: type | None = None) -> Any:

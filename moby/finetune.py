@@ -63,7 +63,7 @@ def setup_finetune(cfg: FinetuneConfig, info: DistInfo) -> tuple[ClassificationT
     """The classification setup with a required pretrained backbone."""
     if not cfg.model.pretrained and resume_path(cfg) is None:
         raise ConfigError("model.pretrained is empty: fine-tuning needs a pretrained checkpoint, e.g. --opt "
-                          "model.pretrained=outputs/moby_tiny_shapes/best.pth")
+                          "model.pretrained=outputs/moby_tiny_shapes/latest/best.pth")
     train_ds, val_ds, num_classes = _shapes(cfg) if cfg.data.dataset == "shapes" else build_image_datasets(cfg)
     check_num_classes(cfg, num_classes)
     train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info)

@@ -39,7 +39,7 @@ def load_backbone(cfg: MoBYConfig) -> nn.Module:
         raise ConfigError(f"probe.random_init=true and model.pretrained = {m.pretrained!r}: choose one")
     if not p.random_init and not m.pretrained:
         raise ConfigError("model.pretrained is empty: the linear probe needs a pretrained checkpoint, e.g. "
-                          "--opt model.pretrained=outputs/moby_tiny_shapes/best.pth (or probe.random_init=true "
+                          "--opt model.pretrained=outputs/moby_tiny_shapes/latest/best.pth (or probe.random_init=true "
                           "for the random-initialisation baseline)")
     if m.pretrained and not os.path.isfile(m.pretrained):
         raise ConfigError(f"model.pretrained = {m.pretrained!r} is not a file")

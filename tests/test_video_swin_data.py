@@ -1,7 +1,6 @@
 """Tests of the Video Swin data pipeline: decoding, SampleFrames sampling, views, bad input, parsing, synthetic set."""
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import shutil
 from pathlib import Path
@@ -258,8 +257,14 @@ def test_synthetic_deterministic(tmp_path):
     b = ensure_moving_shapes(tmp_path / "b", num_train=8, num_val=4)
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert len(files) == 12 + 4
-    assert all(hashlib.md5((a / f).read_bytes()).digest() == hashlib.md5((b / f).read_bytes()).digest()
-               for f in files)
+    # the same lists and the same decoded frames (the encoder's container bytes may vary under load)
+    for f in files:
+        if f.suffix == ".mp4":
+            fa, fb = (decord.VideoReader(str(r / f), num_threads=1) for r in (a, b))
+            assert np.array_equal(fa.get_batch(list(range(len(fa)))).asnumpy(),
+                                  fb.get_batch(list(range(len(fb)))).asnumpy()), f
+        else:
+            assert (a / f).read_bytes() == (b / f).read_bytes(), f
     assert not any(p.name.startswith(".a.tmp") for p in tmp_path.iterdir())  # temp folder renamed away
 
 

@@ -21,7 +21,7 @@ from .config import Config, ConfigError, dump_config, load_config
 from .data import DataError
 from .metrics import setup_logging
 from .preempt import EXIT_PREEMPTED, Preempted
-from .rundir import latest_run_dir, resume_path, run_output_dir
+from .rundir import latest_run_dir, resume_path, run_output_dir, runs_root
 from .trainer import Trainer
 
 __all__ = ["parse_args", "build_model", "describe_load", "launch"]
@@ -33,9 +33,11 @@ EXIT_NONFINITE = 3  # a non-finite loss or weights stopped the run (train.nonfin
 def parse_args(argv: Sequence[str] | None = None, description: str | None = None,
                default_config: str | None = None) -> argparse.Namespace:
     """--config PATH [--opt k=v ...] [--resume PATH] [--output-dir DIR] [--eval-only]."""
-    p = argparse.ArgumentParser(description=description.splitlines()[0] if description else None)
-    p.add_argument("--config", required=default_config is None, default=default_config,
-                   help="recipe YAML (may use _base_)" + (f"; default {default_config}" if default_config else ""))
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    prog = f"python -m {main_spec.name}" if main_spec is not None else None
+    p = argparse.ArgumentParser(prog=prog, description=description.splitlines()[0] if description else None)
+    p.add_argument("--config", default=default_config,
+                   help="recipe YAML (may use _base_); default: " + (default_config or "the config.yaml of --output-dir"))
     p.add_argument("--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override config values, e.g. train.epochs=5 model.drop_path_rate=0.2")
     p.add_argument("--resume", default=None, metavar="PATH|auto",
@@ -110,6 +112,13 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
     3 when non-finite values stopped training; 75 when a signal stopped it after writing a checkpoint.
     """
     args = parse_args(argv, description, default_config)
+    if args.config is None:  # an existing run folder brings its own recipe
+        saved = os.path.join(args.output_dir or "", "config.yaml")
+        if not (args.output_dir and os.path.isfile(saved)):
+            print("config error: give --config RECIPE.yaml (or --output-dir of a run, whose config.yaml is used)",
+                  file=sys.stderr)
+            return 2
+        args.config = saved
     try:
         cfg = load_config(args.config, args.opt, schema=schema)
     except ConfigError as e:
@@ -128,6 +137,12 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
                 cfg.train.output_dir = latest
         elif args.resume:
             cfg.train.resume = args.resume
+        if cfg.train.eval_only and not (cfg.train.output_dir or cfg.train.resume):
+            latest = latest_run_dir(cfg, "best.pth")  # evaluate the newest run of the recipe
+            if latest is None:
+                raise ConfigError(f"--eval-only: no run of {cfg.name!r} with a best.pth under {runs_root(cfg)}; "
+                                  f"give --output-dir RUN or --resume CHECKPOINT")
+            cfg.train.output_dir = latest
         setup_logging(run_output_dir(cfg), info.is_main)
         if info.is_main:
             print("resolved config:\n" + dump_config(cfg), flush=True)

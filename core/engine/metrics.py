@@ -77,6 +77,7 @@ def setup_logging(output_dir: str | None, is_main: bool, name: str = _LOGGER_NAM
 
     showwarning._shown_by = prev
     warnings.showwarning = showwarning
+    logging.getLogger("timm.scheduler").setLevel(logging.ERROR)  # "cosine ... will have no effect" on short runs
     if not is_main:
         warnings.filterwarnings("ignore", module=r"torch\.")
         logging.getLogger("timm").setLevel(logging.ERROR)

@@ -8,13 +8,14 @@ or ``--resume auto`` (the newest run of the recipe that holds a ``last.pth``).
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from . import distributed as du
 from .checkpoint import CheckpointError
 from .config import Config
 
-__all__ = ["runs_root", "new_run_dir", "latest_run_dir", "run_output_dir", "resume_path", "eval_checkpoint"]
+__all__ = ["runs_root", "new_run_dir", "mark_latest", "latest_run_dir", "run_output_dir", "resume_path", "eval_checkpoint"]
 
 
 def runs_root(cfg: Config) -> str:
@@ -23,8 +24,8 @@ def runs_root(cfg: Config) -> str:
 
 
 def new_run_dir(cfg: Config) -> str:
-    """A fresh ``<runs_root>/<YYYYmmdd-HHMMSS>[-N]`` folder, the same on every rank, created by rank 0, which
-    also points ``<runs_root>/latest`` at it (so recipes can name ``outputs/<name>/latest/best.pth``)."""
+    """A fresh ``<runs_root>/<YYYYmmdd-HHMMSS>[-N]`` folder, the same on every rank, created by rank 0 (its first
+    checkpoint points ``<runs_root>/latest`` at it: recipes can name ``outputs/<name>/latest/best.pth``)."""
     path = None
     if du.is_main():
         base = os.path.join(runs_root(cfg), time.strftime("%Y%m%d-%H%M%S"))
@@ -33,15 +34,23 @@ def new_run_dir(cfg: Config) -> str:
             n += 1
             path = f"{base}-{n}"
         os.makedirs(path)
-        link = os.path.join(runs_root(cfg), "latest")
-        tmp = f"{link}.{os.getpid()}.tmp"
-        try:
-            os.symlink(os.path.basename(path), tmp)
-            os.replace(tmp, link)
-        except OSError:  # a file system without symlinks: latest_run_dir still finds the newest run
-            if os.path.lexists(tmp):
-                os.remove(tmp)
     return du.broadcast_object(path)
+
+
+def mark_latest(output_dir: str) -> None:
+    """Point ``<runs root>/latest`` at a generated run folder (called once it holds a checkpoint, so a run that
+    failed at start never becomes ``latest``); folders named by the user are left alone."""
+    parent, name = os.path.split(os.path.abspath(output_dir))
+    if not re.fullmatch(r"\d{8}-\d{6}(-\d+)?", name):
+        return
+    link = os.path.join(parent, "latest")
+    tmp = f"{link}.{os.getpid()}.tmp"
+    try:
+        os.symlink(name, tmp)
+        os.replace(tmp, link)
+    except OSError:  # a file system without symlinks: latest_run_dir still finds the newest run
+        if os.path.lexists(tmp):
+            os.remove(tmp)
 
 
 def latest_run_dir(cfg: Config, marker: str = "last.pth") -> str | None:

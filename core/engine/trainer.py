@@ -32,7 +32,7 @@ from .files import atomic_copy, atomic_save, atomic_write_text, write_json
 from .metrics import RunLogger, setup_logging
 from .optim import build_optimizer, build_scheduler, scaled_lrs
 from .preempt import EXIT_PREEMPTED, Preempted, RunLock, StopSignals, remove_stale_temps
-from .rundir import eval_checkpoint, resume_path, run_output_dir
+from .rundir import eval_checkpoint, mark_latest, resume_path, run_output_dir
 from .task import EvalEnv, Task
 
 __all__ = ["Trainer"]
@@ -276,6 +276,7 @@ class Trainer:
                 atomic_copy(best, last)
             else:
                 atomic_save(state, last)
+            mark_latest(self.output_dir)
         except OSError as e:
             raise CheckpointError(f"cannot write a checkpoint into {self.output_dir}: {e.strerror or e} (the "
                                   f"previous checkpoint there is intact)") from None

@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default="curves.png", help="PNG to write (default: curves.png here)")
     parser.add_argument("--metric", default="top1", help="per-epoch metric of the third panel, e.g. knn_top1")
     args = parser.parse_args(argv)
+    missing = [r for r in args.runs if not os.path.isfile(os.path.join(r, "metrics.jsonl"))]
+    if missing:
+        parser.error(f"no metrics.jsonl in {', '.join(missing)} (give run folders that have trained)")
     print(plot_runs(args.runs, args.out, args.metric))
 
 

@@ -80,3 +80,21 @@ def test_unknown_model_argument_is_named(tmp_path, capsys):
                "model.kwargs={embed_dim: 16, depths: [1, 1], num_heads: [1, 2], windw_size: 4}"])
     err = capsys.readouterr().err
     assert rc == 2 and "config error: model 'swin_t' does not take" in err and "'windw_size'" in err
+
+
+def test_latest_follows_checkpoints_and_eval_only_finds_the_newest_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SWIN_OUTPUT_ROOT", str(tmp_path / "outputs"))
+    assert main(["--config", DIGITS, "--opt", TINY_OPT, *QUICK]) == 0
+    latest = tmp_path / "outputs" / "tiny_digits" / "latest"
+    good = latest.resolve()
+    # a run that fails at start leaves latest where it was
+    assert main(["--config", DIGITS, "--resume", str(tmp_path / "nope.pth"), "--opt", TINY_OPT, *QUICK]) == 2
+    assert latest.resolve() == good and (latest / "best.pth").is_file()
+    capsys.readouterr()
+    # --eval-only without a folder: the newest run's best.pth; with --output-dir: no --config needed
+    assert main(["--config", DIGITS, "--eval-only", "--opt", TINY_OPT, *QUICK]) == 0
+    assert json.load(open(good / "eval_results.json"))["checkpoint"] == str(good / "best.pth")
+    (good / "eval_results.json").unlink()
+    assert main(["--output-dir", str(good), "--eval-only"]) == 0
+    assert json.load(open(good / "eval_results.json"))["metrics"]["count"] == 360
+    assert main(["--eval-only"]) == 2 and "give --config RECIPE.yaml" in capsys.readouterr().err

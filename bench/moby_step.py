@@ -9,15 +9,12 @@ one markdown row and appended as a JSON line to --out.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import statistics
-import time
 
 import torch
 
 from core import create_model
 from core.engine.device import autocast
+from bench.run import append_jsonl, peak_gib, timeit
 from moby.task import MoBY
 
 
@@ -64,31 +61,16 @@ def main(argv: list[str] | None = None) -> dict:
         opt.zero_grad(set_to_none=True)
         task.after_update(1, 1000)
 
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    for _ in range(a.warmup or (3 if cuda else 1)):
-        step()
-    sync()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(a.repeat or (10 if cuda else 3)):
-        t = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t)
-    sec = statistics.median(times)
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
+    sec = timeit(step, device, a.warmup or (3 if cuda else 1), a.repeat or (10 if cuda else 3))
+    peak, peak_kind = peak_gib(device)
     row = {"task": "moby_step", "model": a.model, "device": device.type,
            "gpu": torch.cuda.get_device_name(device) if cuda else "cpu",
            "amp": "none" if amp is None else str(amp).replace("torch.", ""),
            "batch": batch, "size": a.size, "queue": a.queue, "threads": torch.get_num_threads(), "sec": sec,
-           "images_per_s": batch / sec, "peak_gib": peak, "peak_kind": "cuda allocator" if cuda else "process RSS"}
+           "images_per_s": batch / sec, "peak_gib": peak, "peak_kind": peak_kind}
     print(f"| MoBY {a.model} step | {row['gpu']} | {row['amp']} | batch {batch} at {a.size} | {sec:.3f} s | "
           f"{row['images_per_s']:.1f} img/s | peak {peak:.2f} GiB ({row['peak_kind']}) |")
-    if a.out:
-        with open(a.out, "a") as f:
-            f.write(json.dumps(row) + "\n")
+    append_jsonl(a.out, [row])
     return row
 
 

@@ -28,10 +28,12 @@ def _sync(device: torch.device) -> None:
 
 
 def timeit(fn: Callable[[], None], device: torch.device, warmup: int, repeat: int) -> float:
-    """Median wall time of fn over repeat calls after warmup calls."""
+    """Median wall time of fn over repeat calls after warmup calls (CUDA peak memory from the first timed call)."""
     for _ in range(warmup):
         fn()
     _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -39,6 +41,24 @@ def timeit(fn: Callable[[], None], device: torch.device, warmup: int, repeat: in
         _sync(device)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def peak_gib(device: torch.device) -> tuple[float, str]:
+    """Peak memory in GiB and what it counts: the CUDA allocator's peak, or this process's peak resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30, "cuda max allocated"
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process max RSS"  # KiB on Linux
+
+
+def append_jsonl(path: str, rows: list[dict]) -> None:
+    """Append result rows as JSON lines ('' = nowhere)."""
+    if not path:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
 
 
 def ours(name: str, ref: torch.nn.Module) -> dict[str, Callable[[], torch.nn.Module]]:
@@ -142,11 +162,7 @@ def main() -> None:
                        "ratio_vs_best_ours": r["sec"] / best_ours[0]}
                 rows.append(row)
     print(side_by_side(rows))
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+    append_jsonl(args.out, rows)
 
 
 def side_by_side(rows: list[dict]) -> str:

@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
-import time
 
 import torch
 
 from core import create_model
 from core.engine.device import autocast
 from core.engine.optim import build_param_groups
+from bench.run import append_jsonl, peak_gib, timeit
 from simmim import MaskGenerator, SimMIM
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -68,29 +61,15 @@ def main(argv: list[str] | None = None) -> dict:
         opt.zero_grad(set_to_none=True)
 
     task.train()
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    sec = statistics.median(times)
-    peak = (torch.cuda.max_memory_allocated(device) if cuda
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2 ** 30
+    sec = timeit(step, device, warmup, repeat)
+    peak, peak_kind = peak_gib(device)
     row = {"task": "simmim_pretrain_step", "model": a.model, "input": [batch, 3, a.size, a.size], "window": a.window,
            "device": device.type, "gpu": torch.cuda.get_device_name(device) if cuda else "cpu",
            "amp": str(amp).replace("torch.", "") if amp else "none", "compile": a.compile,
            "threads": torch.get_num_threads(), "sec": sec, "images_per_s": batch / sec, "peak_gib": peak,
-           "peak_kind": "cuda max allocated" if cuda else "process max RSS"}
+           "peak_kind": peak_kind}
     print(json.dumps(row))
-    if a.out:
-        with open(a.out, "a") as f:
-            f.write(json.dumps(row) + "\n")
+    append_jsonl(a.out, [row])
     return row
 
 

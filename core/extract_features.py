@@ -23,7 +23,7 @@ from .engine.config import ConfigError
 from .engine.data import DataError
 from .engine.device import autocast, resolve_amp
 from .engine.files import atomic_target, write_json
-from .inference import (ToolError, add_model_args, check_stage, expand_inputs, load_model, pick_device, report_error,
+from .inference import (ToolError, add_model_args, model_from_args, check_stage, expand_inputs, report_error,
                         stage_features)
 from .predict import ImageFiles, collate_images, image_transform
 
@@ -48,12 +48,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--list", default=None, metavar="FILE", help="one image path a line")
     p.add_argument("--root", default=None, metavar="DIR", help="folder searched recursively for images")
-    add_model_args(p)
+    add_model_args(p, batch_size=64)
     p.add_argument("--out", required=True, metavar="DIR", help="features.npy + index.json")
     p.add_argument("--stage", type=int, default=None, help="1-based stage (default: the last, after the final norm)")
     p.add_argument("--pooling", choices=("mean", "none"), default="mean")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
     return p.parse_args(argv)
 
 
@@ -61,9 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        device = pick_device(args.device)
-        loaded = load_model(args.checkpoint, ClassificationConfig, model_name=args.model, opts=args.opt,
-                            need_head=False, device=device)
+        loaded, device = model_from_args(args, ClassificationConfig, need_head=False)
         stage = check_stage(args.stage, loaded.model)
         files, problems = image_list(args.list, args.root)
     except ToolError as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -149,8 +150,8 @@ def format_top(path: str, top: Sequence[dict[str, Any]]) -> str:
     return f"{path}: " + ", ".join(f"{t['class']} {100 * t['prob']:.1f}%" for t in top)
 
 
-def add_model_args(p: Any) -> None:
-    """--checkpoint, --model, --opt, --device shared by every inference tool."""
+def add_model_args(p: Any, batch_size: int | None = None) -> None:
+    """--checkpoint, --model, --opt, --device, --workers (and --batch-size when given a default) of every tool."""
     p.add_argument("--checkpoint", required=True, help="ours (a run's best.pth / last.pth), official, timm or "
                                                        "torchvision weights")
     p.add_argument("--model", default=None, metavar="NAME",
@@ -158,6 +159,21 @@ def add_model_args(p: Any) -> None:
     p.add_argument("--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override recipe values, e.g. data.crop_size=256 (any config field)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers (per process)")
+    if batch_size is not None:
+        p.add_argument("--batch-size", type=int, default=batch_size, help="items per forward pass")
+
+
+def report_problems(problems: Iterable[tuple[str, str]]) -> None:
+    """One ``cannot read ITEM: WHY`` line on stderr per input that could not be found or opened."""
+    for item, why in problems:
+        print(f"cannot read {item}: {why}", file=sys.stderr)
+
+
+def model_from_args(args: Any, schema: type, **kwargs: Any) -> tuple[LoadedModel, torch.device]:
+    """:func:`load_model` from the parsed :func:`add_model_args` options, on the device they name."""
+    device = pick_device(args.device)
+    return load_model(args.checkpoint, schema, model_name=args.model, opts=args.opt, device=device, **kwargs), device
 
 
 def pick_device(pref: str) -> torch.device:

@@ -21,8 +21,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from .classification.config import ClassificationConfig
 from .engine.device import autocast, resolve_amp
 from .engine.files import write_json
-from .inference import (ToolError, add_model_args, class_names, expand_inputs, format_top, load_model, pick_device,
-                        report_error, topk_rows)
+from .inference import (ToolError, add_model_args, model_from_args, class_names, expand_inputs, format_top,
+                        report_error, report_problems, topk_rows)
 
 __all__ = ["image_transform", "ImageFiles", "collate_images", "recipe_classes", "main"]
 
@@ -81,12 +81,10 @@ def collate_images(items: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or quoted globs")
-    add_model_args(p)
+    add_model_args(p, batch_size=32)
     p.add_argument("--classes", default=None, metavar="FILE", help="class names, one a line")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--out", default="", metavar="JSON", help="also write the results (top-k and all scores) here")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
     return p.parse_args(argv)
 
 
@@ -94,16 +92,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        device = pick_device(args.device)
-        loaded = load_model(args.checkpoint, ClassificationConfig, model_name=args.model, opts=args.opt, device=device)
+        loaded, device = model_from_args(args, ClassificationConfig)
         cfg = loaded.cfg
         classes = class_names(loaded.num_classes, args.checkpoint, args.classes, recipe_classes(cfg))
     except ToolError as e:
         return report_error(e)
     files, problems = expand_inputs(args.images, IMG_EXTENSIONS)
     failed = [{"image": item, "error": why} for item, why in problems]
-    for item, why in problems:
-        print(f"cannot read {item}: {why}", file=sys.stderr)
+    report_problems(problems)
     scores: dict[int, torch.Tensor] = {}
     errors: dict[int, str] = {}
     loader = DataLoader(ImageFiles(files, image_transform(cfg), cfg.data.in_chans), batch_size=args.batch_size,

@@ -31,7 +31,7 @@ from core.engine.data import DataError
 from core.engine.device import autocast, resolve_amp
 from core.engine.files import write_json
 from core.inference import (ToolError, add_model_args, check_stage, expand_inputs, load_model, report_error,
-                            stage_features)
+                            report_problems, stage_features)
 
 from .config import VideoConfig
 from .data import VIDEO_EXTENSIONS, default_stride, num_sliding_clips, read_clips, sliding_clip_indices
@@ -247,7 +247,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--stage", type=int, default=None, help="1-based stage (default: the last, after the final norm)")
     p.add_argument("--pooling", choices=("mean", "none"), default="mean")
     p.add_argument("--chunk", type=int, default=8, help="clips decoded and run together (bounds memory)")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers per process")
     return p.parse_args(argv)
 
 
@@ -283,8 +282,7 @@ def _run(args: argparse.Namespace, info: du.DistInfo) -> int:
     todo = [i for i, o in enumerate(job.outputs) if not os.path.isfile(o)]
     mine = todo[info.rank::info.world_size]
     if info.is_main:
-        for item, why in job.problems:
-            print(f"cannot read {item}: {why}", file=sys.stderr)
+        report_problems(job.problems)
         print(f"{len(job.videos)} videos, {len(job.videos) - len(todo)} already done, {len(todo)} to extract"
               + (f" over {info.world_size} processes" if info.distributed else ""), flush=True)
     ds = SlidingClips([job.videos[i] for i in mine], clip_len, interval, stride, args.chunk, d.crop_size)

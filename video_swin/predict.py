@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader
 
 from core.engine.device import resolve_amp, to_device
 from core.engine.files import write_json
-from core.inference import (ToolError, add_model_args, class_names, expand_inputs, format_top, load_model,
-                            pick_device, report_error, topk_rows)
+from core.inference import (ToolError, add_model_args, model_from_args, class_names, expand_inputs, format_top,
+                            report_error, report_problems, topk_rows)
 
 from .config import VideoConfig
 from .data import VIDEO_EXTENSIONS, BrokenVideoWarning, VideoDataset, collate_videos
@@ -31,15 +31,13 @@ from .transforms import build_video_transform
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, folders or quoted globs")
-    add_model_args(p)
+    add_model_args(p, batch_size=1)  # videos per forward pass, each of clips x crops views
     p.add_argument("--classes", default=None, metavar="FILE", help="class names, one a line (default: the run's "
                                                                    "classes.txt beside the checkpoint)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--views", default="", metavar="CLIPSxCROPS",
                    help="test views, e.g. 4x3 or 1x1 (default: the recipe's data.num_clips x data.num_crops)")
     p.add_argument("--out", default="", metavar="JSON", help="also write the results (top-k and all scores) here")
-    p.add_argument("--batch-size", type=int, default=1, help="videos per forward pass (each of clips x crops views)")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
     return p.parse_args(argv)
 
 
@@ -83,16 +81,14 @@ def classify(model: torch.nn.Module, loader: DataLoader, device: torch.device, a
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        device = pick_device(args.device)
-        loaded = load_model(args.checkpoint, VideoConfig, model_name=args.model, opts=args.opt, device=device)
+        loaded, device = model_from_args(args, VideoConfig)
         cfg = loaded.cfg
         classes = class_names(loaded.num_classes, args.checkpoint, args.classes)
         num_clips, num_crops = parse_views(args.views, cfg)
     except ToolError as e:
         return report_error(e)
     files, problems = expand_inputs(args.videos, VIDEO_EXTENSIONS)
-    for item, why in problems:
-        print(f"cannot read {item}: {why}", file=sys.stderr)
+    report_problems(problems)
     results: list[dict[str, Any]] = []
     failed = [{"video": item, "error": why} for item, why in problems]
     if files:

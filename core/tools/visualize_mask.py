@@ -46,8 +46,13 @@ def draw(size: Sequence[int], window: Sequence[int], shift: Sequence[int], out: 
         a.set_title(f"window {i}", fontsize=8)
         a.set_xticks([])
         a.set_yticks([])
+    return _finish(fig, out, bottom=0.06)
+
+
+def _finish(fig: plt.Figure, out: str, bottom: float) -> str:
+    """Legend under the panels, layout, write ``out``."""
     _legend(fig)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
@@ -89,11 +94,7 @@ def draw_3d(size: Sequence[int], window: Sequence[int], shift: Sequence[int], ou
                  fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
-    _legend(fig)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _finish(fig, out, bottom=0.08)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

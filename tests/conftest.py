@@ -2,6 +2,7 @@
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("SWIN_SUITE_CURVES", "0")  # no curves.png per test run (matplotlib costs seconds); tested once
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

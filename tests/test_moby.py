@@ -150,12 +150,14 @@ def test_official_transformer_ssl_layout_converts_to_the_online_encoder():
 
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory):
-    """An uninterrupted two-epoch tiny pretraining run."""
+    """An uninterrupted two-epoch tiny pretraining run (this one draws its curves.png)."""
     out = str(tmp_path_factory.mktemp("moby") / "straight")
     torch.set_num_threads(1)
+    os.environ["SWIN_SUITE_CURVES"] = "1"
     try:
         assert pretrain_main(["--output-dir", out, "--opt", *TINY]) == 0
     finally:
+        os.environ["SWIN_SUITE_CURVES"] = "0"
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     return out
 
@@ -164,6 +166,9 @@ def test_pretraining_exports_the_online_backbone(straight_run):
     ckpt = load_checkpoint(os.path.join(straight_run, "best.pth"))
     assert ckpt["best"]["knn_top1"] >= 0 and "encoder_k.patch_embed.proj.weight" in ckpt["task"]
     assert not any(k.startswith("head.") for k in ckpt["model"])
+    with open(os.path.join(straight_run, "curves.png"), "rb") as f:  # the kNN curve next to the run
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "curves: " in open(os.path.join(straight_run, "log.txt")).read()
     # into a classifier: backbone weights loaded, the head freshly initialised and reported as such
     clf = create_model("swin_t", num_classes=6, **TINY_KW)
     report = load_pretrained(clf, os.path.join(straight_run, "best.pth"))

@@ -133,6 +133,8 @@ class TrainConfig:
     max_iters_per_epoch: int = fld(0, ge=0, help="debug: stop each epoch after N iterations, 0 = full")
     tensorboard: bool = True
     progress: bool = True
+    curves: bool = fld(True, help="draw curves.png next to the run at its end (loss, lr, the task's best metric; "
+                                  "the environment variable SWIN_SUITE_CURVES=0 turns it off, e.g. in tests)")
     device: str = fld("auto", help="auto | cpu | cuda")
     find_unused_parameters: bool = False
     deterministic: bool = False

@@ -584,7 +584,18 @@ class Trainer:
         self.log.info(f"done in {elapsed:.1f}s: {msg}")
         if self.info.is_main:
             write_json(os.path.join(self.output_dir, "results.json"), results)
+            if self.cfg.train.curves and os.environ.get("SWIN_SUITE_CURVES", "1") != "0":
+                self._draw_curves()
         return results
+
+    def _draw_curves(self) -> None:
+        """curves.png next to the run (loss, lr, the task's best metric per epoch); a failed picture is a warning."""
+        from core.tools.plot import plot_runs
+        try:
+            out = plot_runs([self.output_dir], os.path.join(self.output_dir, "curves.png"), self.task.best_metric)
+            self.log.info(f"curves: {out}")
+        except Exception as e:  # noqa: BLE001 - a picture must not fail a finished run
+            self.log.warning(f"curves.png not drawn: {type(e).__name__}: {e}")
 
 
 def _check_task_state(task: Task, saved: Mapping[str, torch.Tensor], source: str) -> None:

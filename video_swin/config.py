@@ -12,6 +12,10 @@ from core.engine.config import LoaderConfig, fld
 class VideoDataConfig(LoaderConfig):
     """Kinetics-style clips (list file, official CSV or class folders) or the embedded moving-shapes set."""
     dataset: Literal["kinetics", "moving_shapes"] = "kinetics"
+    backend: Literal["decord", "pytorchvideo"] = fld(
+        "decord", help="decord: this suite's reader (SampleFrames frame indices); pytorchvideo: the same files through "
+                       "pytorchvideo.data.LabeledVideoDataset (time-based clips of clip_len * frame_interval / fps s)")
+    fps: float = fld(30.0, gt=0.0, help="pytorchvideo backend: frame rate that turns a clip's frames into seconds")
     root: str = fld("", help="video folder; moving_shapes: cache folder ('' = ~/.cache/swin_suite)")
     root_val: str = fld("", help="folder of the validation/test videos when it differs from root (e.g. the CSV layout)")
     ann_train: str = fld("", help="list file (path label) or official CSV; '' = class folders under root/train")

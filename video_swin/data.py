@@ -4,6 +4,7 @@ Annotations: an mmaction2 list file (``relative/path.mp4 label`` per line), the 
 (``label,youtube_id,time_start,time_end,split``) or a class-folder tree. Decoding opens a decord reader per item
 (in the DataLoader worker) and reads only the sampled frames. A video that cannot be decoded yields a
 ``BrokenVideo`` item that ``collate_videos`` drops and reports in ``batch["skipped"]``.
+``data.backend: pytorchvideo`` reads the same sets through pytorchvideo instead (:mod:`video_swin.pytorchvideo_data`).
 """
 from __future__ import annotations
 
@@ -104,7 +105,9 @@ def default_stride(clip_len: int, frame_interval: int = 1) -> int:
 def read_clips(reader: Any, inds: np.ndarray) -> torch.Tensor:
     """Decode frames ``inds`` (n, T) of a decord VideoReader as uint8 (n, T, C, H, W); each frame decoded once."""
     uniq, inverse = np.unique(inds, return_inverse=True)  # in order: decord seeks forward only
-    frames = torch.from_numpy(reader.get_batch(uniq.tolist()).asnumpy())
+    frames = reader.get_batch(uniq.tolist())
+    if not isinstance(frames, torch.Tensor):  # decord's native bridge (pytorchvideo switches it to torch)
+        frames = torch.from_numpy(frames.asnumpy())
     return frames[torch.from_numpy(inverse.reshape(inds.shape))].permute(0, 1, 4, 2, 3)
 
 
@@ -410,3 +413,4 @@ def build_video_dataset(
     if num_classes is not None and ds.num_classes != num_classes:
         raise ValueError(f"{ann_file or root} has {ds.num_classes} classes, expected num_classes={num_classes}")
     return ds
+

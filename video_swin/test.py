@@ -22,6 +22,7 @@ from core.engine.device import resolve_amp
 
 from .config import VideoConfig
 from .data import collate_videos
+from .pytorchvideo_data import build_pytorchvideo_loaders
 from .train import DEFAULT_CONFIG, build_datasets, build_video_model, check_classes, predict_views, view_metrics
 
 
@@ -57,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_classes(os.path.dirname(ckpt_path), test_set.classes)
         model = build_video_model(cfg, num_classes, initial_weights=False).to(info.device)
         model.load_state_dict(ckpt["model"])
-        _, loader = build_loaders(cfg, None, test_set, info, collate_fn=collate_videos)
+        loaders = build_pytorchvideo_loaders if cfg.data.backend == "pytorchvideo" else build_loaders
+        _, loader = loaders(cfg, None, test_set, info, collate_fn=collate_videos)
         scores, labels, index, skipped = predict_views(model, loader, info.device,
                                                        resolve_amp(cfg.train.amp, info.device), cfg.data.single_frame)
         metrics = view_metrics(scores, labels, skipped)

@@ -28,6 +28,7 @@ from core.train import check_num_classes
 
 from .config import VideoConfig
 from .data import build_video_dataset, collate_videos
+from .pytorchvideo_data import build_pytorchvideo_loaders
 from .inflate import inflate_2d
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "video_swin" / "tiny_moving_shapes.yaml")
@@ -213,8 +214,8 @@ def run_datasets(cfg: VideoConfig) -> tuple[Any, Any, int]:
 def setup_video(cfg: VideoConfig, info: du.DistInfo) -> tuple[VideoClassificationTask, Any, Any]:
     """Clip datasets (classes checked against the run's classes.txt), loaders, the model and its task."""
     train_ds, val_ds, num_classes = run_datasets(cfg)
-    train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info,
-                                             collate_fn=collate_videos)
+    loaders = build_pytorchvideo_loaders if cfg.data.backend == "pytorchvideo" else build_loaders
+    train_loader, val_loader = loaders(cfg, train_ds, val_ds, info, collate_fn=collate_videos)
     seed_everything(cfg.train.seed)  # identical initial weights on every rank
     model = build_video_model(cfg, num_classes)
     seed_everything(cfg.train.seed + info.rank)  # distinct augmentation streams per rank

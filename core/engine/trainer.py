@@ -19,7 +19,6 @@ from typing import Any, Iterable, Mapping
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from . import distributed as du
@@ -295,8 +294,10 @@ class Trainer:
         cfg = self.cfg
         self.train_model.train()
         loader = self.train_loader
-        if isinstance(getattr(loader, "sampler", None), DistributedSampler):
-            loader.sampler.set_epoch(epoch)
+        for source in (getattr(loader, "sampler", None), getattr(loader, "dataset", None)):  # reshuffle the epoch:
+            if callable(getattr(source, "set_epoch", None)):  # a DistributedSampler, or an iterable set's own
+                source.set_epoch(epoch)
+                break
         n = self.iters_per_epoch
         full = (n // self.accum) * self.accum
         resume, self._resume = self._resume, {}

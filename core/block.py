@@ -12,6 +12,12 @@ from .window import Size, crop, cyclic_shift, pad_to_multiple, window_and_shift,
 COMPAT_MODES = ("official", "timm", "torchvision", "timm_dynamic")
 
 
+def static_size(x: torch.Tensor) -> Size:
+    """Spatial size of (B, *spatial, C) as Python ints: under ONNX tracing ``x.shape`` holds traced values, and
+    the masks and index tables of a size must come from (and stay in) their caches as constants."""
+    return tuple(int(s) for s in x.shape[1:-1])
+
+
 class SwinBlock(nn.Module):
     """W-MSA (shift 0) or SW-MSA (shift > 0) block for (B, *spatial, C) inputs of any size.
 
@@ -68,13 +74,13 @@ class SwinBlock(nn.Module):
 
     def token_mix(self, x: torch.Tensor) -> torch.Tensor:
         """Shifted-window token mixing of a normalised (B, *spatial, C) tensor."""
-        size = x.shape[1:-1]
+        size = static_size(x)
         window, shift = window_and_shift(size, self.window_size, self.shift_size, self.shrink)
         if self.roll_first:
             x = pad_to_multiple(cyclic_shift(x, shift), window)
         else:
             x = cyclic_shift(pad_to_multiple(x, window), shift)
-        padded = x.shape[1:-1]
+        padded = static_size(x)
         mask = shifted_window_mask(padded, window, shift, x.device) if any(shift) else None
         x = window_reverse(self.mix_windows(window_partition(x, window), window, mask), window, padded)
         if self.roll_first:

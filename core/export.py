@@ -1,9 +1,10 @@
 """Export a trained model: ``python -m core.export MODEL --checkpoint PATH --format onnx|pt2|timm|hf
 --input 1 3 224 224 [--dynamic-batch]``.
 
-onnx / pt2 trace the model at the given input size (torch.onnx / torch.export): the shifted-window masks and
-relative position indices of that size are built once and stored in the graph as constants, so the exported
-model accepts exactly that spatial size (and channel count); the batch size too, unless --dynamic-batch.
+onnx / pt2 trace the model at the given input size (torch.onnx / torch.export) after one eager call at that
+size: the shifted-window masks, relative position indices and each block's folded attention bias (position bias
++ mask) are stored in the graph as constants (no ops that build them), so the exported model accepts exactly
+that spatial size (and channel count); the batch size too, unless --dynamic-batch.
 timm / hf write the weights in timm's or transformers' layout (2D Swin), for users of those libraries.
 """
 from __future__ import annotations
@@ -92,6 +93,7 @@ def export(model: nn.Module, fmt: str, out: Path, input_shape: Sequence[int] = (
     model.check_input(torch.empty(*input_shape, device="meta"))
     x = example_input(input_shape, dynamic_batch)
     with torch.no_grad():
+        model(x)  # fills the per-size caches (masks, index tables, folded bias): the graph reads them as constants
         (export_pt2 if fmt == "pt2" else export_onnx)(model, x, out, dynamic_batch)
     return out
 

@@ -79,3 +79,22 @@ def test_cli_bad_input_fails_fast(tmp_path, capsys):
     assert main(["swin_t", "--checkpoint", str(ckpt), "--format", "onnx", "--kwargs", kw,
                  "--input", "1", "3", "6", "36", "28"]) == 2
     assert "expected a 4-d input" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["swin_t", "video_swin_t"])
+def test_onnx_graph_holds_masks_and_bias_as_constants(name, tmp_path):
+    """Masks, index tables and the folded bias are initializers: no ops that build them (Range, If, ScatterND, the
+    mask's comparisons) and no gather from the bias tables."""
+    onnx = pytest.importorskip("onnx")
+    path = export(tiny(name), "onnx", tmp_path / "m.onnx", (2, *MODELS[name]), dynamic_batch=True)
+    graph = onnx.load(str(path)).graph
+    assert not {n.op_type for n in graph.node} & {"Range", "If", "ScatterND", "Equal", "Not", "Where"}
+    assert not [i.name for i in graph.initializer if "relative_position" in i.name]
+
+
+def test_pt2_graph_holds_masks_and_bias_as_constants(tmp_path):
+    model = tiny("video_swin_t")
+    program = torch.export.load(str(export(model, "pt2", tmp_path / "m.pt2", (1, *MODELS["video_swin_t"]))))
+    ops = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert not [op for op in ops if any(w in op for w in ("arange", "index", "ne.", "eq.", "scatter"))], ops
+    assert program.constants  # the folded bias + mask of each block

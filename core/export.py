@@ -110,7 +110,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (onnx, pt2)")
     p.add_argument("--kwargs", default=None, help="create_model overrides as a YAML mapping "
                                                   "(default: model.kwargs of the checkpoint's recipe)")
-    p.add_argument("--out", default=None, help="output file (default: beside the checkpoint, <model>.<suffix>)")
+    p.add_argument("--out", default=None, help="output file (default: beside the checkpoint, <model>_<format>.<suffix>)")
     return p.parse_args(argv)
 
 

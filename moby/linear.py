@@ -36,7 +36,8 @@ def load_backbone(cfg: MoBYConfig) -> nn.Module:
     """The headless backbone of ``model.name`` with the weights of ``model.pretrained`` (checked to fit)."""
     m, p = cfg.model, cfg.probe
     if p.random_init and m.pretrained:
-        raise ConfigError(f"probe.random_init=true and model.pretrained = {m.pretrained!r}: choose one")
+        raise ConfigError(f"probe.random_init=true and model.pretrained = {m.pretrained!r}: choose one (drop "
+                          f"model.pretrained to probe the random-init baseline)")
     if not p.random_init and not m.pretrained:
         raise ConfigError("model.pretrained is empty: the linear probe needs a pretrained checkpoint, e.g. "
                           "--opt model.pretrained=outputs/moby_tiny_shapes/latest/best.pth (or probe.random_init=true "
@@ -52,6 +53,8 @@ def load_backbone(cfg: MoBYConfig) -> nn.Module:
             raise CheckpointError(f"model.pretrained = {m.pretrained!r} is not a checkpoint of model.name = "
                                   f"{m.name!r} with model.kwargs = {m.kwargs}: {e}") from None
         logging.getLogger("swin").info(f"probing {describe_load(m.pretrained, report)}")
+    else:
+        logging.getLogger("swin").info(f"probing {m.name} at random initialisation (seed {cfg.train.seed})")
     return backbone
 
 

@@ -1,5 +1,9 @@
-"""Export a trained model: ``python -m core.export MODEL --checkpoint PATH --format onnx|pt2|timm|hf
---input 1 3 224 224 [--dynamic-batch]``.
+"""Export a trained model: ``python -m core.export [MODEL] --checkpoint PATH --format onnx|pt2|timm|hf
+[--input 1 3 224 224] [--dynamic-batch]``.
+
+A checkpoint of ours names its model and its input size in its saved recipe: MODEL and --input default to them
+(``data.crop_size`` or ``data.img_size``, and ``data.clip_len`` for clips); other checkpoints need MODEL, and
+--input defaults to 224 (clips: 32 x 224 x 224).
 
 onnx / pt2 trace the model at the given input size (torch.onnx / torch.export) after one eager call at that
 size: the shifted-window masks, relative position indices and each block's folded attention bias (position bias
@@ -38,15 +42,43 @@ def model_kwargs(checkpoint: dict, given: str | None) -> dict[str, Any]:
     return dict(model.get("kwargs") or {})
 
 
-def load_model(name: str, checkpoint: str, kwargs: str | None = None) -> nn.Module:
-    """``create_model(name)`` with the checkpoint's class count and recipe kwargs, its weights loaded, eval mode."""
+def saved_recipe(checkpoint: Any) -> dict[str, Any]:
+    """The recipe a checkpoint of ours was trained with (its ``config``), or {}."""
+    cfg = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def model_name(checkpoint: Any, given: str | None) -> str:
+    """MODEL as given, checked against the recipe's ``model.name``; else the recipe's."""
+    saved = (saved_recipe(checkpoint).get("model") or {}).get("name")
+    if given and saved and given != saved:
+        raise ValueError(f"the checkpoint is a {saved!r} (its recipe's model.name), not {given!r}: give {saved} "
+                         f"or leave MODEL out")
+    if not (given or saved):
+        raise ValueError("the checkpoint holds no recipe naming its model: give MODEL, e.g. swin_t")
+    return given or saved
+
+
+def recipe_input(checkpoint: Any, model: nn.Module) -> list[int]:
+    """1 x C x (T x) S x S: the size the recipe trained at (crop_size / img_size, clip_len), else 224 (T 32)."""
+    data = saved_recipe(checkpoint).get("data") or {}
+    size = int(data.get("crop_size") or data.get("img_size") or 224)
+    time = [int(data.get("clip_len") or 32)] if model.ndim == 3 else []
+    return [1, model.in_chans, *time, size, size]
+
+
+def load_model(name: str | None, checkpoint: str, kwargs: str | None = None) -> tuple[nn.Module, str, list[int]]:
+    """``create_model(name)`` with the checkpoint's class count and recipe kwargs, its weights loaded, eval mode;
+    its name and the input shape its recipe trained at."""
     raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    name = model_name(raw, name)
     sd, _ = read_state_dict(raw)
     kw = model_kwargs(raw, kwargs)
     kw.setdefault("num_classes", sd["head.fc.weight"].shape[0] if "head.fc.weight" in sd else 0)
     model = create_model(name, **kw)
     load_pretrained(model, sd)
-    return deployable(model.eval())
+    model = deployable(model.eval())
+    return model, name, recipe_input(raw, model)
 
 
 def deployable(model: nn.Module) -> nn.Module:
@@ -101,12 +133,14 @@ def export(model: nn.Module, fmt: str, out: Path, input_shape: Sequence[int] = (
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m core.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="registered model name, e.g. swin_t, video_swin_t, swin_mlp_t_c24")
+    p.add_argument("model", nargs="?", default=None, help="registered model name, e.g. swin_t, video_swin_t, "
+                                                          "swin_mlp_t_c24 (default: the checkpoint's recipe's)")
     p.add_argument("--checkpoint", required=True, help="weights: ours (a run's best.pth), timm, torchvision, official, "
                                                       "transformers")
     p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--input", type=int, nargs="+", default=[1, 3, 224, 224],
-                   help="input shape B C H W (video: B C T H W) the graph is traced at (onnx, pt2)")
+    p.add_argument("--input", type=int, nargs="+", default=None,
+                   help="input shape B C H W (video: B C T H W) the graph is traced at (onnx, pt2); default: the "
+                        "size the checkpoint's recipe trained at, else 1 3 224 224")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (onnx, pt2)")
     p.add_argument("--kwargs", default=None, help="create_model overrides as a YAML mapping "
                                                   "(default: model.kwargs of the checkpoint's recipe)")
@@ -117,7 +151,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        model = load_model(args.model, args.checkpoint, args.kwargs)
+        model, args.model, recipe_shape = load_model(args.model, args.checkpoint, args.kwargs)
+        args.input = args.input or recipe_shape
         out = Path(args.out or Path(args.checkpoint).with_name(f"{args.model}_{args.format}{SUFFIX[args.format]}"))
         export(model, args.format, out, args.input, args.dynamic_batch)
     except (ValueError, KeyError, OSError, RuntimeError) as e:

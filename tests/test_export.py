@@ -71,6 +71,23 @@ def test_cli_from_checkpoint(tmp_path, capsys):
     assert (torch.export.load(str(out)).module()(x) - eager(model, x)).abs().max() < TOL
 
 
+def test_cli_takes_model_and_input_size_from_the_recipe(tmp_path, capsys):
+    """Without MODEL and --input: the recipe's model.name and its trained size (crop_size, clip_len)."""
+    model = tiny("video_swin_t")
+    kw = {k: list(v) if isinstance(v, tuple) else v for k, v in tiny_kwargs("video_swin_t").items()}
+    kw.pop("num_classes")
+    ckpt = tmp_path / "best.pth"
+    recipe = {"model": {"name": "video_swin_t", "kwargs": kw}, "data": {"crop_size": 24, "clip_len": 4}}
+    torch.save({"model": model.state_dict(), "config": recipe}, ckpt)
+    assert main(["--checkpoint", str(ckpt), "--format", "pt2"]) == 0
+    assert "input 1 x 3 x 4 x 24 x 24" in capsys.readouterr().out
+    x = torch.randn(1, 3, 4, 24, 24)
+    exported = torch.export.load(str(tmp_path / "video_swin_t_pt2.pt2")).module()
+    assert (exported(x) - eager(model, x)).abs().max() < TOL
+    assert main(["swin_t", "--checkpoint", str(ckpt), "--format", "onnx"]) == 2
+    assert "the checkpoint is a 'video_swin_t' (its recipe's model.name), not 'swin_t'" in capsys.readouterr().err
+
+
 def test_cli_bad_input_fails_fast(tmp_path, capsys):
     model = tiny("swin_t")
     ckpt = tmp_path / "best.pth"

@@ -13,7 +13,7 @@ import time
 import timm
 import torch
 
-from bench.run import append_jsonl, timeit
+from bench.run import append_jsonl, make_step, timeit
 from core import create_model, load_pretrained
 
 
@@ -25,25 +25,6 @@ def build(name: str) -> torch.nn.Module:
     m = create_model("swin_t")
     load_pretrained(m, ref.state_dict())
     return m
-
-
-def step_fn(model: torch.nn.Module, run_model, x: torch.Tensor, mode: str):
-    if mode == "infer":
-        model.eval()
-
-        def infer() -> None:
-            with torch.no_grad():
-                run_model(x)
-        return infer
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    y = torch.randint(0, 10, (x.shape[0],))
-
-    def train() -> None:
-        torch.nn.functional.cross_entropy(run_model(x), y).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return train
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -60,10 +41,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for mode in a.modes:
         for name in a.models:
             model = build(name)
-            eager = timeit(step_fn(model, model, x, mode), device, 1, a.repeat)
+            eager = timeit(make_step(model, x, mode, None, compile_=False), device, 1, a.repeat)
             torch._dynamo.reset()
-            compiled = torch.compile(model)
-            step = step_fn(model, compiled, x, mode)
+            step = make_step(model, x, mode, None, compile_=True)
             t = time.perf_counter()
             step()
             first = time.perf_counter() - t

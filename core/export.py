@@ -30,6 +30,12 @@ FORMATS = ("onnx", "pt2", "timm", "hf")
 SUFFIX = {"onnx": ".onnx", "pt2": ".pt2", "timm": ".pth", "hf": ".pth"}
 
 
+def saved_recipe(checkpoint: Any) -> dict[str, Any]:
+    """The recipe a checkpoint of ours was trained with (its ``config``), or {}."""
+    cfg = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    return cfg if isinstance(cfg, dict) else {}
+
+
 def model_kwargs(checkpoint: dict, given: str | None) -> dict[str, Any]:
     """create_model overrides: --kwargs (YAML mapping), else ``model.kwargs`` of the checkpoint's saved recipe."""
     if given:
@@ -37,15 +43,7 @@ def model_kwargs(checkpoint: dict, given: str | None) -> dict[str, Any]:
         if not isinstance(kw, dict):
             raise ValueError(f"--kwargs must be a YAML mapping, e.g. '{{embed_dim: 32}}', got {given!r}")
         return kw
-    cfg = checkpoint.get("config") if isinstance(checkpoint, dict) else None
-    model = cfg.get("model", {}) if isinstance(cfg, dict) else {}
-    return dict(model.get("kwargs") or {})
-
-
-def saved_recipe(checkpoint: Any) -> dict[str, Any]:
-    """The recipe a checkpoint of ours was trained with (its ``config``), or {}."""
-    cfg = checkpoint.get("config") if isinstance(checkpoint, dict) else None
-    return cfg if isinstance(cfg, dict) else {}
+    return dict((saved_recipe(checkpoint).get("model") or {}).get("kwargs") or {})
 
 
 def model_name(checkpoint: Any, given: str | None) -> str:

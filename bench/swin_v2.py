@@ -20,7 +20,7 @@ import torch
 import torchvision
 
 from core import create_model
-from swin_v2 import load_pretrained
+from core import load_pretrained
 
 
 def contenders() -> dict[str, torch.nn.Module]:

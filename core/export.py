@@ -22,9 +22,9 @@ import torch
 import torch.nn as nn
 import yaml
 
-from .attention import WindowAttention
+from .nn.attention import WindowAttention
 from .convert import load_pretrained, read_state_dict
-from .registry import create_model
+from .nn.registry import create_model
 
 FORMATS = ("onnx", "pt2", "timm", "hf")
 SUFFIX = {"onnx": ".onnx", "pt2": ".pt2", "timm": ".pth", "hf": ".pth"}
@@ -116,7 +116,7 @@ def export(model: nn.Module, fmt: str, out: Path, input_shape: Sequence[int] = (
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt in ("timm", "hf"):
-        from .convert_hf import to_hf, to_timm
+        from .convert.hf import to_hf, to_timm
         torch.save((to_timm if fmt == "timm" else to_hf)(model.state_dict()), out)
         return out
     model = deployable(model.eval())

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.convert import register_layout
 from core.engine import distributed as du
 from core.engine.task import EvalEnv, Task
 
@@ -139,3 +140,11 @@ class MoBY(Task):
 
     def describe(self, metrics: Mapping[str, float]) -> str:
         return f"kNN top-1 {metrics.get('knn_top1', float('nan')):.2f}%"
+
+
+def _is_moby(keys: list[str]) -> bool:
+    """Official Transformer-SSL MoBY: encoder, encoder_k, projector(_k), predictor, queue1/2, queue_ptr."""
+    return any(k.startswith(("encoder_k.", "predictor.", "queue1")) for k in keys)
+
+
+register_layout("moby", _is_moby)

@@ -12,11 +12,12 @@ import torch
 import torch.nn as nn
 from timm.layers import trunc_normal_
 
+from core.convert import register_layout
 from core.engine import distributed as du
 from core.engine.config import ConfigError
 from core.engine.device import autocast, to_device
 from core.engine.task import EvalEnv, Task
-from core.layers import channels_first
+from core.nn.layers import channels_first
 
 from .decoder import build_decoder, encoder_stride
 from .mask import MaskGenerator
@@ -156,3 +157,11 @@ class SimMIM(Task):
     def describe(self, metrics: dict[str, float]) -> str:
         return (f"masked-pixel L1 {metrics.get('l1', float('nan')):.4f} vs mean colour "
                 f"{metrics.get('l1_mean_colour', float('nan')):.4f} (skill {metrics.get('skill', float('nan')):.3f})")
+
+
+def _is_simmim(keys: list[str]) -> bool:
+    """Official SimMIM: the encoder with its mask token, and the decoder."""
+    return any(k.startswith("decoder.") or k == "encoder.mask_token" for k in keys)
+
+
+register_layout("simmim", _is_simmim, drop=("mask_token",))

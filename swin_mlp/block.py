@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 from timm.layers import trunc_normal_
 
-from core.block import SwinBlock
-from core.window import (Size, crop, pad_spatial, pad_to_multiple, padded_size, window_and_shift,
+from core.nn.block import SwinBlock
+from core.nn.window import (Size, crop, pad_spatial, pad_to_multiple, padded_size, window_and_shift,
                          window_partition, window_reverse)
 
 
@@ -54,7 +54,7 @@ def spatial_mlp_macs(size: Sequence[int], window: Size, shift: Size, dim: int) -
 class SwinMLPBlock(SwinBlock):
     """Pre-norm spatial-MLP block (shift 0) or shifted spatial-MLP block (shift > 0) on (B, *spatial, C).
 
-    Parameters as core's :class:`~core.block.SwinBlock`; the attention arguments (qkv_bias, attn_drop,
+    Parameters as core's :class:`~core.nn.block.SwinBlock`; the attention arguments (qkv_bias, attn_drop,
     attn_impl) and ``compat`` are accepted and unused: there is a single padding rule (module docstring).
     """
 

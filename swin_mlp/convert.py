@@ -7,19 +7,21 @@ loads it: core's ``from_official`` moves the merging and the head and the spatia
 One case needs more: the official classifier builds a stage whose map is smaller than the window with a
 smaller window (``min(H, W)``), so such a checkpoint holds a smaller ``spatial_mlp`` there. Our blocks keep the
 window and zero-pad the map at its end, which is the same as using the top-left block of a bigger weight:
-:func:`embed_window` places the small weight there (exact, for the square single-window maps this happens at),
-and :func:`load_pretrained` does so before handing over to ``core.load_pretrained``.
+:func:`embed_window` places the small weight there (exact, for the square single-window maps this happens at);
+:func:`embed_shrunk_windows` is the family's converter, registered with ``core.convert`` when the package is
+imported, so ``core.load_pretrained`` reads such checkpoints.
 """
 from __future__ import annotations
 
 import math
-import os
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 
-import core.convert as cc
+from core.convert import register_converter
+
+from .model import SwinMLP
 
 
 def embed_window(weight: torch.Tensor, bias: torch.Tensor, old: Sequence[int], new: Sequence[int]
@@ -49,14 +51,8 @@ def _square_window(n: int, ndim: int) -> tuple[int, ...] | None:
     return (side,) * ndim if side ** ndim == n else None
 
 
-def load_pretrained(model: nn.Module, source: str | os.PathLike | Mapping, *, fmt: str | None = None,
-                    **kwargs) -> cc.LoadReport:
-    """``core.load_pretrained`` for Swin-MLP, embedding spatial MLPs of a shrunk (smaller, square) window.
-
-    Keyword arguments are those of ``core.load_pretrained`` (strict, reset_head, head_map, ...); keys that
-    still do not fit are listed in its error.
-    """
-    sd, fmt = cc.read_state_dict(source, fmt)
+def embed_shrunk_windows(model: nn.Module, sd: dict[str, torch.Tensor]) -> list[str]:
+    """Spatial MLPs of a shrunk (smaller, square) window embedded into the model's window, in place; the keys."""
     target = model.state_dict()
     embedded = []
     for k, v in list(sd.items()):
@@ -70,7 +66,7 @@ def load_pretrained(model: nn.Module, source: str | os.PathLike | Mapping, *, fm
                 target[k].shape[0] // target[k].shape[1]:
             sd[k], sd[bias_key] = embed_window(v, sd[bias_key], old, new)
             embedded.append(k)
-    report = cc.load_pretrained(model, sd, fmt="ours", **kwargs)
-    report.format = fmt
-    report.resized = sorted(report.resized + embedded)
-    return report
+    return embedded
+
+
+register_converter(SwinMLP, prepare=embed_shrunk_windows)

@@ -8,8 +8,8 @@ patch, window, merging and head; C24 heads): 47.5M params with the 400-class hea
 """
 from __future__ import annotations
 
-from core.model import SwinTransformer
-from core.registry import register_variants
+from core.nn.model import SwinTransformer
+from core.nn.registry import register_variants
 
 from .block import SwinMLPBlock
 
@@ -28,9 +28,16 @@ VARIANTS: dict[str, dict] = {
 VARIANTS["swin_mlp_b_c32"] = VARIANTS["swin_mlp_b"]
 
 
-def swin_mlp(ndim: int = 2, **kwargs) -> SwinTransformer:
+class SwinMLP(SwinTransformer):
+    """The Swin backbone with the spatial-MLP block (its own class so its converter can be registered)."""
+
+    def __init__(self, ndim: int = 2, **kwargs) -> None:
+        super().__init__(ndim=ndim, block_fn=SwinMLPBlock, **kwargs)
+
+
+def swin_mlp(ndim: int = 2, **kwargs) -> SwinMLP:
     """A Swin-MLP of any shape: ``SwinTransformer`` arguments, with the spatial-MLP block."""
-    return SwinTransformer(ndim=ndim, block_fn=SwinMLPBlock, **kwargs)
+    return SwinMLP(ndim=ndim, **kwargs)
 
 
 register_variants(VARIANTS, swin_mlp, dict(ndim=2))

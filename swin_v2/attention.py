@@ -16,10 +16,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.attention import WindowAttention
-from core.cache import cached_constant
-from core.position import relative_position_index
-from core.window import Size
+from core.nn.attention import WindowAttention
+from core.nn.cache import cached_constant
+from core.nn.position import relative_position_index
+from core.nn.window import Size
 
 _COORDS: dict[tuple, torch.Tensor] = {}
 MAX_LOGIT_SCALE = math.log(100.0)  # the temperature 1 / exp(logit_scale) is clamped at 0.01

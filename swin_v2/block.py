@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from core.block import SwinBlock
-from core.window import Size, to_tuple
+from core.nn.block import SwinBlock
+from core.nn.window import Size, to_tuple
 
 from .attention import CosineWindowAttention
 

@@ -15,10 +15,10 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from core.layers import PatchMerging
-from core.model import SwinTransformer
-from core.registry import register_variants
-from core.window import to_tuple
+from core.nn.layers import PatchMerging
+from core.nn.model import SwinTransformer
+from core.nn.registry import register_variants
+from core.nn.window import to_tuple
 
 from .block import SwinV2Block
 

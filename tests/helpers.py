@@ -53,7 +53,7 @@ def tiny_kwargs(name: str) -> dict:
 
     Window and patch keep the variant's number of axes; Swin-MLP keeps its channels per head.
     """
-    from core.registry import model_defaults
+    from core.nn.registry import model_defaults
     d = model_defaults(name)
     ndim = d.get("ndim", 2)
     heads = d.get("num_heads", (3, 6))
@@ -67,7 +67,7 @@ def tiny_kwargs(name: str) -> dict:
 
 def tiny_input(name: str, batch: int = 2) -> torch.Tensor:
     """An input for :func:`tiny_kwargs` models, not divisible by the window (padding and masks are exercised)."""
-    from core.registry import model_defaults
+    from core.nn.registry import model_defaults
     ndim = model_defaults(name).get("ndim", 2)
     return torch.randn(batch, 3, *((6, 36, 28) if ndim == 3 else (36, 28)))
 

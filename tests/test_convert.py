@@ -27,7 +27,7 @@ def test_head_map_as_list_tensor_or_array(as_type):
 def test_2d_checkpoint_into_a_video_model_names_inflation():
     video = create_model("video_swin_t", embed_dim=24, depths=(2, 2), num_heads=(2, 4), window_size=(2, 4, 4))
     with pytest.raises(ValueError, match=r"is for a 2D model, SwinTransformer is 3D .*This is a 2D checkpoint: "
-                                         r"inflate it .*inflate: true.*video_swin.inflate_2d"):
+                                         r"inflate it .*inflate: true.*inflate=True"):
         load_pretrained(video, _tiny().state_dict())
 
 

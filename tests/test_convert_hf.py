@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from core import create_model, load_pretrained
-from core.convert_hf import from_hf, to_hf, to_timm
+from core.convert.hf import from_hf, to_hf, to_timm
 from helpers import randomize_
 
 transformers = pytest.importorskip("transformers")

@@ -6,7 +6,7 @@ import torchvision
 from timm.models.swin_transformer import checkpoint_filter_fn
 
 from core import create_model, load_pretrained
-from core.position import relative_position_index
+from core.nn.position import relative_position_index
 from helpers import randomize_
 
 TOL = 1e-4

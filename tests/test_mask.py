@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from core.mask import MASK_VALUE, shifted_window_mask
-from core.window import cyclic_shift, window_partition
+from core.nn.mask import MASK_VALUE, shifted_window_mask
+from core.nn.window import cyclic_shift, window_partition
 
 
 def wrapped(size, shift):

@@ -176,10 +176,9 @@ def test_pretraining_exports_the_online_backbone(straight_run):
     for k, v in ckpt["model"].items():
         torch.testing.assert_close(clf.state_dict()[k], v)
     # into Video Swin, by inflation: a clip of one repeated image gives the 2D features
-    from video_swin import inflate_2d
     video = create_model("video_swin_t", num_classes=4, embed_dim=16, depths=(1, 1), num_heads=(1, 2),
                          window_size=(2, 4, 4), patch_size=(2, 4, 4))
-    assert inflate_2d(video, os.path.join(straight_run, "best.pth")).new_head
+    assert load_pretrained(video, os.path.join(straight_run, "best.pth"), inflate=True).new_head
     img = torch.randn(1, 3, 16, 16)
     clf.eval(), video.eval()
     torch.testing.assert_close(video.forward_head(video.forward_features(img[:, :, None].repeat(1, 1, 4, 1, 1)),

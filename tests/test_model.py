@@ -7,10 +7,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from core import create_model, list_models, load_pretrained
-from core.attention import WindowAttention
-from core.mask import shifted_window_mask
+from core.nn.attention import WindowAttention
+from core.nn.mask import shifted_window_mask
 from core.tools.summary import report, window_attention_macs
-from core.window import window_partition
+from core.nn.window import window_partition
 
 from helpers import TINY_MODEL as TINY
 

@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from core.position import embed_bias_table, relative_position_index, resize_bias_table, table_size
+from core.nn.position import embed_bias_table, relative_position_index, resize_bias_table, table_size
 
 
 def offset_table(table_window):

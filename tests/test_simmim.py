@@ -15,7 +15,7 @@ from core import create_model, load_pretrained
 from core.engine import ConfigError
 from core.engine.checkpoint import load_checkpoint
 from core.engine.optim import build_param_groups
-from core.position import resize_bias_table
+from core.nn.position import resize_bias_table
 from simmim import MaskGenerator, SimMIM, simmim_loss
 from simmim.decoder import PixelShuffleND
 from simmim.pretrain import main as pretrain

@@ -14,7 +14,8 @@ from timm.models.swin_transformer_v2 import checkpoint_filter_fn
 import core
 from core.tools.summary import count_macs, report
 from helpers import CONFIGS, randomize_
-from swin_v2 import ContinuousPositionBias, inflate_2d, load_pretrained, log_spaced_coords
+from core import load_pretrained
+from swin_v2 import ContinuousPositionBias, log_spaced_coords
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 TOL = 1e-4
@@ -151,7 +152,7 @@ def test_inflated_model_on_repeated_frames_gives_2d_features():
     kw = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), num_classes=3)
     m2 = randomize_v2_(core.create_model("swin_v2_t", window_size=4, **kw))
     m3 = core.create_model("video_swin_v2_t", window_size=(2, 4, 4), **kw).eval()
-    rep = inflate_2d(m3, m2.state_dict())
+    rep = load_pretrained(m3, m2.state_dict(), inflate=True)
     assert rep.inflated and not rep.resized and tuple(m3.layers[0].blocks[0].attn.cpb_mlp[0].weight.shape) == (512, 3)
     x = torch.randn(2, 3, 40, 52)
     with torch.no_grad():

@@ -8,8 +8,7 @@ from torchvision.models.video import swin3d_t
 from torchvision.models.video.swin_transformer import SwinTransformer3d
 
 from core import create_model, load_pretrained
-from core.position import relative_position_index
-from video_swin import inflate_2d
+from core.nn.position import relative_position_index
 from helpers import randomize_
 
 TOL = 1e-4
@@ -127,7 +126,7 @@ def test_inflation_repeats_the_image_model(source):
         sd = {"model": {re.sub(r"layers\.1\.downsample", "layers.0.downsample", k).replace("head.fc.", "head."): v
                         for k, v in sd.items()}}
     model_3d = create_model("video_swin_t", **TINY_2D | {"window_size": (8, 7, 7)}).eval()
-    report = inflate_2d(model_3d, sd)
+    report = load_pretrained(model_3d, sd, inflate=True)
     assert not report.missing and not report.unexpected
     image, clip = _image_and_clip()
     with torch.no_grad():
@@ -140,7 +139,7 @@ def test_inflation_repeats_the_image_model(source):
 def test_inflation_resizes_a_different_window():
     model_2d = create_model("swin_t", **TINY_2D | {"window_size": 12})
     model_3d = create_model("video_swin_t", **TINY_2D | {"window_size": (8, 7, 7)})
-    inflate_2d(model_3d, model_2d.state_dict())
+    load_pretrained(model_3d, model_2d.state_dict(), inflate=True)
     table = model_3d.layers[0].blocks[0].attn.relative_position_bias_table
     assert table.shape == (15 * 13 * 13, 2)
     # repeated along the temporal offsets

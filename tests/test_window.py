@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from core.window import crop, cyclic_shift, pad_to_multiple, window_and_shift, window_partition, window_reverse
+from core.nn.window import crop, cyclic_shift, pad_to_multiple, window_and_shift, window_partition, window_reverse
 
 
 @pytest.mark.parametrize("size,window", [((8, 12), (4, 3)), ((4, 14, 6), (2, 7, 3)), ((6, 6), (6, 6))])

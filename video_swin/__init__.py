@@ -1,5 +1,4 @@
 """Video Swin Transformer for Kinetics-400: registers video_swin_t/s/b/l in core.create_model."""
 from .model import VARIANTS_3D
-from .inflate import inflate_2d, inflate_state_dict
 
-__all__ = ["VARIANTS_3D", "inflate_2d", "inflate_state_dict"]
+__all__ = ["VARIANTS_3D"]

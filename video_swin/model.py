@@ -1,8 +1,8 @@
 """Video Swin Transformer: the core's N-d Swin with 3D settings (patch 2x4x4, window 8x7x7, spatial-only merging)."""
 from __future__ import annotations
 
-from core.model import SwinTransformer
-from core.registry import register_variants
+from core.nn.model import SwinTransformer
+from core.nn.registry import register_variants
 
 VIDEO_DEFAULTS = dict(ndim=3, patch_size=(2, 4, 4), window_size=(8, 7, 7), merge_factors=(1, 2, 2),
                       head_drop_rate=0.5, num_classes=400)

@@ -16,7 +16,6 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from core import load_pretrained
 from core.classification.task import ClassificationTask, build_mixup, classification_loss
 from core.engine import ConfigError, EvalEnv, build_model, launch, run_output_dir
 from core.engine import distributed as du
@@ -29,7 +28,6 @@ from core.train import check_num_classes
 from .config import VideoConfig
 from .data import build_video_dataset, collate_videos
 from .pytorchvideo_data import build_pytorchvideo_loaders
-from .inflate import inflate_2d
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "video_swin" / "tiny_moving_shapes.yaml")
 
@@ -187,17 +185,12 @@ def write_classes(output_dir: str, classes: Sequence[str]) -> None:
         atomic_write_text(os.path.join(output_dir, "classes.txt"), "\n".join(classes) + "\n")
 
 
-def _load_initial(model: nn.Module, path: str, inflate: bool = False, **kwargs: Any) -> Any:
-    """model.pretrained: inflated from 2D ImageNet weights when ``inflate``, else loaded as it is (any format)."""
-    return inflate_2d(model, path) if inflate else load_pretrained(model, path, **kwargs)
-
-
 def build_video_model(cfg: VideoConfig, num_classes: int, initial_weights: bool = True) -> nn.Module:
-    """The engine's model builder with :func:`_load_initial` (2D -> 3D inflation when asked)."""
+    """The engine's model builder; ``model.pretrained_kwargs.inflate`` needs a 2D checkpoint to inflate."""
     if cfg.model.pretrained_kwargs.get("inflate") and not cfg.model.pretrained:
         raise ConfigError("model.pretrained is empty but model.pretrained_kwargs.inflate is true: give a 2D "
                           "ImageNet checkpoint (ours, timm or official) to inflate")
-    return build_model(cfg, num_classes, initial_weights=initial_weights, load_fn=_load_initial)
+    return build_model(cfg, num_classes, initial_weights=initial_weights)
 
 
 def run_datasets(cfg: VideoConfig) -> tuple[Any, Any, int]:

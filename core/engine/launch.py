@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import torch.nn as nn
 
 from ..convert import load_pretrained
-from ..registry import create_model
+from ..nn.registry import create_model
 from . import distributed as du
 from .checkpoint import CheckpointError, load_error
 from .config import Config, ConfigError, dump_config, load_config
@@ -51,9 +51,9 @@ def parse_args(argv: Sequence[str] | None = None, description: str | None = None
 
 
 def build_model(cfg: Config, num_classes: int | None = None, *, initial_weights: bool = True,
-                load_fn: Callable[..., Any] = load_pretrained, **overrides: Any) -> nn.Module:
+                **overrides: Any) -> nn.Module:
     """``create_model(model.name, num_classes, **model.kwargs)`` (drop_path_rate when set), then
-    ``load_fn(model, model.pretrained, **model.pretrained_kwargs)``.
+    ``load_pretrained(model, model.pretrained, **model.pretrained_kwargs)``.
 
     Fields left unset keep the variant's own values. The initial weights are skipped when a checkpoint of the
     run replaces them anyway (a resume, a test).
@@ -75,7 +75,7 @@ def build_model(cfg: Config, num_classes: int | None = None, *, initial_weights:
         if not os.path.isfile(m.pretrained):
             raise ConfigError(f"model.pretrained = {m.pretrained!r} is not a file")
         try:
-            report = load_fn(model, m.pretrained, **m.pretrained_kwargs)
+            report = load_pretrained(model, m.pretrained, **m.pretrained_kwargs)
         except (ConfigError, CheckpointError):
             raise
         except Exception as e:  # noqa: BLE001 -- unreadable, unsafe or unfitting weights: one line naming the file

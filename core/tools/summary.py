@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..registry import create_model
+from ..nn.registry import create_model
 
 
 def default_input(name: str) -> tuple[int, ...]:

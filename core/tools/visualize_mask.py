@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..mask import region_labels, shifted_window_mask  # noqa: E402
+from ..nn.mask import region_labels, shifted_window_mask  # noqa: E402
 
 
 def draw(size: Sequence[int], window: Sequence[int], shift: Sequence[int], out: str) -> str:

@@ -1,0 +1,5 @@
+"""Primitives and the backbone: N-d windows, masks, relative positions, attention, blocks, stages, the model, the registry."""
+from .model import SwinTransformer, VARIANTS_2D
+from .registry import create_model, list_models, register_model
+
+__all__ = ["SwinTransformer", "VARIANTS_2D", "create_model", "list_models", "register_model"]

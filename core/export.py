@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import yaml
 
-from .nn.attention import WindowAttention
 from .convert import load_pretrained, read_state_dict
+from .nn.attention import WindowAttention
 from .nn.registry import create_model
 
 FORMATS = ("onnx", "pt2", "timm", "hf")
@@ -65,7 +65,7 @@ def recipe_input(checkpoint: Any, model: nn.Module) -> list[int]:
     return [1, model.in_chans, *time, size, size]
 
 
-def load_model(name: str | None, checkpoint: str, kwargs: str | None = None) -> tuple[nn.Module, str, list[int]]:
+def export_model(name: str | None, checkpoint: str, kwargs: str | None = None) -> tuple[nn.Module, str, list[int]]:
     """``create_model(name)`` with the checkpoint's class count and recipe kwargs, its weights loaded, eval mode;
     its name and the input shape its recipe trained at."""
     raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -149,7 +149,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        model, args.model, recipe_shape = load_model(args.model, args.checkpoint, args.kwargs)
+        model, args.model, recipe_shape = export_model(args.model, args.checkpoint, args.kwargs)
         args.input = args.input or recipe_shape
         out = Path(args.out or Path(args.checkpoint).with_name(f"{args.model}_{args.format}{SUFFIX[args.format]}"))
         export(model, args.format, out, args.input, args.dynamic_batch)

@@ -23,9 +23,16 @@ from .engine.config import ConfigError
 from .engine.data import DataError
 from .engine.device import autocast, resolve_amp
 from .engine.files import atomic_target, write_json
-from .inference import (ToolError, add_model_args, model_from_args, check_stage, expand_inputs, report_error,
-                        stage_features)
-from .predict import ImageFiles, collate_images, image_transform
+from .engine.inference import (
+    ToolError,
+    add_model_args,
+    check_stage,
+    expand_inputs,
+    model_from_args,
+    report_error,
+    stage_features,
+)
+from .classification.images import ImageFiles, collate_images, image_transform
 
 
 def image_list(list_file: str | None, root: str | None) -> tuple[list[str], list[tuple[str, str]]]:

@@ -3,7 +3,7 @@ augmentation per clip, the same over all its frames), plus the labelled evaluati
 linear probe) with a fixed centre view.
 
 Pretraining items are dicts ``{"view1", "view2", "label", "index"}``; evaluation items ``(x, label, index)``
-for images and the :func:`video_swin.data.collate_videos` dicts for clips.
+for images and the :func:`core.video.data.collate_videos` dicts for clips.
 """
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from torchvision.transforms import v2
 
 from core.classification.data import SafeImageFolder
 from core.classification.shapes import ShapesDataset
-from core.engine.data import DataError
-from video_swin.data import VideoDataset, build_video_dataset
-from video_swin.transforms import ToCTHW, video_eval_transform
+from core.engine.data import DataError, build_loaders
+from core.engine.distributed import DistInfo
+from core.video.data import VideoDataset, build_video_dataset, collate_videos
+from core.video.transforms import ToCTHW, video_eval_transform
 
 from .config import MoBYConfig, MoBYDataConfig, ViewAugConfig
 
@@ -123,7 +124,7 @@ class TwoClipDataset(VideoDataset):
 def video_paths(d: MoBYDataConfig) -> tuple[str, str | None, str | None]:
     """(root, train list, val list) of the clips; the embedded set is generated on first use."""
     if d.dataset == "moving_shapes":
-        from video_swin.synthetic import ensure_moving_shapes
+        from core.video.synthetic import ensure_moving_shapes
         root = ensure_moving_shapes(d.root or None, num_train=d.num_train, num_val=d.num_val)
         return str(root), str(root / "train.txt"), str(root / "val.txt")
     if not d.root or not os.path.isdir(d.root):
@@ -188,3 +189,8 @@ def build_pretrain_sets(cfg: MoBYConfig) -> tuple[Dataset, Dataset, Dataset]:
         warnings.simplefilter("ignore")  # missing files were reported once by the training set
         bank, query = build_labelled_set(cfg, d.train_split), build_labelled_set(cfg, d.val_split)
     return train, bank, query
+
+
+def build_eval_loader(cfg: MoBYConfig, ds: Dataset, info: DistInfo) -> Any:
+    """A loader over a labelled set, sharded over ranks without padding (exact gathered features)."""
+    return build_loaders(cfg, None, ds, info, collate_fn=collate_videos if cfg.data.video else None)[1]

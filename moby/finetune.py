@@ -15,16 +15,14 @@ from typing import Any, Literal, Sequence
 import torch
 from torchvision.transforms import v2
 
+from core.classification.build import build_classification
 from core.classification.config import ClassificationConfig, DataConfig
 from core.classification.data import build_image_datasets
 from core.classification.shapes import ShapesDataset
-from core.classification.task import ClassificationTask, build_mixup, classification_loss
-from core.engine import ConfigError, build_model, launch, resume_path
+from core.classification.task import ClassificationTask
+from core.engine import ConfigError, launch, resume_path
 from core.engine.config import fld
-from core.engine.data import build_loaders
-from core.engine.device import seed_everything
 from core.engine.distributed import DistInfo
-from core.train import check_num_classes
 
 __all__ = ["FinetuneConfig", "setup_finetune", "main"]
 
@@ -65,14 +63,8 @@ def setup_finetune(cfg: FinetuneConfig, info: DistInfo) -> tuple[ClassificationT
         raise ConfigError("model.pretrained is empty: fine-tuning needs a pretrained checkpoint, e.g. --opt "
                           "model.pretrained=outputs/moby_tiny_shapes/latest/best.pth")
     train_ds, val_ds, num_classes = _shapes(cfg) if cfg.data.dataset == "shapes" else build_image_datasets(cfg)
-    check_num_classes(cfg, num_classes)
-    train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info)
-    seed_everything(cfg.train.seed)
-    model = build_model(cfg, num_classes)  # load_pretrained: the head is new, reported in the log
-    seed_everything(cfg.train.seed + info.rank)
-    mixup = build_mixup(cfg.aug, num_classes)
-    task = ClassificationTask(model, classification_loss(cfg.aug, mixup is not None), mixup, train_ds)
-    return task, train_loader, val_loader
+    # load_pretrained: the head is new, reported in the log
+    return build_classification(cfg, info, train_ds, val_ds, num_classes, train_set=train_ds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

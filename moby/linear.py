@@ -18,15 +18,14 @@ from torch.utils.data import TensorDataset
 
 from core import load_pretrained
 from core.engine import ConfigError, EvalEnv, build_model, launch, run_output_dir
-from core.engine.launch import describe_load
 from core.engine.checkpoint import CheckpointError
 from core.engine.data import build_loaders
 from core.engine.device import resolve_amp, seed_everything
 from core.engine.distributed import DistInfo
+from core.engine.launch import describe_load
 
 from .config import MoBYConfig
-from .data import build_labelled_set
-from .pretrain import eval_loader
+from .data import build_eval_loader, build_labelled_set
 from .probe import LinearProbe, cached_features, standardize
 
 __all__ = ["load_backbone", "setup_linear", "main"]
@@ -66,7 +65,7 @@ def setup_linear(cfg: MoBYConfig, info: DistInfo) -> tuple[LinearProbe, Any, Any
     out = run_output_dir(cfg)
     feats = {}
     for split in (d.train_split, d.probe_split):
-        loader = eval_loader(cfg, build_labelled_set(cfg, split), info)
+        loader = build_eval_loader(cfg, build_labelled_set(cfg, split), info)
         feats[split] = cached_features(backbone, loader, env, os.path.join(out, f"features_{split}.pt"),
                                        cfg.model.pretrained, cfg.model.name, cfg.train.seed)
     (f_train, y_train), (f_eval, y_eval) = feats[d.train_split], feats[d.probe_split]

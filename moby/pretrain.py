@@ -12,21 +12,19 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Subset
 
 from core.engine import ConfigError, build_model, launch
 from core.engine.data import build_loaders
 from core.engine.device import seed_everything
-from core.engine.distributed import DistInfo, ShardedSampler, convert_sync_batchnorm
-
-from video_swin.data import collate_videos
+from core.engine.distributed import DistInfo, convert_sync_batchnorm
 
 from .config import MoBYConfig
-from .data import build_pretrain_sets
+from .data import build_eval_loader, build_pretrain_sets
 from .knn import KNNLoaders
 from .task import MoBY
 
-__all__ = ["check_queue", "eval_loader", "build_moby", "setup_pretrain", "main"]
+__all__ = ["check_queue", "build_moby", "setup_pretrain", "main"]
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "moby" / "tiny_shapes.yaml")
 
@@ -38,15 +36,6 @@ def check_queue(cfg: MoBYConfig, world_size: int) -> None:
         raise ConfigError(f"moby.queue_len = {cfg.moby.queue_len} is not a multiple of the global batch {batch} "
                           f"(data.batch_size {cfg.data.batch_size} x {world_size} processes): expected e.g. "
                           f"{max(batch, cfg.moby.queue_len // batch * batch)}")
-
-
-def eval_loader(cfg: MoBYConfig, ds: Dataset, info: DistInfo) -> DataLoader:
-    """A loader over a labelled set, sharded over ranks without padding (exact gathered features)."""
-    d = cfg.data
-    return DataLoader(ds, batch_size=d.eval_batch_size or d.batch_size, num_workers=d.num_workers,
-                      sampler=ShardedSampler(len(ds), info.world_size, info.rank),
-                      collate_fn=collate_videos if d.video else None,
-                      pin_memory=d.pin_memory and info.device.type == "cuda")
 
 
 def build_moby(cfg: MoBYConfig, info: DistInfo) -> MoBY:
@@ -71,7 +60,7 @@ def setup_pretrain(cfg: MoBYConfig, info: DistInfo) -> tuple[MoBY, Any, KNNLoade
     if cfg.knn.max_bank and len(bank) > cfg.knn.max_bank:
         bank = Subset(bank, range(cfg.knn.max_bank))
     train_loader, _ = build_loaders(cfg, train, None, info)
-    knn = KNNLoaders(eval_loader(cfg, bank, info), eval_loader(cfg, query, info))
+    knn = KNNLoaders(build_eval_loader(cfg, bank, info), build_eval_loader(cfg, query, info))
     return build_moby(cfg, info), train_loader, knn
 
 

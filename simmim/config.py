@@ -6,7 +6,7 @@ from typing import Literal
 
 from core.classification.config import ClassificationConfig
 from core.engine.config import Config, ConfigError, LoaderConfig, fld
-from video_swin.config import VideoConfig
+from core.video.config import VideoConfig
 
 __all__ = ["MIMConfig", "PretrainDataConfig", "SimMIMConfig", "FinetuneSection", "ImageFinetuneConfig",
            "VideoFinetuneConfig", "VIDEO_SETS"]

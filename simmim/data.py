@@ -85,7 +85,7 @@ def image_transform(d: PretrainDataConfig, train: bool) -> Any:
 def video_paths(d: Any, spin_zoom: bool = False) -> tuple[str, str | None, str | None]:
     """(root, train list, val list) of a clip set; the generated ones are written on first use."""
     if d.dataset in ("moving_shapes", "spin_zoom") or spin_zoom:
-        from video_swin import synthetic
+        from core.video import synthetic
         make = synthetic.ensure_spin_zoom if (spin_zoom or d.dataset == "spin_zoom") else synthetic.ensure_moving_shapes
         root = make(d.root or None, num_train=d.num_train, num_val=d.num_val)
         return str(root), str(root / "train.txt"), str(root / "val.txt")
@@ -103,7 +103,7 @@ def build_pretrain_datasets(cfg: SimMIMConfig) -> tuple[Dataset, Dataset | None]
     if d.dataset == "photos":
         return PhotoCrops("train", d), PhotoCrops("val", d)
     if d.is_video:
-        from video_swin.data import build_video_dataset
+        from core.video.data import build_video_dataset
         root, ann_train, ann_val = video_paths(d)
         sub = (lambda s: os.path.join(root, s)) if ann_train is None else (lambda s: root)
         common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, crop_size=d.img_size)

@@ -15,15 +15,17 @@ from typing import Any, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
+from core.classification.build import build_classification, check_num_classes
 from core.classification.data import build_image_datasets
-from core.classification.task import ClassificationTask, build_mixup, classification_loss
-from core.engine import ConfigError, build_model, launch
+from core.classification.task import ClassificationTask
+from core.engine import ConfigError, launch
 from core.engine.config import parse_overrides, read_recipe
-from core.engine.data import DataError, build_loaders
-from core.engine.device import seed_everything
+from core.engine.data import DataError
 from core.engine.distributed import DistInfo
 from core.engine.launch import parse_args
-from core.train import check_num_classes
+from core.video.data import collate_videos
+from core.video.datasets import run_datasets
+from core.video.task import VideoClassificationTask
 
 from .config import FinetuneSection, ImageFinetuneConfig, VideoFinetuneConfig
 
@@ -53,33 +55,19 @@ def label_subset(ds: Dataset, ft: FinetuneSection) -> Dataset:
 def setup_image_finetune(cfg: ImageFinetuneConfig, info: DistInfo) -> tuple[ClassificationTask, Any, Any]:
     train_ds, val_ds, num_classes = build_image_datasets(cfg)
     check_num_classes(cfg, num_classes)
-    train_ds = label_subset(train_ds, cfg.finetune)
-    train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info)
-    seed_everything(cfg.train.seed)
-    model = build_model(cfg, num_classes)
-    seed_everything(cfg.train.seed + info.rank)
-    mixup = build_mixup(cfg.aug, num_classes)
-    return ClassificationTask(model, classification_loss(cfg.aug, mixup is not None), mixup), train_loader, val_loader
+    return build_classification(cfg, info, label_subset(train_ds, cfg.finetune), val_ds, num_classes)
 
 
 def setup_video_finetune(cfg: VideoFinetuneConfig, info: DistInfo) -> tuple[Any, Any, Any]:
-    from video_swin.data import collate_videos
-    from video_swin.train import VideoClassificationTask, build_video_model, run_datasets
     d = cfg.data
     if cfg.finetune.spin_zoom:
-        from video_swin.synthetic import ensure_spin_zoom
+        from core.video.synthetic import ensure_spin_zoom
         root = ensure_spin_zoom(d.root or None, num_train=d.num_train, num_val=d.num_val)
         d.dataset, d.root, d.ann_train, d.ann_val = "kinetics", str(root), str(root / "train.txt"), str(root / "val.txt")
     train_ds, val_ds, num_classes = run_datasets(cfg)
-    train_ds = label_subset(train_ds, cfg.finetune)
-    train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info, collate_fn=collate_videos)
-    seed_everything(cfg.train.seed)
-    model = build_video_model(cfg, num_classes)
-    seed_everything(cfg.train.seed + info.rank)
-    mixup = build_mixup(cfg.aug, num_classes)
-    task = VideoClassificationTask(model, classification_loss(cfg.aug, mixup is not None), mixup,
-                                   clip_shape=(3, d.clip_len, d.crop_size, d.crop_size), single_frame=d.single_frame)
-    return task, train_loader, val_loader
+    return build_classification(cfg, info, label_subset(train_ds, cfg.finetune), val_ds, num_classes,
+                                task_cls=VideoClassificationTask, collate_fn=collate_videos,
+                                clip_shape=(3, d.clip_len, d.crop_size, d.crop_size), single_frame=d.single_frame)
 
 
 def is_video_recipe(argv: Sequence[str] | None) -> bool:

@@ -10,36 +10,26 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from core.engine import build_model, launch
+from core.engine import launch
 from core.engine.data import build_loaders
 from core.engine.device import seed_everything
 from core.engine.distributed import DistInfo
 
 from .config import SimMIMConfig
 from .data import build_pretrain_datasets
-from .mask import MaskGenerator
-from .task import SimMIM
+from .task import SimMIM, build_simmim
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "simmim" / "tiny_digits.yaml")
-
-
-def build_task(cfg: SimMIMConfig, initial_weights: bool = True) -> SimMIM:
-    """The headless encoder (model.*), the mask generator (mim.*, data.img_size / clip_len) and the task."""
-    encoder = build_model(cfg, 0, initial_weights=initial_weights)
-    gen = MaskGenerator(cfg.data.input_size, cfg.mim.mask_patch_size, encoder.patch_size, cfg.mim.mask_ratio)
-    task = SimMIM(encoder, gen, cfg.mim.decoder_stride)
-    task.eval_seed = cfg.mim.eval_seed
-    return task
 
 
 def setup_simmim(cfg: SimMIMConfig, info: DistInfo) -> tuple[SimMIM, Any, Any]:
     """Datasets, loaders and the task (identical initial weights on every rank)."""
     collate = None
     if cfg.data.is_video:
-        from video_swin.data import collate_videos
+        from core.video.data import collate_videos
         collate = collate_videos
     seed_everything(cfg.train.seed)
-    task = build_task(cfg)  # checks sizes, patch and stride before any data is read
+    task = build_simmim(cfg)  # checks sizes, patch and stride before any data is read
     train_ds, val_ds = build_pretrain_datasets(cfg)
     train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info, collate_fn=collate)
     seed_everything(cfg.train.seed + info.rank)  # distinct masks and augmentation per rank

@@ -13,6 +13,7 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 
 from core.convert import register_layout
+from core.engine import build_model
 from core.engine import distributed as du
 from core.engine.config import ConfigError
 from core.engine.device import autocast, to_device
@@ -158,6 +159,14 @@ class SimMIM(Task):
         return (f"masked-pixel L1 {metrics.get('l1', float('nan')):.4f} vs mean colour "
                 f"{metrics.get('l1_mean_colour', float('nan')):.4f} (skill {metrics.get('skill', float('nan')):.3f})")
 
+
+def build_simmim(cfg: Any, initial_weights: bool = True) -> SimMIM:
+    """The headless encoder (model.*), the mask generator (mim.*, data.img_size / clip_len) and the task."""
+    encoder = build_model(cfg, 0, initial_weights=initial_weights)
+    gen = MaskGenerator(cfg.data.input_size, cfg.mim.mask_patch_size, encoder.patch_size, cfg.mim.mask_ratio)
+    task = SimMIM(encoder, gen, cfg.mim.decoder_stride)
+    task.eval_seed = cfg.mim.eval_seed
+    return task
 
 def _is_simmim(keys: list[str]) -> bool:
     """Official SimMIM: the encoder with its mask token, and the decoder."""

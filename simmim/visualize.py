@@ -32,7 +32,7 @@ _VIDEO_STD = (58.395, 57.12, 57.375)
 
 def load_task(path: str, size: Sequence[int] | None = None) -> tuple[SimMIM, SimMIMConfig]:
     """The SimMIM task of a checkpoint, its masks made for ``size`` (default: the recipe's input size)."""
-    from .pretrain import build_task
+    from .task import build_simmim
     ckpt = load_checkpoint(path)
     if "config" not in ckpt or "task" not in ckpt:
         raise CheckpointError(f"{path} is not a SimMIM training checkpoint (no config / task entries)")
@@ -42,7 +42,7 @@ def load_task(path: str, size: Sequence[int] | None = None) -> tuple[SimMIM, Sim
     cfg.model.pretrained = ""
     if size:
         cfg.data.img_size = int(size[0])
-    task = build_task(cfg, initial_weights=False)
+    task = build_simmim(cfg, initial_weights=False)
     if size:
         input_size = (*cfg.data.input_size[:-2], *size)
         task.mask_generator = MaskGenerator(input_size, cfg.mim.mask_patch_size, task.encoder.patch_size,
@@ -63,7 +63,7 @@ def _resize_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 def load_input(path: str, cfg: SimMIMConfig, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x normalised (1, 3, [T,] H, W), mean, std) from an image, a video or ``photo:<name>``."""
-    from video_swin.data import VIDEO_EXTENSIONS
+    from core.video.data import VIDEO_EXTENSIONS
     d = cfg.data
     if d.is_video != path.lower().endswith(VIDEO_EXTENSIONS):
         raise DataError(f"{path}: the checkpoint's model takes {'clips' if d.is_video else 'images'}")

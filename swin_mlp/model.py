@@ -13,7 +13,7 @@ from core.nn.registry import register_variants
 
 from .block import SwinMLPBlock
 
-_TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), window_size=8, drop_path_rate=0.2)
+_TINY = dict(embed_dim=96, depths=(2, 2, 6, 2), window_size=8, drop_path_rate=0.2, img_size=256)
 VARIANTS: dict[str, dict] = {
     "swin_mlp_t_c24": dict(_TINY, num_heads=(4, 8, 16, 32)),
     "swin_mlp_t_c12": dict(_TINY, num_heads=(8, 16, 32, 64)),

@@ -63,8 +63,8 @@ _S = dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), drop_pat
 _B = dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.5)
 VARIANTS: dict[str, dict] = {}
 for short, long, cfg in (("t", "tiny", _T), ("s", "small", _S), ("b", "base", _B)):
-    VARIANTS[f"swin_v2_{short}"] = VARIANTS[f"swinv2_{long}_window8_256"] = dict(cfg, window_size=8)
-    VARIANTS[f"swin_v2_{short}_w16"] = VARIANTS[f"swinv2_{long}_window16_256"] = dict(cfg, window_size=16)
+    VARIANTS[f"swin_v2_{short}"] = VARIANTS[f"swinv2_{long}_window8_256"] = dict(cfg, window_size=8, img_size=256)
+    VARIANTS[f"swin_v2_{short}_w16"] = VARIANTS[f"swinv2_{long}_window16_256"] = dict(cfg, window_size=16, img_size=256)
 
 VIDEO_DEFAULTS = dict(ndim=3, patch_size=(2, 4, 4), window_size=(8, 7, 7), merge_factors=(1, 2, 2),
                       head_drop_rate=0.5, num_classes=400)

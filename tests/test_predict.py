@@ -17,7 +17,7 @@ pytest.importorskip("decord")
 from video_swin import predict as video_predict
 from video_swin import test as video_test
 from video_swin import train as video_train
-from video_swin.synthetic import ensure_moving_shapes
+from core.video.synthetic import ensure_moving_shapes
 
 VIDEO_FAST = ["train.progress=false", "train.tensorboard=false", "data.num_workers=0", "data.batch_size=8",
               "data.num_train=16", "data.num_val=8", "data.num_clips=2", "data.num_crops=3",
@@ -120,7 +120,7 @@ def test_video_predict_torchvision_weights_with_model_name(tmp_path):
     assert code == 0
     got = json.loads((tmp_path / "p.json").read_text())
     assert got["recipe"] == "--model video_swin_t"
-    from video_swin.config import VideoConfig
+    from core.video.config import VideoConfig
     from core.engine.config import load_config
     cfg = load_config(None, opts, VideoConfig)
     views = video_predict.view_dataset([video], cfg, [str(i) for i in range(5)], 2, 3)[0]["video"]

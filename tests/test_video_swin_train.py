@@ -7,7 +7,7 @@ import pytest
 
 from video_swin import test as video_test
 from video_swin import train as video_train
-from video_swin.synthetic import ensure_moving_shapes
+from core.video.synthetic import ensure_moving_shapes
 from helpers import torchrun
 
 FAST = ["train.progress=false", "train.tensorboard=false", "data.num_workers=0", "data.batch_size=8",

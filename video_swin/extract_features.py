@@ -30,13 +30,26 @@ from core.engine.config import ConfigError
 from core.engine.data import DataError
 from core.engine.device import autocast, resolve_amp
 from core.engine.files import write_json
-from core.inference import (ToolError, add_model_args, check_stage, expand_inputs, load_model, report_error,
-                            report_problems, stage_features)
-
-from .config import VideoConfig
-from .data import VIDEO_EXTENSIONS, default_stride, num_sliding_clips, read_clips, sliding_clip_indices
-from .train import model_input
-from .transforms import video_eval_transform
+from core.engine.inference import (
+    ToolError,
+    add_model_args,
+    check_stage,
+    expand_inputs,
+    load_model,
+    report_error,
+    report_problems,
+    stage_features,
+)
+from core.video.config import VideoConfig
+from core.video.data import (
+    VIDEO_EXTENSIONS,
+    default_stride,
+    num_sliding_clips,
+    read_clips,
+    sliding_clip_indices,
+)
+from core.video.task import model_input
+from core.video.transforms import video_eval_transform
 
 INDEX = "index.json"
 SETTINGS = ("clip_len", "frame_interval", "stride", "stage", "pooling", "crop_size", "model")

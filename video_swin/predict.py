@@ -19,13 +19,26 @@ from torch.utils.data import DataLoader
 
 from core.engine.device import resolve_amp, to_device
 from core.engine.files import write_json
-from core.inference import (ToolError, add_model_args, model_from_args, class_names, expand_inputs, format_top,
-                            report_error, report_problems, topk_rows)
-
-from .config import VideoConfig
-from .data import VIDEO_EXTENSIONS, BrokenVideoWarning, VideoDataset, collate_videos
-from .train import view_scores
-from .transforms import build_video_transform
+from core.engine.inference import (
+    ToolError,
+    add_model_args,
+    class_names,
+    expand_inputs,
+    format_top,
+    model_from_args,
+    report_error,
+    report_problems,
+    topk_rows,
+)
+from core.video.config import VideoConfig
+from core.video.data import (
+    VIDEO_EXTENSIONS,
+    BrokenVideoWarning,
+    VideoDataset,
+    collate_videos,
+)
+from core.video.task import view_scores
+from core.video.transforms import build_video_transform
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -15,15 +15,18 @@ from typing import Sequence
 
 import torch
 
-from core.engine import distributed as du, latest_run_dir, load_config
+from core.engine import build_model, latest_run_dir, load_config
+from core.engine import distributed as du
 from core.engine.checkpoint import load_checkpoint
 from core.engine.data import build_loaders
 from core.engine.device import resolve_amp
+from core.video.config import VideoConfig
+from core.video.data import collate_videos
+from core.video.datasets import build_datasets, check_classes
+from core.video.pytorchvideo_data import build_pytorchvideo_loaders
+from core.video.task import predict_views, view_metrics
 
-from .config import VideoConfig
-from .data import collate_videos
-from .pytorchvideo_data import build_pytorchvideo_loaders
-from .train import DEFAULT_CONFIG, build_datasets, build_video_model, check_classes, predict_views, view_metrics
+from . import DEFAULT_CONFIG
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -56,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _, test_set, num_classes = build_datasets(cfg, split="test")
         check_classes(os.path.dirname(ckpt_path), test_set.classes)
-        model = build_video_model(cfg, num_classes, initial_weights=False).to(info.device)
+        model = build_model(cfg, num_classes, initial_weights=False).to(info.device)
         model.load_state_dict(ckpt["model"])
         loaders = build_pytorchvideo_loaders if cfg.data.backend == "pytorchvideo" else build_loaders
         _, loader = loaders(cfg, None, test_set, info, collate_fn=collate_videos)

@@ -159,7 +159,9 @@ class GlobalBatchNorm(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and is_dist()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce  # differentiable (its backward sums the gradients)
+        from torch.distributed.nn.functional import (
+            all_reduce,  # differentiable (its backward sums the gradients)
+        )
         c = x.shape[1]
         xf = x.float()
         local = torch.cat([xf.sum(0), (xf * xf).sum(0), xf.new_full((1,), float(len(x)))])

@@ -65,6 +65,9 @@ def build_model(cfg: Config, num_classes: int | None = None, *, initial_weights:
     if m.drop_path_rate is not None:
         kwargs["drop_path_rate"] = m.drop_path_rate
     kwargs.update(overrides)
+    if m.pretrained_kwargs.get("inflate") and not m.pretrained:
+        raise ConfigError("model.pretrained is empty but model.pretrained_kwargs.inflate is true: give a 2D "
+                          "ImageNet checkpoint (ours, timm or official) to inflate")
     try:
         model = create_model(m.name, **kwargs)
     except TypeError as e:  # an unknown keyword argument of the model

@@ -22,8 +22,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import distributed as du
-from .checkpoint import (CheckpointError, capture_rng_state, check_state_dict, load_checkpoint, load_model_state,
-                         restore_rng_state)
+from .checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    check_state_dict,
+    load_checkpoint,
+    load_model_state,
+    restore_rng_state,
+)
 from .config import Config, config_to_dict, dump_config
 from .device import autocast, resolve_amp, seed_everything, to_device
 from .distributed import DistInfo

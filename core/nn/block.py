@@ -7,7 +7,15 @@ from timm.layers import DropPath, Mlp
 
 from .attention import WindowAttention
 from .mask import shifted_window_mask
-from .window import Size, crop, cyclic_shift, pad_to_multiple, window_and_shift, window_partition, window_reverse
+from .window import (
+    Size,
+    crop,
+    cyclic_shift,
+    pad_to_multiple,
+    window_and_shift,
+    window_partition,
+    window_reverse,
+)
 
 COMPAT_MODES = ("official", "timm", "torchvision", "timm_dynamic")
 

@@ -186,9 +186,9 @@ VARIANTS_2D: dict[str, dict] = {
     "swin_b": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), drop_path_rate=0.5),
     "swin_l": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), drop_path_rate=0.2),
     "swin_b_384": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), window_size=12,
-                       drop_path_rate=0.5),
+                       drop_path_rate=0.5, img_size=384),
     "swin_l_384": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12,
-                       drop_path_rate=0.2),
+                       drop_path_rate=0.2, img_size=384),
 }
 
 

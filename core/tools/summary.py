@@ -13,16 +13,16 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..nn.registry import create_model
+from ..nn.registry import create_model, model_defaults
 
 
 def default_input(name: str) -> tuple[int, ...]:
-    """Input shape (B=1) at which a registered model is reported."""
-    if name.startswith("video_"):
+    """Input shape (B=1) at which a registered model is reported: its variant's img_size (224 if none), 32 frames."""
+    d = model_defaults(name)
+    if d.get("ndim", 2) == 3:
         return (1, 3, 32, 224, 224)
-    if name.startswith("swin_mlp") and not name.startswith("swin_mlp_b"):
-        return (1, 3, 256, 256)
-    return (1, 3, 384, 384) if name.endswith("384") else (1, 3, 224, 224)
+    size = d.get("img_size") or 224
+    return (1, 3, size, size)
 
 
 def count_macs(model: nn.Module, inputs: Sequence[torch.Tensor]) -> tuple[int, dict[str, int]]:

@@ -8,7 +8,7 @@ import pytest
 
 from core.classification.config import ClassificationConfig
 from core.engine.config import ConfigError, load_config
-from video_swin.config import VideoConfig
+from core.video.config import VideoConfig
 
 
 def _bounded_fields(schema: type, prefix: str = "") -> list[tuple[str, str, float]]:

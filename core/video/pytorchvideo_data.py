@@ -1,4 +1,4 @@
-"""``data.backend: pytorchvideo``: the clip sets of :mod:`video_swin.data` read through pytorchvideo's
+"""``data.backend: pytorchvideo``: the clip sets of :mod:`core.video.data` read through pytorchvideo's
 ``LabeledVideoDataset`` (decord decoder, no audio), as loaders with the signature of
 ``core.engine.data.build_loaders``.
 """
@@ -37,7 +37,10 @@ class PytorchvideoClips(IterableDataset):
         from fractions import Fraction
 
         from pytorchvideo.data import LabeledVideoDataset
-        from pytorchvideo.data.clip_sampling import ConstantClipsPerVideoSampler, RandomClipSampler
+        from pytorchvideo.data.clip_sampling import (
+            ConstantClipsPerVideoSampler,
+            RandomClipSampler,
+        )
 
         self.classes, self.clip_len, self.train = list(source.classes), source.clip_len, not source.test_mode
         self.clips_per_video, self.transform = source.num_clips, source.transform

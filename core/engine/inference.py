@@ -16,13 +16,13 @@ from typing import Any, Iterable, Sequence
 import torch
 import torch.nn as nn
 
-from .convert import load_pretrained, read_state_dict
-from .engine.checkpoint import CheckpointError, load_checkpoint
-from .engine.config import ConfigError, config_from_dict, load_config, parse_overrides
-from .engine.data import DataError
-from .engine.launch import build_model
+from ..convert import load_pretrained, read_state_dict
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import ConfigError, config_from_dict, load_config, parse_overrides
+from .data import DataError
+from .launch import build_model
 
-__all__ = ["LoadedModel", "load_model", "read_recipe", "class_names", "expand_inputs", "topk_rows",
+__all__ = ["LoadedModel", "load_model", "checkpoint_recipe", "class_names", "expand_inputs", "topk_rows",
            "add_model_args", "report_error", "ToolError", "pick_device"]
 
 ToolError = (ConfigError, CheckpointError, DataError)
@@ -38,7 +38,7 @@ class LoadedModel:
     recipe: str        # where the recipe came from: "checkpoint", "<path>/config.yaml" or "--model NAME"
 
 
-def read_recipe(ckpt_path: str, ckpt: dict, schema: type, model_name: str | None = None,
+def checkpoint_recipe(ckpt_path: str, ckpt: dict, schema: type, model_name: str | None = None,
                 opts: Sequence[str] = ()) -> tuple[Any, str]:
     """(config of type ``schema``, where it came from); ``opts`` are ``--opt key=value`` overrides."""
     beside = os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), "config.yaml")
@@ -67,7 +67,7 @@ def load_model(ckpt_path: str, schema: type, *, model_name: str | None = None, o
                need_head: bool = True, device: torch.device | str = "cpu") -> LoadedModel:
     """Build the checkpoint's model from its recipe and load its weights (strictly) for inference."""
     ckpt = load_checkpoint(ckpt_path)
-    cfg, recipe = read_recipe(ckpt_path, ckpt, schema, model_name, opts)
+    cfg, recipe = checkpoint_recipe(ckpt_path, ckpt, schema, model_name, opts)
     if model_name and recipe != f"--model {model_name}" and model_name != cfg.model.name:
         raise ConfigError(f"--model {model_name} but {ckpt_path} was trained as {cfg.model.name}")
     try:

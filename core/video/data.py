@@ -4,7 +4,7 @@ Annotations: an mmaction2 list file (``relative/path.mp4 label`` per line), the 
 (``label,youtube_id,time_start,time_end,split``) or a class-folder tree. Decoding opens a decord reader per item
 (in the DataLoader worker) and reads only the sampled frames. A video that cannot be decoded yields a
 ``BrokenVideo`` item that ``collate_videos`` drops and reports in ``batch["skipped"]``.
-``data.backend: pytorchvideo`` reads the same sets through pytorchvideo instead (:mod:`video_swin.pytorchvideo_data`).
+``data.backend: pytorchvideo`` reads the same sets through pytorchvideo instead (:mod:`core.video.pytorchvideo_data`).
 """
 from __future__ import annotations
 

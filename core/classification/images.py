@@ -1,0 +1,65 @@
+"""Image files for the inference tools: a recipe's evaluation transform and class names, a readable-or-reported
+file dataset and its collate."""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .config import ClassificationConfig
+
+__all__ = ["image_transform", "recipe_classes", "ImageFiles", "collate_images"]
+
+
+def image_transform(cfg: ClassificationConfig) -> Callable[[Image.Image], torch.Tensor]:
+    """The recipe's evaluation transform: timm's resize + centre crop + normalise; digits: the whole image
+    resized (bilinear) to img_size, as DigitsDataset upsamples its 8x8 images."""
+    d = cfg.data
+    if d.dataset == "digits":
+        from torchvision.transforms import v2
+        return v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
+                           v2.Resize((d.img_size, d.img_size), antialias=False),
+                           v2.Normalize(list(d.mean), list(d.std))])
+    from .data import build_transform
+    return build_transform(cfg, train=False)
+
+
+def recipe_classes(cfg: ClassificationConfig) -> list[str]:
+    """Class names the recipe's data implies: digits 0-9, the ImageFolder's training class folders if present."""
+    d = cfg.data
+    if d.dataset == "digits":
+        return [str(i) for i in range(10)]
+    train = os.path.join(d.root, d.train_split) if d.root else ""
+    if train and os.path.isdir(train):
+        return sorted(e.name for e in os.scandir(train) if e.is_dir())
+    return []
+
+
+class ImageFiles(Dataset):
+    """Image files as (tensor, index), or (None, index, error) for one that cannot be read."""
+
+    def __init__(self, files: Sequence[str], transform: Callable[[Image.Image], torch.Tensor],
+                 channels: int = 3) -> None:
+        self.files, self.transform = list(files), transform
+        self.mode = {1: "L", 3: "RGB"}.get(channels, "RGB")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        try:
+            with Image.open(self.files[i]) as im:
+                return self.transform(im.convert(self.mode)), i
+        except Exception as e:  # noqa: BLE001 -- PIL raises many kinds on broken files
+            return None, i, f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+
+
+def collate_images(items: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+    """Stack readable images (``x``, ``index``); unreadable ones go to ``errors`` {index: message}."""
+    good = [it for it in items if it[0] is not None]
+    return {"x": torch.stack([it[0] for it in good]) if good else None,
+            "index": torch.tensor([it[1] for it in good], dtype=torch.long),
+            "errors": {it[1]: it[2] for it in items if it[0] is None}}

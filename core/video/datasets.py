@@ -1,0 +1,97 @@
+"""Video data sets from a recipe's ``data`` section: the embedded sets or Kinetics-style folders, list files and CSVs,
+with the classes checked against (and written to) the run folder."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..classification.build import check_num_classes
+from ..engine import ConfigError, run_output_dir
+from ..engine import distributed as du
+from ..engine.data import DataError
+from ..engine.files import atomic_write_text
+from .config import VideoConfig
+from .data import build_video_dataset
+
+__all__ = ["data_paths", "build_datasets", "check_classes", "write_classes", "run_datasets"]
+
+
+def data_paths(cfg: VideoConfig) -> tuple[str, str | None, str | None, str | None]:
+    """root and train / val / test annotation files (the embedded set is generated on first use)."""
+    d = cfg.data
+    if d.dataset == "moving_shapes":
+        from core.video.synthetic import ensure_moving_shapes
+        root = ensure_moving_shapes(d.root or None, num_train=d.num_train, num_val=d.num_val)
+        logging.getLogger("swin").info(f"moving-shapes clips: {root} ({d.num_train} train, {d.num_val} val)")
+        return str(root), str(root / "train.txt"), str(root / "val.txt"), str(root / "val.txt")
+    if not d.root:
+        raise ConfigError("data.root is empty: give the Kinetics video folder (or data.dataset=moving_shapes)")
+    if not os.path.isdir(d.root):
+        raise ConfigError(f"data.root = {d.root!r} is not a folder")
+    for key in ("ann_train", "ann_val", "ann_test", "classes_file"):
+        path = getattr(d, key)
+        if path and not os.path.isfile(path):
+            raise DataError(f"data.{key} = {path!r} is not a file")
+    train = d.ann_train or None
+    val = d.ann_val or None
+    return d.root, train, val, d.ann_test or val
+
+
+def build_datasets(cfg: VideoConfig, split: str = "val") -> tuple[Any, Any, int]:
+    """Training set (one random clip) and validation/test set (clips x crops views per video)."""
+    d = cfg.data
+    root, ann_train, ann_val, ann_test = data_paths(cfg)
+    common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, crop_size=d.crop_size)
+    sub = (lambda s: os.path.join(root, s)) if ann_train is None else (lambda s: root)
+    val_root = d.root_val or sub("val")
+    names = {"classes_file": d.classes_file} if d.classes_file and ann_train and not ann_train.endswith(".csv") else {}
+    try:
+        train = build_video_dataset(sub("train"), ann_train, split="train", short_side=d.short_side,
+                                    scale=tuple(d.scale), hflip=d.hflip, **names, **common)
+        evalset = _eval_set(cfg, split, val_root, ann_val, ann_test, train.classes, common)
+    except (ValueError, OSError) as e:  # malformed list / CSV files, unreadable folders: name the file
+        raise DataError(str(e)) from None
+    if list(evalset.classes) != list(train.classes):
+        raise ConfigError(f"validation classes differ from training classes ({len(evalset.classes)} vs "
+                          f"{len(train.classes)})")
+    return train, evalset, train.num_classes
+
+
+def _eval_set(cfg: VideoConfig, split: str, root: str, ann_val: str | None, ann_test: str | None,
+              classes: Sequence[str], common: dict) -> Any:
+    """Validation (val_num_clips x 1 crop) or test (num_clips x num_crops) views of every video."""
+    d = cfg.data
+    if split == "test":
+        return build_video_dataset(root, ann_test, split="test", num_clips=d.num_clips, num_crops=d.num_crops,
+                                   classes=classes, **common)
+    return build_video_dataset(root, ann_val, split="test", num_clips=d.val_num_clips, num_crops=1, classes=classes,
+                               **common)
+
+
+def check_classes(folder: str, classes: Sequence[str]) -> None:
+    """A run's classes.txt in ``folder``, if any, must list exactly ``classes``."""
+    path = os.path.join(folder, "classes.txt")
+    if os.path.exists(path):
+        old = Path(path).read_text().splitlines()
+        if old != list(classes):
+            raise ConfigError(f"{path} lists {len(old)} classes that differ from this data set's "
+                              f"{len(classes)}; resume with the data the run was started with")
+
+
+def write_classes(output_dir: str, classes: Sequence[str]) -> None:
+    """classes.txt next to the checkpoints (rank 0, atomically)."""
+    if du.is_main():
+        atomic_write_text(os.path.join(output_dir, "classes.txt"), "\n".join(classes) + "\n")
+
+
+def run_datasets(cfg: VideoConfig) -> tuple[Any, Any, int]:
+    """:func:`build_datasets`, its classes checked against the run's classes.txt (and written there)."""
+    train_ds, val_ds, num_classes = build_datasets(cfg)
+    out = run_output_dir(cfg)
+    for folder in {out, os.path.dirname(cfg.train.resume)} - {""}:
+        check_classes(folder, train_ds.classes)
+    write_classes(out, train_ds.classes)
+    check_num_classes(cfg, num_classes)
+    return train_ds, val_ds, num_classes

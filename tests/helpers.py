@@ -21,17 +21,18 @@ TINY_MODEL = dict(embed_dim=24, depths=(2, 2), num_heads=(2, 4), window_size=4, 
 
 
 def interrupt_at(monkeypatch, step: int) -> None:
-    """Make the trainer's ``step``-th training step (counted from 1) raise KeyboardInterrupt, as a kill would."""
-    from core.engine import Trainer
-    real_step, calls = Trainer.train_step, {"n": 0}
+    """Make every trainer's ``step``-th training step (counted from 1) raise KeyboardInterrupt, as a kill would."""
+    from core.engine import callbacks
 
-    def dying_step(self, batch):
-        calls["n"] += 1
-        if calls["n"] == step:
-            raise KeyboardInterrupt("killed")
-        return real_step(self, batch)
+    class Interrupt(callbacks.Callback):
+        calls = 0
 
-    monkeypatch.setattr(Trainer, "train_step", dying_step)
+        def on_train_step(self, trainer, out):
+            self.calls += 1
+            if self.calls == step:
+                raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(callbacks, "EXTRA", [Interrupt()])
 
 
 def tiny_swin(**kw) -> torch.nn.Module:

@@ -41,7 +41,7 @@ def test_train_checkpoint_and_multiview_test_agree(shapes, tmp_path, capsys):
     rows = (tmp_path / "test" / "test_scores.csv").read_text().splitlines()
     assert len(rows) == 17 and rows[0].startswith("video,label,pred,left,right,up,down")
     # training curves from the run's metrics
-    from core.tools.plot import plot_runs, read_metrics
+    from core.engine.curves import plot_runs, read_metrics
     assert [r["epoch"] for r in read_metrics(str(out))["epoch"]] == [1, 2]
     png = plot_runs([str(out)], str(tmp_path / "curves.png"))
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

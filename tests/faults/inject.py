@@ -17,34 +17,37 @@ import sys
 
 import torch
 
-from core.engine import Trainer
+from core.engine import callbacks
+
+
+class Fault(callbacks.Callback):
+    """Injects ``fault`` at training step ``at`` of this process (a callback every trainer here adds)."""
+
+    def __init__(self, fault: str, at: int) -> None:
+        self.fault, self.at, self.calls = fault, at, 0
+
+    def on_train_step(self, trainer, out):
+        self.calls += 1
+        if self.calls != self.at:
+            return None
+        if self.fault == "nan":
+            return {**out, "loss": out["loss"] * float("nan")}
+        if self.fault == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif self.fault == "sigkill_in_save":  # the next checkpoint dies half-written, inside torch.save
+            def dying_save(obj, f, *a, **k):
+                f.write(b"PK\x03\x04 half a checkpoint")
+                f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+            torch.save = dying_save
+        else:
+            os.kill(os.getpid(), getattr(signal, self.fault.upper()))
+        return None
 
 
 def install(fault: str, at: int) -> None:
-    """Patch the trainer so that step ``at`` injects ``fault``."""
-    calls = {"n": 0}
-    real_step, real_save = Trainer.train_step, torch.save
-
-    def step(self, batch):
-        calls["n"] += 1
-        out = real_step(self, batch)
-        if calls["n"] == at:
-            if fault == "nan":
-                out = {**out, "loss": out["loss"] * float("nan")}
-            elif fault == "sigkill":
-                os.kill(os.getpid(), signal.SIGKILL)
-            elif fault == "sigkill_in_save":
-                def dying_save(obj, f, *a, **k):
-                    f.write(b"PK\x03\x04 half a checkpoint")
-                    f.flush()
-                    os.kill(os.getpid(), signal.SIGKILL)
-                torch.save = dying_save
-            else:
-                os.kill(os.getpid(), getattr(signal, fault.upper()))
-        return out
-
-    Trainer.train_step = step
-    del real_save
+    """Every trainer of this process injects ``fault`` at step ``at``."""
+    callbacks.EXTRA.append(Fault(fault, at))
 
 
 def main() -> None:

@@ -1,0 +1,92 @@
+"""One epoch's progress: the bar, the scalars of a log interval (read from the device once per interval), the
+epoch's running sums, samples/s and the ETA; rows go to metrics.jsonl (and TensorBoard)."""
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any, Mapping
+
+import torch
+from tqdm import tqdm
+
+from . import distributed as du
+
+if TYPE_CHECKING:
+    from .resume import MidEpoch
+    from .trainer import Trainer
+
+__all__ = ["EpochProgress", "hms"]
+
+
+def hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class EpochProgress:
+    """Progress of epoch ``epoch`` from iteration ``start`` (a mid-epoch resume brings its sums and window)."""
+
+    def __init__(self, trainer: Trainer, epoch: int, start: int, resume: MidEpoch | None = None) -> None:
+        self.tr, self.epoch, self.start = trainer, epoch, start
+        self.n = trainer.iters_per_epoch
+        self.sums: dict[str, float] = dict(resume.epoch_sums) if resume else {}
+        self.window = [{k: torch.tensor(v) for k, v in w.items()} for w in (resume.window if resume else [])]
+        cfg = trainer.cfg
+        self.iters_after = (cfg.train.epochs - epoch - 1) * self.n  # iterations of later epochs
+        self.bar = tqdm(total=self.n, initial=start, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", dynamic_ncols=True,
+                        mininterval=1.0, disable=not (trainer.info.is_main and cfg.train.progress))
+        self.t0 = self.t_log = time.perf_counter()
+
+    def update(self, i: int, out: Mapping[str, Any] | None, grad_norm: torch.Tensor | None) -> None:
+        """After iteration ``i``: keep its scalars (None: a skipped step), log at the interval's end."""
+        if out is not None:
+            self.window.append({k: (v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v)))
+                                for k, v in out.items()})
+        self.bar.update(1)
+        if ((i + 1) % self.tr.cfg.train.log_interval and i + 1 != self.n) or not self.window:
+            return
+        tr = self.tr
+        row = self._read_window(i)
+        for k, v in row.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v * len(self.window)
+        now = time.perf_counter()
+        sps = tr.batch_size * tr.info.world_size * len(self.window) / max(now - self.t_log, 1e-9)
+        row = {"epoch": self.epoch + 1, "iter": i + 1, "loss": row.pop("loss"), "lr": tr.lr_now(),
+               "samples_per_s": sps, **row}
+        if grad_norm is not None:
+            row["grad_norm"] = float(grad_norm)
+        if tr.runlog is not None:
+            tr.runlog.log("train", self.epoch * self.n + i + 1, row)
+        eta = (now - self.t0) / (i + 1 - self.start) * (self.n - i - 1 + self.iters_after)
+        self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{tr.lr_now():.2e}", sps=f"{sps:.1f}", eta=hms(eta),
+                             refresh=False)
+        self.window, self.t_log = [], now
+
+    def snapshot(self) -> tuple[dict[str, float], list[dict[str, float]]]:
+        """The running sums and the unlogged window, as plain numbers (for a mid-epoch checkpoint)."""
+        return dict(self.sums), [{k: float(v) for k, v in w.items()} for w in self.window]
+
+    def close(self) -> dict[str, float]:
+        """The epoch's mean of every logged scalar over all ranks, and its time."""
+        self.bar.close()
+        keys = sorted(self.sums)
+        stats = torch.tensor([self.sums[k] for k in keys] + [float(self.n)], dtype=torch.float64)
+        if self.tr.info.distributed:
+            stats = du.all_reduce_sum(stats.to(self.tr.device)).cpu()
+        means = {k: float(stats[j] / max(1.0, float(stats[-1]))) for j, k in enumerate(keys)}
+        return {"train_loss": means.pop("loss", float("nan")), "epoch_time_s": time.perf_counter() - self.t0, **means}
+
+    def _read_window(self, last: int) -> dict[str, float]:
+        """Means of the interval's scalars: one device-to-host copy; a non-finite loss stops the run."""
+        keys = list(self.window[0])
+        values = torch.stack([torch.stack([w[k].reshape(()) for k in keys]) for w in self.window]).cpu().double()
+        losses = values[:, keys.index("loss")]
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            j = int(bad[0])
+            last_ckpt = os.path.join(self.tr.output_dir, "last.pth")
+            kept = (f"the last checkpoint {last_ckpt} is kept" if os.path.isfile(last_ckpt)
+                    else "no checkpoint was written")
+            raise FloatingPointError(f"loss is {float(losses[j])} at epoch {self.epoch + 1} iteration "
+                                     f"{last - len(self.window) + 2 + j}; stopping ({kept})")
+        return dict(zip(keys, values.mean(0).tolist()))

@@ -1,0 +1,242 @@
+"""A run's checkpoint state: what a training checkpoint holds, writing it (best.pth, last.pth) and continuing it
+exactly, inside an epoch too (:class:`MidEpoch`: the epoch's data is replayed from its starting RNG)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+import torch
+
+from . import distributed as du
+from .checkpoint import CheckpointError, capture_rng_state, check_state_dict, load_checkpoint, load_model_state, \
+    restore_rng_state
+from .config import config_to_dict
+from .device import seed_everything
+from .files import atomic_copy, atomic_save
+from .rundir import mark_latest
+from .task import Task
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+__all__ = ["MidEpoch", "state_dict", "save", "restore", "load_weights", "load_or_name_alternative", "read_json"]
+
+
+@dataclass
+class MidEpoch:
+    """A checkpoint written inside an epoch: the iteration, every rank's RNG at the epoch's start, the running
+    sums and the unlogged window; ``rng`` is this rank's RNG at the checkpoint (when continuing it)."""
+    iteration: int
+    epoch_rng: Any
+    epoch_sums: dict[str, float] = field(default_factory=dict)
+    window: list[dict[str, float]] = field(default_factory=list)
+    rng: Any = None
+
+    def state(self) -> dict[str, Any]:
+        return {"iter_in_epoch": self.iteration, "epoch_rng": self.epoch_rng, "epoch_sums": self.epoch_sums,
+                "window": self.window}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Mapping[str, Any], rank: int) -> MidEpoch:
+        return cls(int(ckpt["iter_in_epoch"]), ckpt["epoch_rng"][rank], dict(ckpt.get("epoch_sums", {})),
+                   list(ckpt.get("window", [])), ckpt["rng"][rank])
+
+
+def state_dict(tr: Trainer, mid: MidEpoch | None = None) -> dict[str, Any]:
+    """Everything needed to continue the run exactly (RNG states of all ranks included)."""
+    rng = du.all_gather_object(capture_rng_state())
+    ema = tr.ema.module if tr.ema is not None else None
+    return {
+        "model": tr.task.backbone_state(),
+        "task": tr.task.task_state(),
+        "optimizer": tr.optimizer.state_dict(),
+        "scheduler": tr.scheduler.state_dict(),
+        "scaler": tr.scaler.state_dict() if tr.scaler is not None else None,
+        "ema": ema.backbone_state() if ema is not None else None,
+        "ema_task": ema.task_state() if ema is not None else None,
+        "epoch": tr.epoch,
+        "iteration": tr.num_updates,
+        **tr.tracker.state_dict(),
+        "rng": rng,
+        "world_size": tr.info.world_size,
+        "config": config_to_dict(tr.cfg),
+        **(mid.state() if mid is not None else {}),
+    }
+
+
+def save(tr: Trainer, is_best: bool, mid: MidEpoch | None = None) -> str | None:
+    """Write best.pth (when best) and then last.pth, atomically, on rank 0; all ranks must call (RNG gather).
+
+    best.pth is complete before last.pth records it, and weights that are not finite are never written.
+    """
+    bad = [n for n, p in tr.task.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise FloatingPointError(f"the weights are not finite at epoch {tr.epoch + 1} ({bad[:3]}...); no "
+                                 f"checkpoint was written (the last good one stays in {tr.output_dir})")
+    state = state_dict(tr, mid)
+    if not tr.info.is_main:
+        return None
+    last, best = os.path.join(tr.output_dir, "last.pth"), os.path.join(tr.output_dir, "best.pth")
+    try:
+        if is_best:
+            atomic_save(state, best)
+            atomic_copy(best, last)
+        else:
+            atomic_save(state, last)
+        mark_latest(tr.output_dir)
+    except OSError as e:
+        raise CheckpointError(f"cannot write a checkpoint into {tr.output_dir}: {e.strerror or e} (the "
+                              f"previous checkpoint there is intact)") from None
+    return last
+
+
+def restore(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> MidEpoch | None:
+    """Restore a :func:`state_dict` into the trainer; a mismatch raises CheckpointError before anything changes.
+    Returns where to continue inside the interrupted epoch, if the checkpoint was written inside one."""
+    _validate(tr, ckpt, source)
+    if "config" in ckpt:
+        changed = _changes(ckpt["config"], config_to_dict(tr.cfg))
+        if changed:
+            tr.log.warning(f"resuming {source} with changed settings: {'; '.join(changed)}; the lr schedule "
+                           f"is rebuilt from this config at the resumed position")
+    _restore_weights(tr, ckpt, source)
+    tr.epoch = int(ckpt["epoch"])
+    inside = int(ckpt.get("iter_in_epoch", 0))
+    # the schedule's position from epochs done (the saved update count assumed the saved batch geometry)
+    tr.num_updates = tr.epoch * tr.updates_per_epoch + math.ceil(inside / tr.accum)
+    if tr.num_updates != int(ckpt["iteration"]):
+        tr.log.warning(f"{source}: {ckpt['iteration']} updates were made with another batch geometry; the "
+                       f"schedule continues at update {tr.num_updates} of {tr.total_updates}")
+    tr.tracker.load_state_dict(ckpt)
+    rng = ckpt.get("rng")
+    same_world = isinstance(rng, list) and len(rng) == tr.info.world_size
+    mid = None
+    if inside and same_world and inside < tr.iters_per_epoch:
+        mid = MidEpoch.from_checkpoint(ckpt, tr.info.rank)  # replayed by the epoch loop, which restores the RNG
+    elif inside:
+        tr.log.warning(f"{source} was saved inside epoch {tr.epoch + 1} with another world size or epoch "
+                       f"length; that epoch restarts from its beginning")
+    if same_world and mid is None:
+        restore_rng_state(rng[tr.info.rank])
+    elif not same_world:
+        tr.log.warning(f"{source} was saved with another world size; RNG streams reseeded, the run "
+                       f"continues but is not bit-identical to an uninterrupted one")
+        seed_everything(tr.cfg.train.seed + 1000 * tr.epoch + tr.info.rank)
+    return mid
+
+
+def _validate(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> None:
+    missing = [k for k in ("model", "optimizer", "scheduler", "epoch", "iteration") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{source} is not a training checkpoint (missing {missing}); "
+                              f"use model.pretrained to load weights only")
+    try:
+        check_state_dict(tr.task.backbone, ckpt["model"], f"resume file {source}")
+        check_task_state(tr.task, ckpt.get("task") or {}, f"resume file {source}")
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}\n  (that checkpoint is another model's run: give this run another "
+                              f"--output-dir, or continue it with the model settings it was started with)") from None
+    if tr.ema is not None and ckpt.get("ema") is not None:
+        check_state_dict(tr.ema.module.backbone, ckpt["ema"], f"EMA weights in {source}")
+    saved_groups = ckpt["optimizer"].get("param_groups", [])
+    if len(saved_groups) != len(tr.optimizer.param_groups) or any(
+            len(a["params"]) != len(b["params"]) for a, b in zip(saved_groups, tr.optimizer.param_groups)):
+        raise CheckpointError(
+            f"optimizer state in {source} has parameter groups of sizes "
+            f"{[len(g['params']) for g in saved_groups]}, this run has "
+            f"{[len(g['params']) for g in tr.optimizer.param_groups]} (optim.* settings changed?)")
+
+
+def _restore_weights(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> None:
+    """Task, optimizer (with this config's hyper-parameters), scaler and EMA."""
+    tr.task.load_split_state(ckpt["model"], ckpt.get("task") or {})
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in tr.optimizer.param_groups]
+    tr.optimizer.load_state_dict(ckpt["optimizer"])
+    for group, hyper in zip(tr.optimizer.param_groups, fresh):  # this config's lr, wd, betas, scales
+        group.update(hyper)
+    if tr.scaler is not None and ckpt.get("scaler"):
+        tr.scaler.load_state_dict(ckpt["scaler"])
+    if tr.ema is not None:
+        if ckpt.get("ema") is not None:
+            tr.ema.module.load_split_state(ckpt["ema"], ckpt.get("ema_task") or tr.task.task_state())
+        else:
+            tr.log.warning(f"{source} has no EMA weights; EMA restarts from the model")
+            tr.ema.module.load_state_dict(tr.task.state_dict())
+
+
+def load_weights(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> None:
+    """Load only the backbone (and EMA) weights from a training checkpoint or a bare state dict."""
+    sd = ckpt["model"] if "model" in ckpt and isinstance(ckpt["model"], Mapping) else ckpt
+    load_model_state(tr.task.backbone, sd, f"weights in {source}")
+    if tr.ema is not None:
+        ema = ckpt.get("ema") if isinstance(ckpt.get("ema"), Mapping) else None
+        load_model_state(tr.ema.module.backbone, ema if ema is not None else sd, f"EMA weights in {source}")
+    epoch = ckpt.get("epoch", 0)
+    tr.epoch = epoch if isinstance(epoch, int) else 0
+
+
+def check_task_state(task: Task, saved: Mapping[str, torch.Tensor], source: str) -> None:
+    """The task's own state (outside the backbone) must match key for key and shape for shape."""
+    own = task.task_state()
+    missing = sorted(set(own) - set(saved))
+    unexpected = sorted(set(saved) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(saved[k].shape)} vs task {tuple(own[k].shape)}"
+              for k in own if k in saved and tuple(saved[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        raise CheckpointError(f"{source}: the {type(task).__name__} state does not match (missing {missing[:10]}, "
+                              f"unexpected {unexpected[:10]}, shapes {shapes[:10]})")
+
+
+def load_or_name_alternative(path: str) -> dict:
+    """load_checkpoint, or a CheckpointError that names the readable checkpoints beside an unreadable one."""
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as e:
+        folder = os.path.dirname(path)
+        good = []
+        for name in ("last.pth", "best.pth"):
+            other = os.path.join(folder, name)
+            if other != path and os.path.isfile(other):
+                try:
+                    good.append(f"{other} (epoch {load_checkpoint(other).get('epoch')})")
+                except CheckpointError:
+                    pass
+        hint = f"; readable: {', '.join(good)}: continue from it with --resume" if good else ""
+        raise CheckpointError(f"{e}{hint}") from None
+
+
+def read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+_IGNORED_CHANGES = ("name", "train.output_dir", "train.resume", "train.progress", "train.tensorboard",
+                    "train.eval_only", "train.device")
+
+
+def _changes(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for the settings that differ between a checkpoint's config and this run's."""
+    return [f"{k}: {_lookup(old, k)!r} -> {_lookup(new, k)!r}" for k in _flat_diff(old, new)
+            if not k.startswith(_IGNORED_CHANGES)]
+
+
+def _flat_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _flat_diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [prefix.rstrip(".")] if a != b else []
+
+
+def _lookup(d: Any, key: str) -> Any:
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d

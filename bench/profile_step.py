@@ -2,7 +2,7 @@
 
 torch.profiler (CPU) over one call after two warm-up calls, of our model or the reference (timm for swin_t,
 torchvision for swin3d_t) on the bench's inputs; prints the operators by self CPU time (the profiles quoted in
-bench/RESULTS.md) and the matmul share (mm, addmm, bmm, the fused attention kernels).
+results/README.md) and the matmul share (mm, addmm, bmm, the fused attention kernels).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ _BIAS_CACHE_SIZE = 8  # folded bias+mask tensors kept per attention module (one 
 
 
 def use_sdpa(impl: str, x: torch.Tensor) -> bool:
-    """Resolve 'auto' to what measured faster (bench/RESULTS.md): SDPA on GPU and for CPU inference; the explicit
+    """Resolve 'auto' to what measured faster (results/README.md): SDPA on GPU and for CPU inference; the explicit
     matmul-softmax-matmul for CPU training (the bias needs its gradient there, so CPU SDPA falls back to its math
     kernel, which also expands the mask to every image)."""
     if impl == "auto":

@@ -1,0 +1,2 @@
+"""Video data every method shares: the clip reader (decord), transforms, the embedded synthetic sets, the
+pytorchvideo backend, the video data section, data sets from a recipe and the video classification task."""

@@ -21,7 +21,7 @@ from .config import Config, ConfigError, dump_config, load_config
 from .data import DataError
 from .metrics import setup_logging
 from .preempt import EXIT_PREEMPTED, Preempted
-from .rundir import latest_run_dir, resume_path, run_output_dir, runs_root
+from .rundir import latest_run_dir, resolve_run, resume_path, runs_root
 from .trainer import Trainer
 
 __all__ = ["parse_args", "build_model", "describe_load", "launch"]
@@ -146,11 +146,12 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
                 raise ConfigError(f"--eval-only: no run of {cfg.name!r} with a best.pth under {runs_root(cfg)}; "
                                   f"give --output-dir RUN or --resume CHECKPOINT")
             cfg.train.output_dir = latest
-        setup_logging(run_output_dir(cfg), info.is_main)
+        run = resolve_run(cfg)  # the folder and the checkpoint to continue, decided once
+        setup_logging(run.output_dir, info.is_main)
         if info.is_main:
             print("resolved config:\n" + dump_config(cfg), flush=True)
         task, train_loader, val_loader = setup(cfg, info)
-        Trainer(cfg, task, None if cfg.train.eval_only else train_loader, val_loader, info=info).fit()
+        Trainer(cfg, task, None if run.eval_only else train_loader, val_loader, info=info, run=run).fit()
         return 0
     except Preempted:
         return EXIT_PREEMPTED  # the checkpoint is written and the log says how to continue

@@ -10,12 +10,35 @@ from __future__ import annotations
 import os
 import re
 import time
+from dataclasses import dataclass
 
 from . import distributed as du
 from .checkpoint import CheckpointError
 from .config import Config
 
-__all__ = ["runs_root", "new_run_dir", "mark_latest", "latest_run_dir", "run_output_dir", "resume_path", "eval_checkpoint"]
+__all__ = ["RunContext", "resolve_run", "runs_root", "new_run_dir", "mark_latest", "latest_run_dir", "run_output_dir",
+           "resume_path", "eval_checkpoint"]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a run writes and what it continues, decided once (by ``launch``) before anything is built."""
+    output_dir: str
+    resume: str | None       # the checkpoint training continues from (None: a fresh start)
+    eval_only: bool = False
+
+    @property
+    def continuing(self) -> bool:
+        """A checkpoint replaces the initial weights (a resume or an evaluation): skip loading model.pretrained."""
+        return self.resume is not None or self.eval_only
+
+
+def resolve_run(cfg: Config) -> RunContext:
+    """The run's folder (``train.output_dir``, else a fresh one, recorded in the config so the saved recipe names it)
+    and the checkpoint it continues from; every later step reads this instead of deciding again."""
+    cfg.train.output_dir = cfg.train.output_dir or new_run_dir(cfg)
+    eval_only = bool(cfg.train.eval_only)
+    return RunContext(cfg.train.output_dir, None if eval_only else resume_path(cfg), eval_only)
 
 
 def runs_root(cfg: Config) -> str:

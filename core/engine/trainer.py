@@ -36,7 +36,7 @@ from .optim import build_optimizer, build_scheduler, scaled_lrs
 from .preempt import EXIT_PREEMPTED, Preempted, RunLock, StopSignals, remove_stale_temps
 from .progress import EpochProgress
 from .resume import MidEpoch
-from .rundir import eval_checkpoint, resume_path, run_output_dir
+from .rundir import RunContext, eval_checkpoint, resolve_run
 from .task import EvalEnv, Task
 
 __all__ = ["Trainer"]
@@ -64,7 +64,8 @@ class Trainer:
     """Runs ``cfg.train.epochs`` epochs of a task with evaluation, logging, callbacks and exact resume."""
 
     def __init__(self, cfg: Config, task: Task, train_loader: Iterable | None, val_loader: Any = None, *,
-                 info: DistInfo | None = None, callbacks: Sequence[Callback] = ()) -> None:
+                 info: DistInfo | None = None, run: RunContext | None = None,
+                 callbacks: Sequence[Callback] = ()) -> None:
         if not isinstance(task, Task):
             raise TypeError(f"Trainer runs a core.engine.task.Task, got {type(task).__name__}")
         self.cfg = cfg
@@ -73,7 +74,8 @@ class Trainer:
         self.train_loader = train_loader
         self.val_loader = val_loader
         t = cfg.train
-        self.output_dir = run_output_dir(cfg)
+        self.run = run or resolve_run(cfg)
+        self.output_dir = self.run.output_dir
         self.log = setup_logging(self.output_dir, self.info.is_main)
         self.amp_dtype = resolve_amp(t.amp, self.device)
         self.env = EvalEnv(self.device, self.amp_dtype, t.progress)
@@ -307,7 +309,7 @@ class Trainer:
 
     def _fit(self) -> dict[str, Any]:
         cfg, t = self.cfg, self.cfg.train
-        resume = resume_path(cfg)
+        resume = self.run.resume
         if resume:
             self._resume = ckpt_state.restore(self, ckpt_state.load_or_name_alternative(resume), resume)
             where = f"epoch {self.epoch}" + (f" + {self._resume.iteration} iterations" if self._resume else "")

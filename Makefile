@@ -20,6 +20,7 @@ train: $(STAMP)
 	$(BIN)/python -m video_swin.train $(ARGS)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q --durations=15 $(ARGS)
 
 bench: $(STAMP)

@@ -17,13 +17,13 @@ import torch
 
 from core.engine.config import config_to_dict, load_config
 from core.engine.device import resolve_amp
-from core.engine.launch import build_model
 from core.engine.inference import load_model, pick_device
+from core.engine.launch import build_model
 from core.video.config import VideoConfig
 from core.video.data import default_stride
-from video_swin.extract_features import SlidingClips, extract, plan
 from core.video.synthetic import ensure_moving_shapes
 from video_swin import DEFAULT_CONFIG
+from video_swin.extract_features import SlidingClips, extract, plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:

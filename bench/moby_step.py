@@ -12,9 +12,9 @@ import argparse
 
 import torch
 
+from bench.run import append_jsonl, peak_gib, timeit
 from core import create_model
 from core.engine.device import autocast
-from bench.run import append_jsonl, peak_gib, timeit
 from moby.task import MoBY
 
 

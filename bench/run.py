@@ -332,6 +332,12 @@ def pretrain_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+
+def _cell(r: dict) -> str:
+    """A timed row as 'ms (items/s, peak GiB)'."""
+    peak = f", {r['peak_gib']:.2f} GiB" if r["peak_gib"] == r["peak_gib"] else ""
+    return f"{1000 * r['sec']:.1f} ms ({r['items_per_s']:.1f}/s{peak})"
+
 def side_by_side(rows: list[dict]) -> str:
     """The older RESULTS.md layout: one line per (task, mode), every contender's time and rate, ratios vs our best."""
     refs = ["timm", "torchvision"]
@@ -342,11 +348,9 @@ def side_by_side(rows: list[dict]) -> str:
     for key in dict.fromkeys((r["task"], r["mode"]) for r in rows):
         group = {r["model"]: r for r in rows if (r["task"], r["mode"]) == key}
         first = next(iter(group.values()))
-        cell = lambda r: (f"{1000 * r['sec']:.1f} ms ({r['items_per_s']:.1f}/s"
-                          + (f", {r['peak_gib']:.2f} GiB" if r["peak_gib"] == r["peak_gib"] else "") + ")")
         best = min(r["sec"] for n, r in group.items() if n.startswith("ours"))
         lines.append(f"| {key[0]} {'x'.join(map(str, first['input']))} | {key[1]} | {first['amp']} | "
-                     + " | ".join(cell(group[n]) if n in group else "-" for n in names) + " | "
+                     + " | ".join(_cell(group[n]) if n in group else "-" for n in names) + " | "
                      + " | ".join(f"**{group[n]['sec'] / best:.2f}**" if n in group else "-" for n in refs) + " |")
     return "\n".join(lines)
 

@@ -13,10 +13,10 @@ import json
 
 import torch
 
+from bench.run import append_jsonl, peak_gib, timeit
 from core import create_model
 from core.engine.device import autocast
 from core.engine.optim import build_param_groups
-from bench.run import append_jsonl, peak_gib, timeit
 from simmim import MaskGenerator, SimMIM
 
 

@@ -19,8 +19,7 @@ import timm
 import torch
 import torchvision
 
-from core import create_model
-from core import load_pretrained
+from core import create_model, load_pretrained
 
 
 def contenders() -> dict[str, torch.nn.Module]:

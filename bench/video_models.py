@@ -2,11 +2,13 @@
 
 The peers are pytorchvideo's Kinetics-400 zoo architectures built by its own hub builders with random weights
 (``pytorchvideo.models.hub.mvit_base_16x4`` and ``slowfast_r50`` with ``pretrained=False``, and
-``pytorchvideo.models.x3d.create_x3d``, which is the hub's ``x3d_m`` at other clip sizes; nothing is downloaded), next to ours (``video_swin_t`` from the registry, 400 classes). Per model and clip size: parameters,
+``pytorchvideo.models.x3d.create_x3d``, which is the hub's ``x3d_m`` at other clip sizes; nothing is downloaded),
+next to ours (``video_swin_t`` from the registry, 400 classes). Per model and clip size: parameters,
 multiply-accumulates of one clip (PyTorch's flop counter / 2, as papers and the pytorchvideo zoo count them),
 clips/s of inference (forward under no_grad) and of a training step (forward + cross-entropy + backward + AdamW;
 bench.run's ``make_step``), the models of one clip timed in interleaved rounds (bench.run's ``bench_group``, median
-of ``--repeat``), and each step's peak memory (CUDA allocator, or live CPU tensors under the profiler), and the published Kinetics-400 top-1 with the test views it was measured with.
+of ``--repeat``), and each step's peak memory (CUDA allocator, or live CPU tensors under the profiler), and the
+published Kinetics-400 top-1 with the test views it was measured with.
 
 Clip sizes: ``same`` builds every model for the one clip of ``--clip T S`` (the models that fix their input size
 get the matching pos-embedding / pooling sizes: MViT ``temporal_size``/``spatial_size``, X3D
@@ -124,6 +126,14 @@ def run_clip(names: list[str], t: int, s: int, kind: str, args: argparse.Namespa
     return list(rows.values())
 
 
+
+def _rate(r: dict, mode: str) -> str:
+    """clips/s of a mode (and its peak memory), or '-' when it was not timed."""
+    if f"{mode}_sec" not in r:
+        return "-"
+    peak = r[f"{mode}_peak_gib"]
+    return f"{r[f'{mode}_clips_per_s']:.2f}" + (f" ({peak:.1f} GiB)" if peak == peak else "")
+
 def table(rows: list[dict]) -> str:
     """The RESULTS.md table: one line per model and clip."""
     lines = ["| model | clip T x H x W | params (M) | GMACs / clip | inference clips/s | training step clips/s "
@@ -133,10 +143,8 @@ def table(rows: list[dict]) -> str:
         t, h, w = r["clip"]
         clip = f"{t}x{h}x{w}" + (f" (slow {max(1, t // 4)})" if r["model"] == "slowfast_r50" else "")
         clip += " (zoo)" if (t, h) == PEERS[r["model"]].zoo_clip else ""
-        rate = lambda m: (f"{r[f'{m}_clips_per_s']:.2f}" + (f" ({r[f'{m}_peak_gib']:.1f} GiB)"
-                          if r[f"{m}_peak_gib"] == r[f"{m}_peak_gib"] else "")) if f"{m}_sec" in r else "-"
-        lines.append(f"| {r['label']} | {clip} | {r['mparams']:.2f} | {r['gmacs']:.2f} | {rate('infer')} | "
-                     f"{rate('train')} | {r['top1']:.2f} ({r['views']}) | {r['zoo_gmacs']:g} x {r['views']} |")
+        lines.append(f"| {r['label']} | {clip} | {r['mparams']:.2f} | {r['gmacs']:.2f} | {_rate(r, 'infer')} | "
+                     f"{_rate(r, 'train')} | {r['top1']:.2f} ({r['views']}) | {r['zoo_gmacs']:g} x {r['views']} |")
     return "\n".join(lines)
 
 
@@ -174,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         for r in rows[-len(names):]:
             print(f"{r['model']} {t}x{size}x{size}: " + ", ".join(
                 f"{k} {v:.3g}" for k, v in r.items() if k.endswith(("clips_per_s", "gmacs", "peak_gib"))), flush=True)
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     for r in rows:
         r.update(versions, date=date, machine=platform.machine())
     print(f"\n{date}, {device}, batch {args.batch}, {torch.get_num_threads()} threads, "

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .classification.config import ClassificationConfig
+from .classification.images import ImageFiles, collate_images, image_transform
 from .engine.config import ConfigError
 from .engine.data import DataError
 from .engine.device import autocast, resolve_amp
@@ -32,7 +33,6 @@ from .engine.inference import (
     report_error,
     stage_features,
 )
-from .classification.images import ImageFiles, collate_images, image_transform
 
 
 def image_list(list_file: str | None, root: str | None) -> tuple[list[str], list[tuple[str, str]]]:

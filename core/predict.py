@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .classification.config import ClassificationConfig
+from .classification.images import ImageFiles, collate_images, image_transform, recipe_classes
 from .engine.device import autocast, resolve_amp
 from .engine.files import write_json
 from .engine.inference import (
@@ -30,8 +31,6 @@ from .engine.inference import (
     report_problems,
     topk_rows,
 )
-
-from .classification.images import ImageFiles, collate_images, image_transform, recipe_classes
 
 __all__ = ["main"]
 

@@ -33,8 +33,16 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 
 from core.nn.block import SwinBlock
-from core.nn.window import (Size, crop, pad_spatial, pad_to_multiple, padded_size, window_and_shift,
-                         window_partition, window_reverse)
+from core.nn.window import (
+    Size,
+    crop,
+    pad_spatial,
+    pad_to_multiple,
+    padded_size,
+    window_and_shift,
+    window_partition,
+    window_reverse,
+)
 
 
 def shift_padding(size: Sequence[int], window: Size, shift: Size) -> tuple[Size, Size, Size]:

@@ -6,8 +6,8 @@ names and video_swin_v2_t/s/b with core.create_model (entry points in pyproject.
 """
 from .attention import ContinuousPositionBias, CosineWindowAttention, log_spaced_coords
 from .block import SwinV2Block
-from .model import VARIANTS, VARIANTS_3D, SwinTransformerV2, swin_v2
 from .convert import split_qkv_bias, zero_time_offset
+from .model import VARIANTS, VARIANTS_3D, SwinTransformerV2, swin_v2
 
 __all__ = ["ContinuousPositionBias", "CosineWindowAttention", "log_spaced_coords", "SwinV2Block", "VARIANTS",
            "VARIANTS_3D", "SwinTransformerV2", "swin_v2", "split_qkv_bias", "zero_time_offset"]

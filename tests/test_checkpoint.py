@@ -9,12 +9,18 @@ import pytest
 import torch
 import torch.nn as nn
 
-from core.engine.checkpoint import (CheckpointError, capture_rng_state, check_state_dict, load_checkpoint,
-                                    restore_rng_state)
+from core.engine.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    check_state_dict,
+    load_checkpoint,
+    restore_rng_state,
+)
 from core.engine.files import atomic_save
 from core.train import main
+from helpers import DIGITS, interrupt_at
+from helpers import TINY_OPT as TINY
 
-from helpers import DIGITS, TINY_OPT as TINY, interrupt_at
 # dropout-like randomness everywhere: drop path, mixup/cutmix (numpy), random shifts (torch), EMA, label smoothing
 COMMON = ["--opt", TINY, "train.epochs=2", "sched.warmup_epochs=1", "train.max_iters_per_epoch=3",
           "data.batch_size=16", "data.img_size=16", "train.progress=false", "train.tensorboard=false",

@@ -11,8 +11,16 @@ import torch
 from PIL import Image
 
 from core.classification.config import ClassificationConfig
-from core.classification.data import (DataError, DigitsDataset, IGNORE_INDEX, SafeImageFolder, UnreadableImageWarning,
-                                      build_image_datasets, build_transform, check_image_folder)
+from core.classification.data import (
+    IGNORE_INDEX,
+    DataError,
+    DigitsDataset,
+    SafeImageFolder,
+    UnreadableImageWarning,
+    build_image_datasets,
+    build_transform,
+    check_image_folder,
+)
 from core.engine.config import load_config as _load_config
 from core.engine.data import build_loaders
 
@@ -21,8 +29,8 @@ def load_config(path, overrides=None):
     return _load_config(path, overrides, ClassificationConfig)
 from core.engine.distributed import DistInfo
 from core.train import main
-
-from helpers import DIGITS, ROOT, TINY_OPT as TINY
+from helpers import DIGITS, ROOT
+from helpers import TINY_OPT as TINY
 
 
 def _make_tree(root, classes=("cat", "dog"), n=4, size=12, seed=0):

@@ -10,14 +10,14 @@ import torch
 import torch.nn as nn
 
 from core.classification.config import ClassificationConfig
-from core.engine.config import load_config
 from core.classification.task import build_mixup, classification_loss, evaluate_classification
+from core.engine.config import load_config
 from core.engine.distributed import ShardedSampler
 from core.engine.metrics import topk_correct
 from core.engine.outputs import predict
 from core.train import main
-from helpers import DIGITS, TINY_OPT as TINY
-
+from helpers import DIGITS
+from helpers import TINY_OPT as TINY
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,7 +3,6 @@ import torch
 import torch._dynamo as dynamo
 
 from core import create_model
-
 from helpers import TINY_MODEL as TINY
 
 

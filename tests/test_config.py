@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from core.classification.config import ClassificationConfig, DataConfig
-from core.engine.config import (ConfigError, config_from_dict, config_to_dict, dump_config, fld,
-                                parse_overrides)
+from core.engine.config import ConfigError, config_from_dict, config_to_dict, dump_config, fld, parse_overrides
 from core.engine.config import load_config as _load_config
 
 

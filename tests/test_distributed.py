@@ -9,8 +9,9 @@ import torch
 
 from core.engine.checkpoint import load_checkpoint
 from core.train import main
+from helpers import DIGITS, torchrun
+from helpers import TINY_OPT as TINY
 
-from helpers import DIGITS, TINY_OPT as TINY, torchrun
 OPTS = [TINY, "train.epochs=1", "sched.warmup_epochs=0", "train.max_iters_per_epoch=4", "data.batch_size=16",
         "data.eval_batch_size=64", "data.img_size=16", "train.progress=false", "train.tensorboard=false",
         "train.device=cpu"]

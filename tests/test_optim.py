@@ -9,8 +9,6 @@ import torch.nn as nn
 from core.classification.config import ClassificationConfig
 from core.engine.config import load_config
 from core.engine.optim import build_optimizer, build_param_groups, build_scheduler, lr_multiplier, no_weight_decay_names
-
-
 from helpers import tiny_swin
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -79,8 +77,8 @@ def test_scheduler_warmup_cosine_per_update_with_lr_scale():
 
 
 def test_lr_scaled_with_global_batch():
-    cfg = load_config(None, schema=ClassificationConfig, overrides=["optim.lr=1e-3", "optim.lr_base_size=1024", "data.batch_size=64",
-                             "optim.accum_steps=2"])
+    opts = ["optim.lr=1e-3", "optim.lr_base_size=1024", "data.batch_size=64", "optim.accum_steps=2"]
+    cfg = load_config(None, schema=ClassificationConfig, overrides=opts)
     from core.engine.optim import scaled_lrs
     lr, wlr, mlr = scaled_lrs(cfg, 64 * 2 * 2)
     assert math.isclose(lr, 2.5e-4) and math.isclose(wlr, 2.5e-10 * 1000) and math.isclose(mlr, 2.5e-6)

@@ -14,10 +14,10 @@ import torch
 
 pytest.importorskip("decord")
 
+from core.video.synthetic import ensure_moving_shapes
 from video_swin import predict as video_predict
 from video_swin import test as video_test
 from video_swin import train as video_train
-from core.video.synthetic import ensure_moving_shapes
 
 VIDEO_FAST = ["train.progress=false", "train.tensorboard=false", "data.num_workers=0", "data.batch_size=8",
               "data.num_train=16", "data.num_val=8", "data.num_clips=2", "data.num_crops=3",
@@ -106,6 +106,7 @@ def test_video_predict_glob_and_bad_options(video_run, tmp_path, capsys):
 def test_video_predict_torchvision_weights_with_model_name(tmp_path):
     """A torchvision swin3d file (no recipe): --model and --opt give the recipe; scores = torchvision's model."""
     from torchvision.models.video.swin_transformer import SwinTransformer3d
+
     from helpers import randomize_
     tv = randomize_(SwinTransformer3d(patch_size=[2, 4, 4], embed_dim=16, depths=[1, 1], num_heads=[1, 2],
                                       window_size=[4, 4, 4], num_classes=5)).eval()
@@ -120,8 +121,8 @@ def test_video_predict_torchvision_weights_with_model_name(tmp_path):
     assert code == 0
     got = json.loads((tmp_path / "p.json").read_text())
     assert got["recipe"] == "--model video_swin_t"
-    from core.video.config import VideoConfig
     from core.engine.config import load_config
+    from core.video.config import VideoConfig
     cfg = load_config(None, opts, VideoConfig)
     views = video_predict.view_dataset([video], cfg, [str(i) for i in range(5)], 2, 3)[0]["video"]
     with torch.no_grad():
@@ -160,8 +161,9 @@ def digits_ckpt(tmp_path_factory):
 
 
 def test_image_predict_equals_model_on_the_recipe_preprocessing(digits_ckpt, tmp_path, capsys):
-    from core import predict as image_predict
     import torch.nn.functional as F
+
+    from core import predict as image_predict
     path, model, cfg = digits_ckpt
     pngs, images = _digit_pngs(tmp_path / "imgs")
     (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png" * 10)
@@ -186,6 +188,7 @@ def test_image_predict_timm_checkpoint_with_model_name(tmp_path):
     """A timm Swin state dict (no recipe) through --model: scores = timm's own model on the same tensor."""
     timm = pytest.importorskip("timm")
     from PIL import Image
+
     from core import predict as image_predict
     from core.classification.config import ClassificationConfig
     from core.engine.config import load_config

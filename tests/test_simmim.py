@@ -16,12 +16,11 @@ from core.engine import ConfigError
 from core.engine.checkpoint import load_checkpoint
 from core.engine.optim import build_param_groups
 from core.nn.position import resize_bias_table
+from helpers import interrupt_at, randomize_, tiny_kwargs
 from simmim import MaskGenerator, SimMIM, simmim_loss
 from simmim.decoder import PixelShuffleND
 from simmim.pretrain import main as pretrain
 from simmim.task import pixel_mask
-
-from helpers import interrupt_at, randomize_, tiny_kwargs
 
 TINY2D = dict(embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4, patch_size=4, num_classes=0)
 TINY3D = dict(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=(2, 4, 4), patch_size=(2, 4, 4),
@@ -256,9 +255,9 @@ def test_entry_point_fails_at_start_naming_the_value(opt, message, tmp_path, cap
 
 def test_recipes_load_with_their_schema():
     from core.engine.config import load_config
+    from helpers import CONFIGS
     from simmim.config import ImageFinetuneConfig, SimMIMConfig, VideoFinetuneConfig
     from simmim.finetune import is_video_recipe
-    from helpers import CONFIGS
     seen = {}
     for path in sorted((CONFIGS / "simmim").glob("*.yaml")):
         if "_base" in path.name:
@@ -280,6 +279,7 @@ def test_recipes_load_with_their_schema():
 
 def test_visualize_writes_the_picture_and_rejects_bad_input(tmp_path, capsys):
     from PIL import Image
+
     from simmim.visualize import main as visualize
     run = str(tmp_path / "run")
     assert pretrain(["--output-dir", run, *RUN, "train.epochs=1"]) == 0

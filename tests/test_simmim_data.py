@@ -10,10 +10,10 @@ import torch
 
 from core.classification.data import DigitsDataset
 from core.engine.checkpoint import load_checkpoint
+from core.video.synthetic import SPIN_ZOOM_CLASSES, ensure_spin_zoom, render_spin_zoom_clip
 from simmim.config import FinetuneSection, PretrainDataConfig
 from simmim.data import PhotoCrops, load_photos
 from simmim.finetune import label_subset
-from core.video.synthetic import SPIN_ZOOM_CLASSES, ensure_spin_zoom, render_spin_zoom_clip
 
 
 def test_spin_zoom_set_is_real_decodable_mp4(tmp_path):

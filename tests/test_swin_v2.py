@@ -12,9 +12,9 @@ import torchvision
 from timm.models.swin_transformer_v2 import checkpoint_filter_fn
 
 import core
+from core import load_pretrained
 from core.tools.summary import count_macs, report
 from helpers import CONFIGS, randomize_
-from core import load_pretrained
 from swin_v2 import ContinuousPositionBias, log_spaced_coords
 
 torch.set_num_threads(min(2, torch.get_num_threads()))

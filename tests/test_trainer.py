@@ -9,11 +9,9 @@ import torch
 import torch.nn as nn
 
 from core.classification.task import ClassificationTask
-from core.engine.config import ConfigError
 from core.engine import Task, Trainer
+from core.engine.config import ConfigError
 from core.engine.device import resolve_amp
-
-
 from helpers import engine_cfg, tiny_swin
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,8 +12,18 @@ import torch
 decord = pytest.importorskip("decord")
 pytest.importorskip("av")
 
-from core.video.data import (BrokenVideo, BrokenVideoWarning, SkippedVideos, VideoDataset, build_video_dataset, collate_videos,
-                             parse_kinetics_csv, parse_list_file, sample_frame_indices, scan_class_folders)
+from core.video.data import (
+    BrokenVideo,
+    BrokenVideoWarning,
+    SkippedVideos,
+    VideoDataset,
+    build_video_dataset,
+    collate_videos,
+    parse_kinetics_csv,
+    parse_list_file,
+    sample_frame_indices,
+    scan_class_folders,
+)
 from core.video.synthetic import CLASSES, MOVING_SHAPES_RECIPE, ensure_moving_shapes, render_clip, write_mp4
 from core.video.transforms import ThreeCrop, build_video_transform, video_eval_transform
 

@@ -46,7 +46,6 @@ def test_torchvision_swin3d_t_keys_load():
 def to_mmaction2(tv_sd):
     """The official Video-Swin-Transformer checkpoint layout, from torchvision's (independently written) keys."""
     out = {}
-    stage = 0
     for k, v in tv_sd.items():
         m = re.match(r"features\.(\d+)\.(.*)", k)
         if m:

@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
-from video_swin import test as video_test
-from video_swin import train as video_train
 from core.video.synthetic import ensure_moving_shapes
 from helpers import torchrun
+from video_swin import test as video_test
+from video_swin import train as video_train
 
 FAST = ["train.progress=false", "train.tensorboard=false", "data.num_workers=0", "data.batch_size=8",
         "data.num_train=48", "data.num_val=16", "data.num_clips=2", "data.num_crops=1",
@@ -102,8 +102,9 @@ def test_inflation_recipe_needs_a_pretrained_file(shapes, tmp_path, capsys):
 
 def test_inflated_recipe_trains_and_tests_without_the_2d_file(shapes, tmp_path, capsys):
     """Inflate 2D weights at start; the multi-view test later needs only the run's checkpoint."""
-    from core import create_model
     import torch
+
+    from core import create_model
     two_d = create_model("swin_t", embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=4, num_classes=9)
     torch.save({"model": two_d.state_dict()}, tmp_path / "in1k.pth")
     out = tmp_path / "run"

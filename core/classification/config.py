@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from ..engine.config import Config, ConfigError, LoaderConfig, fld
 
@@ -43,7 +43,7 @@ class AugConfig:
     hflip: float = fld(0.5, ge=0.0, le=1.0)
     mixup: float = fld(0.8, ge=0.0, help="mixup alpha, 0 = off")
     cutmix: float = fld(1.0, ge=0.0, help="cutmix alpha, 0 = off")
-    cutmix_minmax: Optional[list[float]] = None
+    cutmix_minmax: list[float] | None = None
     mixup_prob: float = fld(1.0, ge=0.0, le=1.0)
     mixup_switch_prob: float = fld(0.5, ge=0.0, le=1.0)
     mixup_mode: Literal["batch", "pair", "elem"] = "batch"

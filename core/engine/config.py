@@ -26,7 +26,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -58,7 +58,7 @@ class ModelConfig:
     """Which model to build: ``core.create_model(name, num_classes=..., drop_path_rate=..., **kwargs)``."""
     name: str = "swin_t"
     num_classes: int = fld(1000, ge=0, help="0 = take it from the dataset")
-    drop_path_rate: Optional[float] = fld(None, ge=0.0, lt=1.0, help="null = the variant's own value")
+    drop_path_rate: float | None = fld(None, ge=0.0, lt=1.0, help="null = the variant's own value")
     pretrained: str = fld("", help="checkpoint path loaded with core.load_pretrained before training")
     pretrained_kwargs: dict[str, Any] = fld({}, help="extra load_pretrained arguments, e.g. {reset_head: true}")
     kwargs: dict[str, Any] = fld({}, help="extra create_model keyword arguments (embed_dim, depths, ...)")

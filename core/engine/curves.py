@@ -36,8 +36,8 @@ def plot_runs(runs: Sequence[str], out: str, metric: str = "top1") -> str:
         axes[1].plot(x, [r["lr"] for r in train], label=label)
         evals = [r for r in rows.get("epoch", []) if metric in r]
         axes[2].plot([r["epoch"] for r in evals], [r[metric] for r in evals], marker="o", label=label)
-    title = "validation top-1 (%)" if metric == "top1" else f"{metric} (%)" if "top" in metric else metric
-    for ax, title in zip(axes, ("training loss", "learning rate", title)):
+    third = "validation top-1 (%)" if metric == "top1" else f"{metric} (%)" if "top" in metric else metric
+    for ax, title in zip(axes, ("training loss", "learning rate", third)):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -11,8 +11,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 
 from . import distributed as du
-from .checkpoint import CheckpointError, capture_rng_state, check_state_dict, load_checkpoint, load_model_state, \
-    restore_rng_state
+from .checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    check_state_dict,
+    load_checkpoint,
+    load_model_state,
+    restore_rng_state,
+)
 from .config import config_to_dict
 from .device import seed_everything
 from .files import atomic_copy, atomic_save

@@ -1,9 +1,9 @@
 """Where a run writes: a fresh folder per run unless one is named, and which checkpoint a run continues from.
 
 Without ``train.output_dir`` (or ``--output-dir``) each run gets ``$SWIN_OUTPUT_ROOT/<recipe name>/<timestamp>``
-(``outputs/`` by default), so two recipes, or a rerun, never mix; ``<recipe name>/latest`` links to the newest. A run continues from a checkpoint only when
-asked: a named output folder holding ``last.pth`` (a requeued cluster job passes its folder), ``--resume PATH``,
-or ``--resume auto`` (the newest run of the recipe that holds a ``last.pth``).
+(``outputs/`` by default), so two recipes, or a rerun, never mix; ``<recipe name>/latest`` links to the newest.
+A run continues from a checkpoint only when asked: a named output folder holding ``last.pth`` (a requeued cluster
+job passes its folder), ``--resume PATH``, or ``--resume auto`` (the newest run of the recipe that holds a ``last.pth``).
 """
 from __future__ import annotations
 

@@ -21,9 +21,9 @@ import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
+from . import callbacks as cbs
 from . import distributed as du
 from . import resume as ckpt_state
-from . import callbacks as cbs
 from .callbacks import Callback, Callbacks, Curves, Preemption
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from .config import Config, dump_config

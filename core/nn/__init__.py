@@ -1,4 +1,5 @@
-"""Primitives and the backbone: N-d windows, masks, relative positions, attention, blocks, stages, the model, the registry."""
+"""Primitives and the backbone: N-d windows, masks, relative positions, attention, blocks, stages, the model,
+the registry."""
 from .model import VARIANTS_2D, SwinTransformer
 from .registry import create_model, list_models, register_model
 

@@ -95,7 +95,7 @@ class WindowAttention(nn.Module):
         self._bias_cache: dict[tuple, tuple[torch.Tensor | None, torch.Tensor]] = {}
         self._bias_state: tuple = ()
 
-    def train(self, mode: bool = True) -> "WindowAttention":
+    def train(self, mode: bool = True) -> WindowAttention:
         if mode:  # training recomputes the bias on every call: free what eval mode cached
             self._bias_cache.clear()
             self._bias_state = ()

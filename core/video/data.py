@@ -24,7 +24,8 @@ from torchvision import tv_tensors
 from .transforms import build_video_transform
 
 __all__ = [
-    "VIDEO_EXTENSIONS", "BrokenVideo", "BrokenVideoWarning", "SkippedVideos", "VideoDataset", "build_video_dataset", "collate_videos",
+    "VIDEO_EXTENSIONS", "BrokenVideo", "BrokenVideoWarning", "SkippedVideos", "VideoDataset", "build_video_dataset",
+    "collate_videos",
     "parse_list_file", "parse_kinetics_csv", "scan_class_folders", "sample_frame_indices", "sliding_clip_indices",
     "num_sliding_clips", "default_stride", "read_clips",
 ]
@@ -240,7 +241,7 @@ class VideoDataset(Dataset):
     @classmethod
     def from_list_file(cls, list_file: str | os.PathLike, root: str | os.PathLike | None = None, *,
                        num_classes: int | None = None, classes: Sequence[str] | None = None,
-                       classes_file: str | os.PathLike | None = None, **kwargs: Any) -> "VideoDataset":
+                       classes_file: str | os.PathLike | None = None, **kwargs: Any) -> VideoDataset:
         """mmaction2 list file; class names from ``classes``, ``classes_file``, a classes.txt beside the list
         file, or else the label indices ("0", "1", ...; num_classes of them, or max label + 1)."""
         if classes is None and classes_file is None and (Path(list_file).parent / "classes.txt").is_file():
@@ -256,14 +257,14 @@ class VideoDataset(Dataset):
 
     @classmethod
     def from_kinetics_csv(cls, csv_file: str | os.PathLike, root: str | os.PathLike, *,
-                          classes: Sequence[str] | None = None, ext: str = ".mp4", **kwargs: Any) -> "VideoDataset":
+                          classes: Sequence[str] | None = None, ext: str = ".mp4", **kwargs: Any) -> VideoDataset:
         """Official Kinetics CSV; classes default to the sorted labels in the file."""
         samples, classes = parse_kinetics_csv(csv_file, root, classes, ext)
         return cls(samples, classes, **kwargs)
 
     @classmethod
     def from_folder(cls, root: str | os.PathLike, *, classes: Sequence[str] | None = None,
-                    **kwargs: Any) -> "VideoDataset":
+                    **kwargs: Any) -> VideoDataset:
         """Class-folder tree ``root/<class>/<video>``."""
         samples, classes = scan_class_folders(root, classes)
         return cls(samples, classes, **kwargs)

@@ -35,7 +35,7 @@ def install() -> bool:
             raise
     module = importlib.import_module(NEW_NAME)
     sys.modules[OLD_NAME] = module
-    setattr(importlib.import_module("torchvision.transforms"), "functional_tensor", module)
+    importlib.import_module("torchvision.transforms").functional_tensor = module
     return True
 
 

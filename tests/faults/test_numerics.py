@@ -34,11 +34,12 @@ def test_nan_loss_is_skipped_and_counted(tmp_path):
 
 
 def test_non_finite_weights_are_never_saved(tmp_path):
+    import pytest
+    import torch.nn as nn
+
     from core.classification.task import ClassificationTask
     from core.engine import Trainer
     from helpers import engine_cfg
-    import pytest
-    import torch.nn as nn
     net = nn.Linear(4, 3)
     tr = Trainer(engine_cfg(output_dir=str(tmp_path)), ClassificationTask(net), [(torch.randn(4, 4), torch.zeros(4,
                  dtype=torch.long))], None)

@@ -5,28 +5,22 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from core.engine.config import Config, ConfigError, LoaderConfig, fld
+from core.engine.data_fields import ClipSampling, Normalize, VideoSource
+from core.video.sources import is_video_set
 
-__all__ = ["MoBYDataConfig", "ViewAugConfig", "MoBYHeadConfig", "KNNConfig", "ProbeConfig", "MoBYConfig",
-           "VIDEO_DATASETS"]
-
-VIDEO_DATASETS = ("kinetics", "moving_shapes")
+__all__ = ["MoBYDataConfig", "ViewAugConfig", "MoBYHeadConfig", "KNNConfig", "ProbeConfig", "MoBYConfig"]
 
 
 @dataclass
-class MoBYDataConfig(LoaderConfig):
+class MoBYDataConfig(LoaderConfig, Normalize, ClipSampling, VideoSource):
     """Images (ImageFolder root/train, root/val; embedded shapes or digits) or clips (Kinetics, moving shapes)."""
     dataset: Literal["imagefolder", "shapes", "digits", "kinetics", "moving_shapes"] = "imagefolder"
     root: str = fld("", help="ImageFolder / video folder; moving_shapes: cache folder ('' = ~/.cache/swin_suite)")
-    ann_train: str = fld("", help="video list file or official CSV; '' = class folders under root/train")
-    ann_val: str = ""
     train_split: str = "train"
     val_split: str = fld("val", help="the labelled split the kNN monitor queries (its bank: the training split)")
     probe_split: str = fld("val", help="the held-out split the linear probe reports")
     img_size: int = fld(224, ge=1, help="crop size of a view (images and clips)")
     clip_len: int = fld(16, ge=1)
-    frame_interval: int = fld(2, ge=1)
-    mean: list[float] = fld([0.485, 0.456, 0.406])
-    std: list[float] = fld([0.229, 0.224, 0.225])
     num_train: int = fld(4000, ge=8, help="shapes / moving_shapes: generated training items")
     num_val: int = fld(1000, ge=4, help="shapes / moving_shapes: generated validation items")
     num_test: int = fld(1000, ge=4, help="shapes: generated test items")
@@ -35,12 +29,7 @@ class MoBYDataConfig(LoaderConfig):
 
     @property
     def video(self) -> bool:
-        return self.dataset in VIDEO_DATASETS
-
-    def check(self) -> None:
-        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
-            raise ConfigError(f"data.mean / data.std must have the same length and std > 0, got {self.mean}, "
-                              f"{self.std}")
+        return is_video_set(self.dataset)
 
 
 @dataclass

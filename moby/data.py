@@ -21,12 +21,13 @@ from core.classification.shapes import ShapesDataset
 from core.engine.data import DataError, build_loaders
 from core.engine.distributed import DistInfo
 from core.video.data import VideoDataset, build_video_dataset, collate_videos
+from core.video.sources import video_paths
 from core.video.transforms import ToCTHW, video_eval_transform
 
 from .config import MoBYConfig, MoBYDataConfig, ViewAugConfig
 
 __all__ = ["byol_transform", "eval_transform", "TwoViewDataset", "Indexed", "TwoClipDataset", "build_pretrain_sets",
-           "build_labelled_set", "video_paths"]
+           "build_labelled_set"]
 
 
 def _blur_kernel(size: int) -> int:
@@ -121,17 +122,6 @@ class TwoClipDataset(VideoDataset):
 
 
 # ------------------------------------------------------------------------------------------------ builders
-def video_paths(d: MoBYDataConfig) -> tuple[str, str | None, str | None]:
-    """(root, train list, val list) of the clips; the embedded set is generated on first use."""
-    if d.dataset == "moving_shapes":
-        from core.video.synthetic import ensure_moving_shapes
-        root = ensure_moving_shapes(d.root or None, num_train=d.num_train, num_val=d.num_val)
-        return str(root), str(root / "train.txt"), str(root / "val.txt")
-    if not d.root or not os.path.isdir(d.root):
-        raise DataError(f"data.root = {d.root!r} is not a folder of videos (or set data.dataset=moving_shapes)")
-    return d.root, d.ann_train or None, d.ann_val or None
-
-
 def _video_split(d: MoBYDataConfig, split: str) -> tuple[str, str | None]:
     root, train, val = video_paths(d)
     if split not in (d.train_split, d.val_split):

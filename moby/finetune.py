@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 
 from core.classification.build import build_classification
 from core.classification.config import ClassificationConfig, DataConfig
-from core.classification.data import build_image_datasets
+from core.classification.data import ImageSet, build_image_datasets, register_image_set
 from core.classification.shapes import ShapesDataset
 from core.classification.task import ClassificationTask
 from core.engine import ConfigError, launch, resume_path
@@ -57,12 +57,15 @@ def _shapes(cfg: FinetuneConfig) -> tuple[Any, Any, int]:
     return train, val, train.num_classes
 
 
+register_image_set("shapes", ImageSet(_shapes))  # the embedded shapes, for recipes of this command
+
+
 def setup_finetune(cfg: FinetuneConfig, info: DistInfo) -> tuple[ClassificationTask, Any, Any]:
     """The classification setup with a required pretrained backbone."""
     if not cfg.model.pretrained and resume_path(cfg) is None:
         raise ConfigError("model.pretrained is empty: fine-tuning needs a pretrained checkpoint, e.g. --opt "
                           "model.pretrained=outputs/moby_tiny_shapes/latest/best.pth")
-    train_ds, val_ds, num_classes = _shapes(cfg) if cfg.data.dataset == "shapes" else build_image_datasets(cfg)
+    train_ds, val_ds, num_classes = build_image_datasets(cfg)
     # load_pretrained: the head is new, reported in the log
     return build_classification(cfg, info, train_ds, val_ds, num_classes, train_set=train_ds)
 

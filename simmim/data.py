@@ -16,10 +16,11 @@ from torchvision.transforms import v2
 
 from core.classification.data import DigitsDataset, SafeImageFolder
 from core.engine.config import ConfigError
+from core.video.sources import video_paths
 
 from .config import PretrainDataConfig, SimMIMConfig
 
-__all__ = ["PhotoCrops", "load_photos", "image_transform", "build_pretrain_datasets", "video_paths"]
+__all__ = ["PhotoCrops", "load_photos", "image_transform", "build_pretrain_datasets"]
 
 
 def load_photos(scale: float = 1.0) -> list[torch.Tensor]:
@@ -80,18 +81,6 @@ def image_transform(d: PretrainDataConfig, train: bool) -> Any:
         return T.Compose([T.RandomResizedCrop(d.img_size, scale=tuple(d.scale), ratio=tuple(d.ratio),
                                               interpolation=interp), T.RandomHorizontalFlip(d.hflip), *norm])
     return T.Compose([T.Resize(d.img_size, interpolation=interp), T.CenterCrop(d.img_size), *norm])
-
-
-def video_paths(d: Any, spin_zoom: bool = False) -> tuple[str, str | None, str | None]:
-    """(root, train list, val list) of a clip set; the generated ones are written on first use."""
-    if d.dataset in ("moving_shapes", "spin_zoom") or spin_zoom:
-        from core.video import synthetic
-        make = synthetic.ensure_spin_zoom if (spin_zoom or d.dataset == "spin_zoom") else synthetic.ensure_moving_shapes
-        root = make(d.root or None, num_train=d.num_train, num_val=d.num_val)
-        return str(root), str(root / "train.txt"), str(root / "val.txt")
-    if not d.root or not os.path.isdir(d.root):
-        raise ConfigError(f"data.root = {d.root!r} is not a folder (give the video folder)")
-    return d.root, d.ann_train or None, d.ann_val or None
 
 
 def build_pretrain_datasets(cfg: SimMIMConfig) -> tuple[Dataset, Dataset | None]:

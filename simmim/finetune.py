@@ -61,9 +61,7 @@ def setup_image_finetune(cfg: ImageFinetuneConfig, info: DistInfo) -> tuple[Clas
 def setup_video_finetune(cfg: VideoFinetuneConfig, info: DistInfo) -> tuple[Any, Any, Any]:
     d = cfg.data
     if cfg.finetune.spin_zoom:
-        from core.video.synthetic import ensure_spin_zoom
-        root = ensure_spin_zoom(d.root or None, num_train=d.num_train, num_val=d.num_val)
-        d.dataset, d.root, d.ann_train, d.ann_val = "kinetics", str(root), str(root / "train.txt"), str(root / "val.txt")
+        d.dataset = "spin_zoom"
     train_ds, val_ds, num_classes = run_datasets(cfg)
     return build_classification(cfg, info, label_subset(train_ds, cfg.finetune), val_ds, num_classes,
                                 task_cls=VideoClassificationTask, collate_fn=collate_videos,

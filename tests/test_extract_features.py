@@ -124,6 +124,7 @@ def test_rerun_skips_finished_videos_and_reports_broken_ones(video_run, clips_di
     assert "other settings: stride=4 (now 2)" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # torchrun DDP is in the default suite through test_distributed and test_moby_ddp
 def test_torchrun_two_processes_shard_and_match_one_process(video_run, clips_dir, tmp_path):
     _, ckpt = video_run
     one, two = tmp_path / "one", tmp_path / "two"

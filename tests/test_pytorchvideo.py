@@ -181,7 +181,8 @@ def test_torchrun_two_processes_through_pytorchvideo(shapes, tmp_path):
 
 # ---- the video-model bench -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["video_swin_t", "mvit_b_16x4", "x3d_m", "slowfast_r50"])
+@pytest.mark.parametrize("name", ["video_swin_t", pytest.param("mvit_b_16x4", marks=pytest.mark.slow), "x3d_m",
+                                  pytest.param("slowfast_r50", marks=pytest.mark.slow)])
 def test_bench_peer_builds_and_runs_at_a_tiny_clip(name):
     from bench.video_models import PEERS, measure_cost
     peer = PEERS[name]

@@ -22,6 +22,7 @@ def _runs(root, name):
     return sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "latest") if folder.is_dir() else []
 
 
+@pytest.mark.slow  # four entry points in a row; each folder rule is also tested alone below
 def test_readme_sequence_each_command_trains_in_its_own_folder(tmp_path, monkeypatch):
     from swin_mlp.train import main as mlp_main
     monkeypatch.setenv("SWIN_OUTPUT_ROOT", str(tmp_path / "outputs"))

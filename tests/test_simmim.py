@@ -206,6 +206,7 @@ def test_192_window6_checkpoint_loads_into_224_window7_classifier(tmp_path):
             assert torch.equal(loaded[0][k], loaded[1][k]), k
 
 
+@pytest.mark.slow  # exact resume is in the default suite through tests/faults/test_process.py
 def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
     straight = str(tmp_path / "straight")
     assert pretrain(["--output-dir", straight, *RUN]) == 0

@@ -82,6 +82,7 @@ def test_missing_data_root_names_the_field(tmp_path, capsys):
     assert "data.root" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # torchrun DDP is in the default suite through test_distributed and test_moby_ddp
 def test_torchrun_two_process_video_matches_single_process_test(shapes, tmp_path):
     """DDP (gloo, 2 processes): every validation video scored exactly once; same top-1 as one process."""
     out = tmp_path / "ddp"

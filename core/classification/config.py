@@ -5,12 +5,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..engine.config import Config, ConfigError, LoaderConfig, fld
+from ..engine.data_fields import Normalize, ResizedCrop
 
 __all__ = ["DataConfig", "AugConfig", "ClassificationConfig"]
 
 
 @dataclass
-class DataConfig(LoaderConfig):
+class DataConfig(LoaderConfig, Normalize, ResizedCrop):
     """Image data: an ImageFolder tree (root/train/<class>/*, root/val/<class>/*) or the embedded digits set."""
     dataset: Literal["imagefolder", "digits"] = "imagefolder"
     root: str = ""
@@ -20,16 +21,8 @@ class DataConfig(LoaderConfig):
     in_chans: int = fld(3, ge=1)
     interpolation: str = "bicubic"
     crop_pct: float = fld(0.875, gt=0.0, le=1.0)
-    mean: list[float] = fld([0.485, 0.456, 0.406])
-    std: list[float] = fld([0.229, 0.224, 0.225])
     verify_images: bool = fld(False, help="open every image once at start to drop unreadable files up front")
     val_fraction: float = fld(0.2, gt=0.0, lt=1.0, help="digits: held-out fraction")
-
-    def check(self) -> None:
-        if len(self.mean) != len(self.std):
-            raise ConfigError(f"data.mean and data.std must have the same length, got {self.mean} and {self.std}")
-        if any(s <= 0 for s in self.std):
-            raise ConfigError(f"config value out of range: data.std = {self.std}, expected all > 0")
 
 
 @dataclass

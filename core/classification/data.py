@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -23,7 +24,8 @@ from ..engine.data import DataError
 from .config import ClassificationConfig
 
 __all__ = ["DataError", "UnreadableImageWarning", "check_image_folder", "SafeImageFolder", "DigitsDataset",
-           "build_transform", "build_image_datasets", "IGNORE_INDEX"]
+           "build_transform", "ImageSet", "IMAGE_SETS", "register_image_set", "image_set", "build_image_datasets",
+           "IGNORE_INDEX"]
 
 IGNORE_INDEX = -1
 
@@ -170,19 +172,60 @@ def build_transform(cfg: ClassificationConfig, train: bool) -> Callable:
     common = dict(input_size=(d.in_chans, d.img_size, d.img_size), interpolation=d.interpolation,
                   mean=tuple(d.mean), std=tuple(d.std))
     if train:
-        return create_transform(is_training=True, color_jitter=a.color_jitter or None,
+        return create_transform(is_training=True, scale=tuple(d.scale), ratio=tuple(d.ratio),
+                                color_jitter=a.color_jitter or None,
                                 auto_augment=a.auto_augment or None, re_prob=a.reprob, re_mode=a.remode,
                                 re_count=a.recount, hflip=a.hflip, **common)
     return create_transform(is_training=False, crop_pct=d.crop_pct, **common)
 
 
-def build_image_datasets(cfg: ClassificationConfig) -> tuple[Dataset, Dataset, int]:
-    """(train, val, num_classes) for ``data.dataset``."""
+@dataclass(frozen=True)
+class ImageSet:
+    """A registered image data set: how a recipe builds it, and what the inference tools need to read files like it
+    (``eval_transform`` of a PIL image, ``classes`` names; defaults: the timm eval transform, no names)."""
+    build: Callable[[Any], tuple[Dataset, Dataset, int]]
+    eval_transform: Callable[[Any], Callable] | None = None
+    classes: Callable[[Any], list[str]] | None = None
+
+
+IMAGE_SETS: dict[str, ImageSet] = {}
+
+
+def register_image_set(name: str, image_set: ImageSet) -> None:
+    """``data.dataset: <name>`` in a recipe builds this set."""
+    IMAGE_SETS[name] = image_set
+
+
+def image_set(cfg: Any) -> ImageSet:
+    """The registered set a recipe names (``data.dataset``)."""
+    name = cfg.data.dataset
+    if name not in IMAGE_SETS:
+        raise DataError(f"data.dataset = {name!r} is not an image data set; registered: {sorted(IMAGE_SETS)}")
+    return IMAGE_SETS[name]
+
+
+def build_image_datasets(cfg: Any) -> tuple[Dataset, Dataset, int]:
+    """(train, val, num_classes) of the set ``data.dataset`` names."""
+    return image_set(cfg).build(cfg)
+
+
+def _digits(cfg: ClassificationConfig) -> tuple[Dataset, Dataset, int]:
     d = cfg.data
-    if d.dataset == "digits":
-        kw = dict(img_size=d.img_size, val_fraction=d.val_fraction, in_chans=d.in_chans, mean=tuple(d.mean),
-                  std=tuple(d.std))
-        return DigitsDataset("train", **kw), DigitsDataset("val", **kw), 10
+    kw = dict(img_size=d.img_size, val_fraction=d.val_fraction, in_chans=d.in_chans, mean=tuple(d.mean),
+              std=tuple(d.std))
+    return DigitsDataset("train", **kw), DigitsDataset("val", **kw), 10
+
+
+def _digits_file_transform(cfg: ClassificationConfig) -> Callable:
+    """A file as DigitsDataset sees its 8x8 images: the whole image resized (bilinear) to img_size."""
+    from torchvision.transforms import v2
+    d = cfg.data
+    return v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Resize((d.img_size, d.img_size), antialias=False), v2.Normalize(list(d.mean), list(d.std))])
+
+
+def _image_folder(cfg: ClassificationConfig) -> tuple[Dataset, Dataset, int]:
+    d = cfg.data
     train_root = os.path.join(d.root, d.train_split) if d.root else ""
     val_root = os.path.join(d.root, d.val_split) if d.root else ""
     shape = (d.in_chans, d.img_size, d.img_size)
@@ -196,3 +239,15 @@ def build_image_datasets(cfg: ClassificationConfig) -> tuple[Dataset, Dataset, i
         raise DataError(f"class folders differ between {train_root} and {val_root}: only in train {only_t[:10]}, "
                         f"only in val {only_v[:10]}")
     return train, val, len(train.classes)
+
+
+def _folder_classes(cfg: ClassificationConfig) -> list[str]:
+    """The training class folders, if the tree is there."""
+    d = cfg.data
+    train = os.path.join(d.root, d.train_split) if d.root else ""
+    return sorted(e.name for e in os.scandir(train) if e.is_dir()) if train and os.path.isdir(train) else []
+
+
+register_image_set("imagefolder", ImageSet(_image_folder, classes=_folder_classes))
+register_image_set("digits", ImageSet(_digits, eval_transform=_digits_file_transform,
+                                      classes=lambda cfg: [str(i) for i in range(10)]))

@@ -2,7 +2,6 @@
 file dataset and its collate."""
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Sequence
 
 import torch
@@ -10,32 +9,21 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .config import ClassificationConfig
+from .data import build_transform, image_set
 
 __all__ = ["image_transform", "recipe_classes", "ImageFiles", "collate_images"]
 
 
 def image_transform(cfg: ClassificationConfig) -> Callable[[Image.Image], torch.Tensor]:
-    """The recipe's evaluation transform: timm's resize + centre crop + normalise; digits: the whole image
-    resized (bilinear) to img_size, as DigitsDataset upsamples its 8x8 images."""
-    d = cfg.data
-    if d.dataset == "digits":
-        from torchvision.transforms import v2
-        return v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
-                           v2.Resize((d.img_size, d.img_size), antialias=False),
-                           v2.Normalize(list(d.mean), list(d.std))])
-    from .data import build_transform
-    return build_transform(cfg, train=False)
+    """The recipe's evaluation transform of a file: its data set's own, else timm's resize + centre crop + normalise."""
+    own = image_set(cfg).eval_transform
+    return own(cfg) if own is not None else build_transform(cfg, train=False)
 
 
 def recipe_classes(cfg: ClassificationConfig) -> list[str]:
-    """Class names the recipe's data implies: digits 0-9, the ImageFolder's training class folders if present."""
-    d = cfg.data
-    if d.dataset == "digits":
-        return [str(i) for i in range(10)]
-    train = os.path.join(d.root, d.train_split) if d.root else ""
-    if train and os.path.isdir(train):
-        return sorted(e.name for e in os.scandir(train) if e.is_dir())
-    return []
+    """Class names the recipe's data implies (e.g. digits 0-9, an ImageFolder's training class folders)."""
+    names = image_set(cfg).classes
+    return names(cfg) if names is not None else []
 
 
 class ImageFiles(Dataset):

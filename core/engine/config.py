@@ -373,8 +373,10 @@ def validate(cfg: Any, prefix: str = "", sources: dict | None = None) -> None:
             if op in m and not ok(value, m[op]):
                 where = f" (set in {sources[key]})" if key in sources else ""
                 raise ConfigError(f"config value out of range: {key} = {value!r}, expected {word} {m[op]}{where}")
-    if hasattr(cfg, "check"):
-        cfg.check()
+    for klass in reversed(type(cfg).__mro__):  # every piece's own check, base pieces first
+        own = klass.__dict__.get("check")
+        if own is not None:
+            own(cfg)
 
 
 # ----------------------------------------------------------------------------------------------- api

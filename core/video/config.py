@@ -6,25 +6,20 @@ from typing import Literal
 
 from core.classification.config import ClassificationConfig
 from core.engine.config import LoaderConfig, fld
+from core.engine.data_fields import ClipSampling, VideoSource
 
 
 @dataclass
-class VideoDataConfig(LoaderConfig):
+class VideoDataConfig(LoaderConfig, ClipSampling, VideoSource):
     """Kinetics-style clips (list file, official CSV or class folders) or the embedded moving-shapes set."""
-    dataset: Literal["kinetics", "moving_shapes"] = "kinetics"
+    dataset: Literal["kinetics", "moving_shapes", "spin_zoom"] = "kinetics"
     backend: Literal["decord", "pytorchvideo"] = fld(
         "decord", help="decord: this suite's reader (SampleFrames frame indices); pytorchvideo: the same files through "
                        "pytorchvideo.data.LabeledVideoDataset (time-based clips of clip_len * frame_interval / fps s)")
     fps: float = fld(30.0, gt=0.0, help="pytorchvideo backend: frame rate that turns a clip's frames into seconds")
-    root: str = fld("", help="video folder; moving_shapes: cache folder ('' = ~/.cache/swin_suite)")
-    root_val: str = fld("", help="folder of the validation/test videos when it differs from root (e.g. the CSV layout)")
-    ann_train: str = fld("", help="list file (path label) or official CSV; '' = class folders under root/train")
-    ann_val: str = ""
     ann_test: str = fld("", help="'' = ann_val")
     classes_file: str = fld("", help="list files: class names, one per line in label order ('' = a classes.txt "
                                      "beside the list file, else the label numbers)")
-    clip_len: int = fld(32, ge=1)
-    frame_interval: int = fld(2, ge=1)
     num_clips: int = fld(4, ge=1, help="clips per video at test time")
     num_crops: int = fld(3, ge=1, le=3, help="spatial crops per clip at test time (1 or 3)")
     val_num_clips: int = fld(1, ge=1, help="clips per video for the per-epoch validation")
@@ -35,8 +30,6 @@ class VideoDataConfig(LoaderConfig):
     single_frame: bool = fld(False, help="feed only the middle frame to a 2D model (the no-motion baseline)")
     batch_size: int = fld(8, ge=1, help="clips per process")
     num_workers: int = fld(4, ge=0)
-    num_train: int = fld(400, ge=8, help="moving_shapes: training clips")
-    num_val: int = fld(100, ge=4, help="moving_shapes: validation clips")
 
 
 @dataclass

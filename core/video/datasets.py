@@ -2,7 +2,6 @@
 with the classes checked against (and written to) the run folder."""
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,29 +13,16 @@ from ..engine.data import DataError
 from ..engine.files import atomic_write_text
 from .config import VideoConfig
 from .data import build_video_dataset
+from .sources import is_generated, video_paths
 
 __all__ = ["data_paths", "build_datasets", "check_classes", "write_classes", "run_datasets"]
 
 
 def data_paths(cfg: VideoConfig) -> tuple[str, str | None, str | None, str | None]:
-    """root and train / val / test annotation files (the embedded set is generated on first use)."""
-    d = cfg.data
-    if d.dataset == "moving_shapes":
-        from core.video.synthetic import ensure_moving_shapes
-        root = ensure_moving_shapes(d.root or None, num_train=d.num_train, num_val=d.num_val)
-        logging.getLogger("swin").info(f"moving-shapes clips: {root} ({d.num_train} train, {d.num_val} val)")
-        return str(root), str(root / "train.txt"), str(root / "val.txt"), str(root / "val.txt")
-    if not d.root:
-        raise ConfigError("data.root is empty: give the Kinetics video folder (or data.dataset=moving_shapes)")
-    if not os.path.isdir(d.root):
-        raise ConfigError(f"data.root = {d.root!r} is not a folder")
-    for key in ("ann_train", "ann_val", "ann_test", "classes_file"):
-        path = getattr(d, key)
-        if path and not os.path.isfile(path):
-            raise DataError(f"data.{key} = {path!r} is not a file")
-    train = d.ann_train or None
-    val = d.ann_val or None
-    return d.root, train, val, d.ann_test or val
+    """root and train / val / test annotation files (a generated set is written on first use)."""
+    root, train, val = video_paths(cfg.data)
+    test = val if is_generated(cfg.data.dataset) else (cfg.data.ann_test or val)
+    return root, train, val, test
 
 
 def build_datasets(cfg: VideoConfig, split: str = "val") -> tuple[Any, Any, int]:

@@ -26,7 +26,8 @@ def straight(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("sig", ["sigterm", "sigint", "sigusr1"])
+@pytest.mark.parametrize("sig", ["sigterm", pytest.param("sigint", marks=pytest.mark.slow),
+                                 pytest.param("sigusr1", marks=pytest.mark.slow)])  # one signal path by default
 def test_signal_writes_a_checkpoint_exits_75_and_resumes_exactly(straight, tmp_path, sig):
     at = random.Random(f"{SEED}{sig}").randint(1, STEPS - 1)
     out = str(tmp_path / "run")
@@ -52,7 +53,7 @@ def test_second_signal_exits_at_once(tmp_path):
     assert r.returncode == -signal.SIGTERM and "still alive" not in r.stdout
 
 
-@pytest.mark.parametrize("fault", ["sigkill", "sigkill_in_save"])
+@pytest.mark.parametrize("fault", [pytest.param("sigkill", marks=pytest.mark.slow), "sigkill_in_save"])
 def test_sigkill_loses_nothing_past_the_last_checkpoint(straight, tmp_path, fault):
     at = random.Random(f"{SEED}{fault}").randint(1, STEPS - 1)
     out = str(tmp_path / "run")

@@ -1,0 +1,53 @@
+"""Config pieces every data section is built from (a section lists the pieces it needs, each field written once):
+normalisation, the random-resized crop, clip sampling and the video source. Each piece checks its own fields."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import ConfigError, fld
+
+__all__ = ["Normalize", "ResizedCrop", "ClipSampling", "VideoSource"]
+
+
+@dataclass
+class Normalize:
+    """Per-channel normalisation (ImageNet's by default)."""
+    mean: list[float] = fld([0.485, 0.456, 0.406])
+    std: list[float] = fld([0.229, 0.224, 0.225])
+
+    def check(self) -> None:
+        if len(self.mean) != len(self.std):
+            raise ConfigError(f"data.mean and data.std must have the same length, got {self.mean} and {self.std}")
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"config value out of range: data.std = {self.std}, expected all > 0")
+
+
+@dataclass
+class ResizedCrop:
+    """RandomResizedCrop's area and aspect ranges for training views, and a horizontal flip."""
+    scale: list[float] = fld([0.08, 1.0], help="RandomResizedCrop area range [lo, hi]")
+    ratio: list[float] = fld([3 / 4, 4 / 3], help="RandomResizedCrop aspect range [lo, hi]")
+
+    def check(self) -> None:
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ConfigError(f"config value out of range: data.scale = {self.scale}, expected 0 < lo <= hi <= 1")
+        if len(self.ratio) != 2 or not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ConfigError(f"config value out of range: data.ratio = {self.ratio}, expected 0 < lo <= hi")
+
+
+@dataclass
+class ClipSampling:
+    """Frames of a clip: ``clip_len`` frames, ``frame_interval`` apart (mmaction2's SampleFrames)."""
+    clip_len: int = fld(32, ge=1)
+    frame_interval: int = fld(2, ge=1)
+
+
+@dataclass
+class VideoSource:
+    """Where clips come from: a folder with list files / official CSVs / class folders, or a generated set."""
+    root: str = fld("", help="video folder; a generated set: its cache folder ('' = ~/.cache/swin_suite/<set>)")
+    root_val: str = fld("", help="folder of the validation/test videos when it differs from root (e.g. the CSV layout)")
+    ann_train: str = fld("", help="list file (path label) or official CSV; '' = class folders under root/train")
+    ann_val: str = ""
+    num_train: int = fld(400, ge=8, help="generated sets: training clips")
+    num_val: int = fld(100, ge=4, help="generated sets: validation clips")

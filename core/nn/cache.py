@@ -113,12 +113,17 @@ class ConstantCache:
         self._warned = True
         warnings.warn(
             f"{ENV_VAR}={self.limit_mb:g} (core.set_cache_limit) is below the size of one cached constant: "
-            f"{key[0]} {key[1]} on {key[2]} takes {size / MB:.1f} MB. It is built on every call instead (slower, "
+            f"{key[0]} {key[1]} on {key[2]} takes {size / MB:.3g} MB. It is built on every call instead (slower, "
             f"same results); raise the limit to at least {math.ceil(size / MB)} MB to cache it.",
             RuntimeWarning, stacklevel=4)
 
 
-CACHE = ConstantCache(parse_limit_mb(os.environ.get(ENV_VAR)))
+def limit_from_environment() -> float:
+    """The limit in MB that $SWIN_SUITE_CACHE_MB asks for (the default when unset)."""
+    return parse_limit_mb(os.environ.get(ENV_VAR))
+
+
+CACHE = ConstantCache(limit_from_environment())
 
 
 def set_cache_limit(mb: float) -> float:

@@ -128,3 +128,21 @@ def test_environment_variable_sets_the_limit(monkeypatch):
     assert cache.limit_from_environment() == 7.5
     monkeypatch.delenv("SWIN_SUITE_CACHE_MB")
     assert cache.limit_from_environment() == cache.DEFAULT_MB
+
+
+def test_short_soak_reports_growth_within_the_limit():
+    """bench.soak on 8 small sizes: a row per mode, the cache within its limit, no file descriptor left open."""
+    from bench.soak import random_shapes, soak
+    core.set_cache_limit(0.25)
+    row = soak("2d", random_shapes("2d", 8, 32, 72, (2, 4), seed=0), 4, "swin_t")
+    assert row["sizes"] == 8 and len(row["samples"]) == 8 and row["fds_growth"] == 0
+    assert max(s["cache_mb"] for s in row["samples"]) <= 0.25 and row["cache_limit_mb"] == 0.25
+
+
+@pytest.mark.slow
+def test_soak_100_sizes_grows_at_most_64_mb():
+    """The issue's target: Swin-T on 100 random sizes in 224-640 px, RSS growth <= 64 MB after 25 (minutes)."""
+    from bench.soak import random_shapes, soak
+    core.set_cache_limit(cache.DEFAULT_MB)
+    row = soak("2d", random_shapes("2d", 100, 224, 640, (8, 32), seed=0), 25, "swin_t")
+    assert row["rss_growth_mb"] <= 64 and row["cache_mb_at_end"] <= cache.DEFAULT_MB

@@ -7,6 +7,10 @@ Modes (eval, no grad, batch 1, fresh weights): ``2d`` Swin forward on random HxW
 ``3d`` Video Swin on random TxHxW clips, each mode in its own process. Each reports the process RSS (VmRSS, the resident size now) and its
 peak (VmHWM) after the warm-up size and after the last, their growth in between, and the per-shape constant
 cache (entries, MB). ``--cache-mb inf`` measures the unbounded cache of before issue 28.
+
+Most of the RSS growth over many sizes is glibc's heap, not the cache: freed tensors between long-lived ones stay
+resident. ``MALLOC_MMAP_THRESHOLD_=131072`` (a fixed threshold: large tensors are mmapped and returned on free)
+removes it; each row records that variable.
 """
 from __future__ import annotations
 
@@ -112,7 +116,7 @@ def machine() -> dict:
     except OSError:
         pass
     return {"commit": commit, "cpu": cpu, "nproc": os.cpu_count(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__}
+            "torch": torch.__version__, "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_", "")}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -144,17 +144,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cache_mb is not None:
         core.set_cache_limit(args.cache_mb)
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = "python -m bench.soak " + " ".join(map(shlex.quote, argv))
+    command = os.environ.get("BENCH_SOAK_COMMAND") or "python -m bench.soak " + " ".join(map(shlex.quote, argv))
     if len(args.modes) > 1:  # one process per mode: no mode inherits another's heap
+        env = dict(os.environ, BENCH_SOAK_COMMAND=command)
         for mode in args.modes:
-            subprocess.run([sys.executable, "-m", "bench.soak", *argv, "--modes", mode], check=True)
+            subprocess.run([sys.executable, "-m", "bench.soak", *argv, "--modes", mode], check=True, env=env)
         return 0
     rows = []
     for mode in args.modes:
         lo, hi = (args.min_3d, args.max_3d) if mode == "3d" else (args.min, args.max)
         shapes = random_shapes(mode, args.sizes, lo, hi, tuple(args.frames), args.seed)
         row = soak(mode, shapes, args.warmup, args.model or MODELS[mode])
-        row.update(command=command.replace(f" --modes {mode}", ""), **machine())
+        row.update(command=command, **machine())
         rows.append(row)
         limit = "inf" if math.isinf(row["cache_limit_mb"]) else f"{row['cache_limit_mb']:g}"
         print(f"{mode:10s} {row['model']:13s} sizes {args.warmup}->{args.sizes}: RSS {row['rss_mb_at_warmup']:.0f}"

@@ -21,7 +21,6 @@ from core.nn.cache import cached_constant
 from core.nn.position import relative_position_index
 from core.nn.window import Size
 
-_COORDS: dict[tuple, torch.Tensor] = {}
 MAX_LOGIT_SCALE = math.log(100.0)  # the temperature 1 / exp(logit_scale) is clamped at 0.01
 
 
@@ -44,7 +43,8 @@ class ContinuousPositionBias(nn.Sequential):
         """(heads, N, N) bias of a window: 16 * sigmoid(MLP(offset)) for every token pair."""
         norm = tuple(p if p > 0 else w for p, w in zip(self.pretrained_window_size, window))
         device = self[0].weight.device
-        coords = cached_constant(_COORDS, (tuple(window), norm), lambda: log_spaced_coords(window, norm), device)
+        key = (tuple(window), norm)
+        coords = cached_constant("swin_v2.log_spaced_coords", key, lambda: log_spaced_coords(window, norm), device)
         table = 16 * torch.sigmoid(self(coords))  # (prod(2w - 1), heads)
         index = relative_position_index(window, device=device)
         n = index.shape[0]

@@ -1,25 +1,156 @@
-"""Per-shape constants (masks, index tables): built once per key and device, cached, compile-friendly."""
+"""Per-shape constants (masks, index tables): built once per key and device, kept in one LRU cache bounded by bytes.
+
+One limit covers every per-shape constant of the suite (shifted-window masks, relative position indices, Swin V2
+offset grids), on every device together: ``$SWIN_SUITE_CACHE_MB`` (default 128; ``inf`` for no bound, 0 to cache
+nothing) or ``core.set_cache_limit(mb)``. The least recently used entries go first. A constant larger than the
+limit is built on every call, with one warning naming the setting and the constant's size.
+"""
 from __future__ import annotations
 
+import math
+import os
+import threading
+import warnings
+from collections import OrderedDict
 from typing import Callable, Hashable
 
 import torch
 
+ENV_VAR = "SWIN_SUITE_CACHE_MB"
+DEFAULT_MB = 128.0  # a Video Swin 32x224x224 clip needs 105 MB of masks; a 2D image at 640 px 7 MB
+MB = 2 ** 20
 
-def cached_constant(cache: dict, key: Hashable, build: Callable[[], torch.Tensor],
+
+def parse_limit_mb(value: str | float | None) -> float:
+    """A limit in MB from a number or a string ('' / None: the default; 'inf': no bound); ValueError if invalid."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return DEFAULT_MB
+    try:
+        mb = float(value)
+    except ValueError:
+        raise ValueError(f"{ENV_VAR} must be a number of MB (or 'inf'), got {value!r}") from None
+    if math.isnan(mb) or mb < 0:
+        raise ValueError(f"{ENV_VAR} must be >= 0 MB (0: cache nothing, inf: no bound), got {value!r}")
+    return mb
+
+
+class ConstantCache:
+    """Tensors keyed by (namespace, key, device), least recently used evicted first, total bytes <= the limit."""
+
+    def __init__(self, limit_mb: float) -> None:
+        self._entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+        self.nbytes = 0
+        self.limit_mb = limit_mb
+        self._warned = False
+
+    @property
+    def limit_bytes(self) -> float:
+        """The limit in bytes (math.inf when unbounded)."""
+        return self.limit_mb * MB
+
+    def set_limit(self, mb: float) -> float:
+        """Set the limit in MB, evict down to it, return the previous one; the too-small warning may recur."""
+        mb = parse_limit_mb(mb)
+        with self._lock:
+            previous, self.limit_mb, self._warned = self.limit_mb, mb, False
+            self._evict(0)
+        return previous
+
+    def get(self, key: tuple) -> torch.Tensor | None:
+        """The cached tensor or None; a hit becomes the most recently used."""
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def peek(self, key: tuple) -> torch.Tensor | None:
+        """The cached tensor or None, untouched and without the lock (read while torch.export traces)."""
+        return self._entries.get(key)
+
+    def put(self, key: tuple, value: torch.Tensor) -> None:
+        """Keep ``value`` if it fits the limit, evicting the least recently used; warn once if it never can."""
+        size = value.numel() * value.element_size()
+        with self._lock:
+            if size > self.limit_bytes:
+                self._warn_too_small(key, size)
+                return
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.nbytes -= old.numel() * old.element_size()
+            self._evict(size)
+            self._entries[key] = value
+            self.nbytes += size
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = 0
+
+    def info(self) -> dict:
+        """Entries, bytes held and the limit (MB), for logs and benchmarks."""
+        with self._lock:
+            return {"entries": len(self._entries), "bytes": self.nbytes, "limit_mb": self.limit_mb}
+
+    def keys(self) -> list[tuple]:
+        """The keys, least recently used first."""
+        with self._lock:
+            return list(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _evict(self, incoming: int) -> None:
+        while self._entries and self.nbytes + incoming > self.limit_bytes:
+            _, old = self._entries.popitem(last=False)
+            self.nbytes -= old.numel() * old.element_size()
+
+    def _warn_too_small(self, key: tuple, size: int) -> None:
+        if self._warned or self.limit_mb == 0:  # 0 asks for no caching: nothing to warn about
+            return
+        self._warned = True
+        warnings.warn(
+            f"{ENV_VAR}={self.limit_mb:g} (core.set_cache_limit) is below the size of one cached constant: "
+            f"{key[0]} {key[1]} on {key[2]} takes {size / MB:.3g} MB. It is built on every call instead (slower, "
+            f"same results); raise the limit to at least {math.ceil(size / MB)} MB to cache it.",
+            RuntimeWarning, stacklevel=4)
+
+
+def limit_from_environment() -> float:
+    """The limit in MB that $SWIN_SUITE_CACHE_MB asks for (the default when unset)."""
+    return parse_limit_mb(os.environ.get(ENV_VAR))
+
+
+CACHE = ConstantCache(limit_from_environment())
+
+
+def set_cache_limit(mb: float) -> float:
+    """Bound every per-shape constant cache to ``mb`` MB in all (math.inf: no bound; 0: none); return the old limit."""
+    return CACHE.set_limit(mb)
+
+
+def cache_info() -> dict:
+    """{'entries', 'bytes', 'limit_mb'} of the per-shape constant cache."""
+    return CACHE.info()
+
+
+def cached_constant(namespace: str, key: Hashable, build: Callable[[], torch.Tensor],
                     device: torch.device | str | None = None) -> torch.Tensor:
-    """``build()`` on ``device``, once per (key, device) in eager mode.
+    """``build()`` on ``device``, once per (namespace, key, device) in eager mode while it stays in the cache.
 
     Under torch.compile the tensor is built inline instead, so the compiler folds it as a constant: a lookup
     in the cache would guard the compiled graph on the cache's contents and recompile as it fills. Under
     torch.export a cached tensor is used when there is one (core/export.py fills the caches with one eager call
     first), so the exported graph holds it as a constant instead of the ops that build it.
     """
-    device = torch.device(device or "cpu")
+    full_key = (namespace, key, torch.device(device or "cpu"))
     if torch.compiler.is_compiling():
-        value = cache.get((key, device)) if torch.compiler.is_exporting() else None
-        return value if value is not None else build().to(device)
-    value = cache.get((key, device))
+        value = CACHE.peek(full_key) if torch.compiler.is_exporting() else None
+        return value if value is not None else build().to(full_key[2])
+    value = CACHE.get(full_key)
     if value is None:
-        value = cache[(key, device)] = build().to(device)
+        value = build().to(full_key[2])
+        CACHE.put(full_key, value)
     return value

@@ -1,4 +1,4 @@
-"""The shifted-window attention mask, built once per (padded shape, window, shift, device) and cached."""
+"""The shifted-window attention mask, built once per (padded shape, window, shift, device) and cached (LRU)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -29,9 +29,6 @@ def region_labels(size: Sequence[int], window: Sequence[int], shift: Sequence[in
     return labels
 
 
-_CACHE: dict[tuple, torch.Tensor] = {}
-
-
 def shifted_window_mask(
         size: Sequence[int],
         window: Sequence[int],
@@ -43,7 +40,7 @@ def shifted_window_mask(
     ``size`` is the padded spatial shape; windows and tokens follow window_partition's order.
     """
     key = (tuple(size), tuple(window), tuple(shift))
-    return cached_constant(_CACHE, key, lambda: _build(size, window, shift), device)
+    return cached_constant("mask", key, lambda: _build(size, window, shift), device)
 
 
 def _build(size: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> torch.Tensor:

@@ -9,9 +9,6 @@ import torch.nn.functional as F
 
 from .cache import cached_constant
 
-_CACHE: dict[tuple, torch.Tensor] = {}
-
-
 def table_size(window: Sequence[int]) -> int:
     """Entries of the bias table: prod(2 * w - 1), e.g. (2M-1)^2 in 2D, (2D-1)(2H-1)(2W-1) in 3D."""
     return math.prod(2 * w - 1 for w in window)
@@ -28,7 +25,8 @@ def relative_position_index(
     offsets are then looked up at their true place in the full table.
     """
     table_window = tuple(table_window or window)
-    return cached_constant(_CACHE, (tuple(window), table_window), lambda: _build(window, table_window), device)
+    key = (tuple(window), table_window)
+    return cached_constant("relative_position_index", key, lambda: _build(window, table_window), device)
 
 
 def _build(window: Sequence[int], table_window: Sequence[int]) -> torch.Tensor:

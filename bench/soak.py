@@ -1,0 +1,171 @@
+"""Memory over a long run: inference over N distinct random input sizes, RSS sampled after every call.
+
+``python -m bench.soak [--modes 2d multiscale 3d] [--sizes 100] [--warmup 25] [--cache-mb MB] [--out F.jsonl]``
+
+Modes (eval, no grad, batch 1, fresh weights): ``2d`` Swin forward on random HxW in [--min, --max] px,
+``multiscale`` ``forward_multiscale`` (the four stage outputs a detector reads) on the same kind of sizes,
+``3d`` Video Swin on random TxHxW clips, each mode in its own process. Each reports the process RSS (VmRSS, the resident size now) and its
+peak (VmHWM) after the warm-up size and after the last, their growth in between, and the per-shape constant
+cache (entries, MB). ``--cache-mb inf`` measures the unbounded cache of before issue 28.
+
+Most of the RSS growth over many sizes is glibc's heap, not the cache: freed tensors between long-lived ones stay
+resident. ``MALLOC_MMAP_THRESHOLD_=131072`` (a fixed threshold: large tensors are mmapped and returned on free)
+removes it; each row records that variable.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import random
+import shlex
+import subprocess
+import sys
+import time
+from typing import Callable, Sequence
+
+import torch
+
+import core
+from bench.run import append_jsonl
+
+MODELS = {"2d": "swin_t", "multiscale": "swin_t", "3d": "video_swin_t"}
+
+
+def memory_mb() -> dict[str, float]:
+    """This process's resident memory now and at its peak (MB), from /proc/self/status (ru_maxrss elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "hwm_mb": int(fields["VmHWM"].split()[0]) / 1024}
+    except OSError:
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {"rss_mb": peak, "hwm_mb": peak}
+
+
+def open_fds() -> int:
+    """Open file descriptors of this process (-1 where /proc is missing)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
+
+
+def random_shapes(mode: str, n: int, lo: int, hi: int, frames: tuple[int, int], seed: int) -> list[tuple[int, ...]]:
+    """``n`` distinct input shapes (C, H, W) or (C, T, H, W), drawn uniformly."""
+    rng = random.Random(seed)
+    shapes: dict[tuple[int, ...], None] = {}
+    while len(shapes) < n:
+        hw = (rng.randint(lo, hi), rng.randint(lo, hi))
+        shapes[(3, rng.randint(*frames), *hw) if mode == "3d" else (3, *hw)] = None
+    return list(shapes)
+
+
+def call_for(mode: str, model: torch.nn.Module) -> Callable[[torch.Tensor], object]:
+    """The inference call of a mode."""
+    return model.forward_multiscale if mode == "multiscale" else model
+
+
+def soak(mode: str, shapes: Sequence[tuple[int, ...]], warmup: int, model_name: str) -> dict:
+    """Run every shape once; RSS, peak RSS, cache and open files after each call; growth after the warm-up."""
+    torch.manual_seed(0)
+    model = create_eval_model(model_name)
+    run = call_for(mode, model)
+    core.nn.cache.CACHE.clear()
+    samples = []
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i, shape in enumerate(shapes, 1):
+            run(torch.randn(1, *shape))
+            info = core.cache_info()
+            samples.append({"n": i, **memory_mb(), "cache_mb": info["bytes"] / 2**20, "entries": info["entries"],
+                            "fds": open_fds()})
+    seconds = time.perf_counter() - start
+    w, last = samples[warmup - 1], samples[-1]
+    return {
+        "bench": "soak", "mode": mode, "model": model_name, "sizes": len(shapes), "warmup": warmup,
+        "cache_limit_mb": core.cache_info()["limit_mb"], "seconds": round(seconds, 1),
+        "rss_mb_at_warmup": round(w["rss_mb"], 1), "rss_mb_at_end": round(last["rss_mb"], 1),
+        "rss_growth_mb": round(last["rss_mb"] - w["rss_mb"], 1),
+        "max_rss_mb_at_warmup": round(w["hwm_mb"], 1), "max_rss_mb_at_end": round(last["hwm_mb"], 1),
+        "max_rss_growth_mb": round(last["hwm_mb"] - w["hwm_mb"], 1),
+        "cache_mb_at_warmup": round(w["cache_mb"], 1), "cache_mb_at_end": round(last["cache_mb"], 1),
+        "cache_entries_at_end": last["entries"], "fds_growth": last["fds"] - w["fds"],
+        "samples": [{k: round(v, 1) if isinstance(v, float) else v for k, v in s.items()} for s in samples],
+    }
+
+
+def create_eval_model(name: str) -> torch.nn.Module:
+    """A fresh-weight model in eval mode."""
+    return core.create_model(name).eval()
+
+
+def machine() -> dict:
+    """Commit, CPU, core count and torch version of this run."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except OSError:
+        commit = ""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"commit": commit, "cpu": cpu, "nproc": os.cpu_count(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_", "")}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--modes", nargs="+", default=["2d", "multiscale", "3d"], choices=list(MODELS))
+    p.add_argument("--sizes", type=int, default=100, help="distinct input sizes per mode")
+    p.add_argument("--warmup", type=int, default=25, help="growth is measured from this size on")
+    p.add_argument("--min", type=int, default=224, help="smallest height/width (px)")
+    p.add_argument("--max", type=int, default=640, help="largest height/width (px)")
+    p.add_argument("--frames", type=int, nargs=2, default=(8, 32), help="3d: clip length range")
+    p.add_argument("--min-3d", type=int, default=112, help="3d: smallest height/width")
+    p.add_argument("--max-3d", type=int, default=224, help="3d: largest height/width")
+    p.add_argument("--model", default="", help="override the model of every mode")
+    p.add_argument("--cache-mb", type=float, default=None, help="cache limit (default: $SWIN_SUITE_CACHE_MB or 128)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="", help="append one JSON line per mode")
+    args = p.parse_args(argv)
+    if not 1 <= args.warmup <= args.sizes:
+        p.error(f"--warmup must be between 1 and --sizes ({args.sizes}), got {args.warmup}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.cache_mb is not None:
+        core.set_cache_limit(args.cache_mb)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = os.environ.get("BENCH_SOAK_COMMAND") or "python -m bench.soak " + " ".join(map(shlex.quote, argv))
+    if len(args.modes) > 1:  # one process per mode: no mode inherits another's heap
+        env = dict(os.environ, BENCH_SOAK_COMMAND=command)
+        for mode in args.modes:
+            subprocess.run([sys.executable, "-m", "bench.soak", *argv, "--modes", mode], check=True, env=env)
+        return 0
+    rows = []
+    for mode in args.modes:
+        lo, hi = (args.min_3d, args.max_3d) if mode == "3d" else (args.min, args.max)
+        shapes = random_shapes(mode, args.sizes, lo, hi, tuple(args.frames), args.seed)
+        row = soak(mode, shapes, args.warmup, args.model or MODELS[mode])
+        row.update(command=command, **machine())
+        rows.append(row)
+        limit = "inf" if math.isinf(row["cache_limit_mb"]) else f"{row['cache_limit_mb']:g}"
+        print(f"{mode:10s} {row['model']:13s} sizes {args.warmup}->{args.sizes}: RSS {row['rss_mb_at_warmup']:.0f}"
+              f" -> {row['rss_mb_at_end']:.0f} MB ({row['rss_growth_mb']:+.0f}), max RSS "
+              f"{row['max_rss_mb_at_warmup']:.0f} -> {row['max_rss_mb_at_end']:.0f} MB "
+              f"({row['max_rss_growth_mb']:+.0f}), cache {row['cache_mb_at_warmup']:.0f} -> "
+              f"{row['cache_mb_at_end']:.0f} MB (limit {limit}), {row['seconds']:.0f} s", flush=True)
+    append_jsonl(args.out, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

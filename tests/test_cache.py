@@ -1,0 +1,148 @@
+"""The per-shape constant cache: LRU within a byte limit, the same outputs at any limit, one clear too-small message."""
+import math
+import re
+import warnings
+
+import pytest
+import torch
+
+import core
+from core import create_model
+from core.nn import cache
+from core.nn.mask import shifted_window_mask
+from helpers import TINY_MODEL
+
+MB = cache.MB
+
+
+@pytest.fixture(autouse=True)
+def _restore_limit():
+    previous = core.set_cache_limit(math.inf)
+    cache.CACHE.clear()
+    yield
+    core.set_cache_limit(previous)
+    cache.CACHE.clear()
+
+
+@pytest.fixture
+def recorded_totals(monkeypatch):
+    """The cache's byte total after every insertion."""
+    totals = []
+    put = cache.CACHE.put
+
+    def recording_put(key, value):
+        put(key, value)
+        totals.append(cache.CACHE.nbytes)
+    monkeypatch.setattr(cache.CACHE, "put", recording_put)
+    return totals
+
+
+def run_sizes(model, sizes, channels_first_shape):
+    with torch.no_grad():
+        return [model(torch.randn(channels_first_shape(s))) for s in sizes]
+
+
+def test_least_recently_used_goes_first():
+    c = cache.ConstantCache(limit_mb=3 * 1024 / MB)  # three 1 KiB entries
+    for i in range(3):
+        c.put(("t", i, "cpu"), torch.zeros(256))
+    c.get(("t", 0, "cpu"))  # 0 is now the most recently used: 1 goes first
+    c.put(("t", 3, "cpu"), torch.zeros(256))
+    assert [k[1] for k in c.keys()] == [2, 0, 3] and c.nbytes == 3 * 1024
+    c.set_limit(1024 / MB)
+    assert [k[1] for k in c.keys()] == [3] and c.nbytes == 1024
+
+
+@pytest.mark.filterwarnings("ignore:SWIN_SUITE_CACHE_MB")  # the largest masks may not fit: built per call
+@pytest.mark.parametrize("name,shape", [
+    ("swin", lambda s: (1, 3, s, s + 4)),
+    ("video_swin", lambda s: (1, 3, 2 + s % 6, s, s)),
+    ("swin_v2", lambda s: (1, 3, s, s)),
+])
+def test_tiny_limit_many_sizes_stays_within_and_outputs_unchanged(name, shape, recorded_totals):
+    """20 input sizes under a quarter of what they cache: never above it, outputs equal to the unbounded cache's."""
+    torch.manual_seed(0)
+    kw = dict(TINY_MODEL) if name != "video_swin" else dict(TINY_MODEL, window_size=(2, 4, 4), patch_size=(2, 4, 4))
+    model = create_model({"swin": "swin_t", "video_swin": "video_swin_t", "swin_v2": "swin_v2_t"}[name], **kw).eval()
+    sizes = [16 + 4 * i for i in range(20)]
+    torch.manual_seed(1)
+    unbounded = run_sizes(model, sizes, shape)
+    unbounded_bytes = cache.CACHE.nbytes
+    cache.CACHE.clear()
+    limit_mb = unbounded_bytes / 4 / MB
+    core.set_cache_limit(limit_mb)
+    recorded_totals.clear()
+    torch.manual_seed(1)
+    bounded = run_sizes(model, sizes, shape)
+    assert recorded_totals and max(recorded_totals) <= limit_mb * MB
+    assert len(recorded_totals) > len(cache.CACHE) > 0  # entries were evicted, some are kept
+    for a, b in zip(unbounded, bounded):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_working_set_that_fits_is_hit_not_rebuilt():
+    core.set_cache_limit(1)
+    a = shifted_window_mask((16, 16), (4, 4), (2, 2))
+    shifted_window_mask((8, 8), (4, 4), (2, 2))
+    assert shifted_window_mask((16, 16), (4, 4), (2, 2)) is a
+
+
+def test_limit_below_one_entry_warns_once_and_the_model_still_runs():
+    model = create_model("swin_t", **TINY_MODEL).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        cache.CACHE.clear()
+        core.set_cache_limit(0.001)  # 1 KB: below the 4x4 window's index table (16 x 16 int64, 2 KB)
+        with pytest.warns(RuntimeWarning) as caught:
+            out = model(x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            again = model(torch.randn(1, 3, 48, 48))  # other sizes: no second warning
+    messages = [str(w.message) for w in caught if "SWIN_SUITE_CACHE_MB" in str(w.message)]
+    assert len(messages) == 1
+    assert "core.set_cache_limit" in messages[0] and "at least 1 MB" in messages[0]
+    assert re.search(r"(mask|relative_position_index) \(.*\) on cpu takes [0-9.]+ MB", messages[0])
+    assert cache.CACHE.nbytes <= 1000 and again.shape == expected.shape
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_zero_caches_nothing_silently():
+    core.set_cache_limit(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shifted_window_mask((16, 16), (4, 4), (2, 2))
+    assert cache.cache_info() == {"entries": 0, "bytes": 0, "limit_mb": 0.0}
+
+
+def test_setting_parses_and_rejects_bad_values():
+    assert cache.parse_limit_mb("64") == 64.0 and cache.parse_limit_mb("inf") == math.inf
+    assert cache.parse_limit_mb("") == cache.parse_limit_mb(None) == cache.DEFAULT_MB
+    for bad in ("lots", "-1", "nan"):
+        with pytest.raises(ValueError, match="SWIN_SUITE_CACHE_MB"):
+            cache.parse_limit_mb(bad)
+
+
+def test_environment_variable_sets_the_limit(monkeypatch):
+    monkeypatch.setenv("SWIN_SUITE_CACHE_MB", "7.5")
+    assert cache.limit_from_environment() == 7.5
+    monkeypatch.delenv("SWIN_SUITE_CACHE_MB")
+    assert cache.limit_from_environment() == cache.DEFAULT_MB
+
+
+def test_short_soak_reports_growth_within_the_limit():
+    """bench.soak on 8 small sizes: a row per mode, the cache within its limit, no file descriptor left open."""
+    from bench.soak import random_shapes, soak
+    core.set_cache_limit(0.25)
+    row = soak("2d", random_shapes("2d", 8, 32, 72, (2, 4), seed=0), 4, "swin_t")
+    assert row["sizes"] == 8 and len(row["samples"]) == 8 and row["fds_growth"] == 0
+    assert max(s["cache_mb"] for s in row["samples"]) <= 0.25 and row["cache_limit_mb"] == 0.25
+
+
+@pytest.mark.slow
+def test_soak_100_sizes_grows_at_most_64_mb():
+    """The issue's target: Swin-T on 100 random sizes in 224-640 px, RSS growth <= 64 MB after 25 (minutes)."""
+    from bench.soak import random_shapes, soak
+    core.set_cache_limit(cache.DEFAULT_MB)
+    row = soak("2d", random_shapes("2d", 100, 224, 640, (8, 32), seed=0), 25, "swin_t")
+    assert row["rss_growth_mb"] <= 64 and row["cache_mb_at_end"] <= cache.DEFAULT_MB

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CLASSES", "MOVING_SHAPES_RECIPE", "default_cache_dir", "render_clip", "write_mp4",
-           "ensure_moving_shapes"]
+__all__ = ["CLASSES", "MOVING_SHAPES_RECIPE", "default_cache_dir", "render_clip", "moving_shapes_masks",
+           "write_mp4", "ensure_moving_shapes"]
 
 CLASSES = ("left", "right", "up", "down")
 _VELOCITY = {"left": (0.0, -1.0), "right": (0.0, 1.0), "up": (-1.0, 0.0), "down": (1.0, 0.0)}  # (dy, dx)
@@ -36,6 +36,22 @@ def render_clip(rng: np.random.Generator, direction: str, num_frames: int = 16, 
 
     Everything wraps around, and start positions are uniform, so no single frame tells the direction.
     """
+    return _render_moving_shapes(rng, direction, num_frames, size)[0]
+
+
+def moving_shapes_masks(split: str, index: int, *, num_frames: int = 16, size: int = 32,
+                        seed: int = 0) -> np.ndarray:
+    """Where the shapes are in clip ``index`` of ``split`` ("train" / "val") of the set
+    ``ensure_moving_shapes(seed=seed, num_frames=num_frames, size=size)`` wrote: (T, H, W) bool, regenerated
+    from the same random stream (the clip's label is ``index % 4``)."""
+    split_id = ("train", "val").index(split)
+    rng = np.random.default_rng([seed, split_id, index])
+    return _render_moving_shapes(rng, CLASSES[index % len(CLASSES)], num_frames, size)[1]
+
+
+def _render_moving_shapes(rng: np.random.Generator, direction: str, num_frames: int,
+                          size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frames (T, H, W, 3) uint8, shape masks (T, H, W) bool) of :func:`render_clip`."""
     coarse = rng.uniform(30, 225, (4, 4, 3))
     grid = np.linspace(0, 3, size)
     i0 = np.minimum(grid.astype(int), 2)
@@ -52,6 +68,7 @@ def render_clip(rng: np.random.Generator, direction: str, num_frames: int = 16, 
     vel = np.asarray(_VELOCITY[direction])[None] * speed[:, None]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     frames = np.empty((num_frames, size, size, 3), np.uint8)
+    masks = np.zeros((num_frames, size, size), bool)
     bg_step = np.asarray(_VELOCITY[direction], dtype=np.int64) * int(rng.integers(1, 3))  # pan 1-2 px/frame
     for t in range(num_frames):
         img = np.roll(bg, shift=tuple(t * bg_step), axis=(0, 1))
@@ -66,8 +83,9 @@ def render_clip(rng: np.random.Generator, direction: str, num_frames: int = 16, 
             else:
                 mask = abs(dy) + abs(dx) <= radius[k] * 1.3
             img[mask] = colors[k]
+            masks[t] |= mask
         frames[t] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
-    return frames
+    return frames, masks
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 10, codec: str = "libx264",

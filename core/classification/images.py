@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from .config import ClassificationConfig
 
-__all__ = ["image_transform", "recipe_classes", "ImageFiles", "collate_images"]
+__all__ = ["image_transform", "eval_crop_box", "recipe_classes", "ImageFiles", "collate_images"]
 
 
 def image_transform(cfg: ClassificationConfig) -> Callable[[Image.Image], torch.Tensor]:
@@ -25,6 +25,19 @@ def image_transform(cfg: ClassificationConfig) -> Callable[[Image.Image], torch.
                            v2.Normalize(list(d.mean), list(d.std))])
     from .data import build_transform
     return build_transform(cfg, train=False)
+
+
+def eval_crop_box(cfg: ClassificationConfig, size: tuple[int, int]) -> tuple[tuple[int, int], int, int]:
+    """Where :func:`image_transform`'s input comes from in an image of ``size`` (H, W): (the resized image's
+    (H, W), top, left) of the img_size x img_size crop; digits: the whole image resized, no crop."""
+    d = cfg.data
+    if d.dataset == "digits":
+        return (d.img_size, d.img_size), 0, 0
+    import math
+    h, w = size
+    scale = math.floor(d.img_size / d.crop_pct)          # timm: resize the short side, then centre crop
+    rh, rw = (scale, int(scale * w / h)) if h <= w else (int(scale * h / w), scale)
+    return (rh, rw), int(round((rh - d.img_size) / 2.0)), int(round((rw - d.img_size) / 2.0))
 
 
 def recipe_classes(cfg: ClassificationConfig) -> list[str]:

@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["METHODS", "IMAGE_ONLY", "CamResult", "class_activation_maps", "cam_method", "stage_strides",
-           "target_layer", "overlay", "upscale"]
+           "target_layer", "paste_back", "overlay", "upscale", "caption"]
 
 # our name -> grad-cam class; the methods that take a target layer and a reshape (AblationCAM needs an ablation
 # layer written for a model's layout, FullGrad every bias of a CNN, FinerCAM wraps another method, ShapleyCAM
@@ -172,6 +172,20 @@ def class_activation_maps(model: nn.Module, x: torch.Tensor, *, method: str = "g
     return CamResult(out.to(x.device), logits, items)
 
 
+def paste_back(maps: torch.Tensor, resized: Sequence[int], top: int, left: int,
+               size: Sequence[int]) -> torch.Tensor:
+    """Maps (..., h, w) of a crop at (top, left) of a resized picture (H', W') -> (..., H, W) of the original
+    picture: zero outside the crop, bilinear back to ``size``."""
+    h, w = maps.shape[-2:]
+    canvas = maps.new_zeros(*maps.shape[:-2], *resized)
+    canvas[..., top:top + h, left:left + w] = maps[..., :resized[0] - top, :resized[1] - left]
+    if tuple(resized) == tuple(size):
+        return canvas
+    flat = canvas.reshape(-1, 1, *resized)
+    out = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False).clamp_(0, 1)
+    return out.reshape(*maps.shape[:-2], *size)
+
+
 # ------------------------------------------------------------------------------------------------ pictures
 def overlay(image: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.ndarray:
     """The map as a heatmap over an (H, W, 3) uint8 RGB image (grad-cam's show_cam_on_image), uint8."""
@@ -184,3 +198,13 @@ def upscale(image: np.ndarray, min_size: int = 192) -> np.ndarray:
     """Nearest-neighbour enlargement by a whole factor until the short side is at least ``min_size`` pixels."""
     k = max(1, -(-min_size // min(image.shape[:2])))
     return image.repeat(k, 0).repeat(k, 1) if k > 1 else image
+
+
+def caption(image: np.ndarray, text: str) -> np.ndarray:
+    """The picture with a line of text on a black band above it (PIL's default font), uint8 RGB."""
+    from PIL import Image, ImageDraw
+    band = 14
+    out = Image.new("RGB", (image.shape[1], image.shape[0] + band))
+    out.paste(Image.fromarray(image), (0, band))
+    ImageDraw.Draw(out).text((2, 1), text, fill=(255, 255, 255))
+    return np.asarray(out)

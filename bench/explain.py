@@ -133,11 +133,11 @@ def shapes(args: argparse.Namespace) -> dict:
                                  f"{np.median(ratio):.2f}, >1 in {100 * (ratio > 1).mean():.0f}% of clips")
                     rows.append(row)
                     print(line, flush=True)
-                    if method == args.methods[0] and stage == args.stages[-1] and \
+                    if (method, stage) == args.picture and \
                             name in ("trained", "random (seed 0)") and cond in ("data set", args.also_show):
                         shown.append((f"{cond}: {name}", raws[args.show], mask[args.show], maps[args.show]))
-    picture_shapes(shown, f"val clip {args.show} ({lines[args.show][0]}), {args.methods[0]} stage {args.stages[-1]}",
-                   os.path.join(args.out, f"{args.name or 'moving_shapes'}.png"))
+    picture_shapes(shown, f"val clip {args.show} ({lines[args.show][0]}), {args.picture[0]} "
+                          f"stage {args.picture[1]}", os.path.join(args.out, f"{args.name or 'moving_shapes'}.png"))
     return {"task": "moving_shapes", "checkpoint": os.path.relpath(args.checkpoint), "val_clips": len(lines),
             "data": gen,
             "view": "1 clip x 1 crop (centred)", "frames": d.clip_len, "frame_interval": d.frame_interval,
@@ -216,7 +216,7 @@ def digits(args: argparse.Namespace) -> dict:
                       f"{r['prob_after_top_cam']:.3f} (drop {r['drop_top_cam']:.3f}), random "
                       f"{r['prob_after_random']:.3f} (drop {r['drop_random']:.3f}); CAM drop larger on "
                       f"{100 * r['images_cam_drop_larger']:.0f}% of images", flush=True)
-            if method == args.methods[0] and stage == args.stages[-1]:
+            if (method, stage) == args.picture:
                 shown = (maps, targets, top, method, stage)
     picture_digits(x, y, shown, d, baselines["mean (grey)"], os.path.join(args.out, f"{args.name or 'digits'}.png"))
     return {"task": "digits_deletion", "checkpoint": os.path.relpath(args.checkpoint), "val_images": len(x),
@@ -251,15 +251,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("task", choices=("shapes", "digits"))
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", default=os.path.join(ROOT, "results", "explain"))
-    p.add_argument("--methods", nargs="+", default=["gradcam", "gradcam++", "eigencam"])
+    p.add_argument("--methods", nargs="+", default=["gradcam", "gradcam++", "hirescam", "layercam", "eigencam"])
     p.add_argument("--stages", nargs="+", type=int, default=[1, 2])
     p.add_argument("--seeds", type=int, default=3, help="shapes: random-weight models")
+    p.add_argument("--picture", default="", metavar="METHOD:STAGE",
+                   help="the maps pictured (default: the first method at the last stage given)")
     p.add_argument("--show", type=int, default=1, help="shapes: the validation clip pictured")
     p.add_argument("--also-show", default="still background", help="shapes: a condition pictured too")
     p.add_argument("--fraction", type=float, default=0.2, help="digits: share of the pixels removed")
     p.add_argument("--name", default="", help="file names of the results (default: moving_shapes / digits)")
     p.add_argument("--draws", type=int, default=5, help="digits: random deletions averaged per image")
     args = p.parse_args(argv)
+    method, _, stage = (args.picture or f"{args.methods[0]}:{args.stages[-1]}").partition(":")
+    args.picture = (method, int(stage or args.stages[-1]))
     os.makedirs(args.out, exist_ok=True)
     torch.set_grad_enabled(True)
     out = shapes(args) if args.task == "shapes" else digits(args)

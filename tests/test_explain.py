@@ -168,3 +168,21 @@ def test_video_explain_gif_sheet_maps_and_broken_file(tmp_path, capsys):
     assert explain.main([str(tmp_path / "clip.mp4"), "--checkpoint", ckpt, "--out", str(out),
                          "--method", "scorecam"]) == 2
     assert "images only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_digits_maps_pass_the_deletion_test(tmp_path):
+    """A short digits run: greying its top-20 % Grad-CAM pixels costs the class more than 20 % random pixels."""
+    import json
+
+    from bench import explain as bench_explain
+    from core import train
+    from helpers import DIGITS
+    run = tmp_path / "run"
+    assert train.main(["--config", DIGITS, "--output-dir", str(run), "--opt", "train.epochs=12", "train.progress=false",
+                       "train.tensorboard=false", "sched.warmup_epochs=1"]) == 0
+    assert bench_explain.main(["digits", "--checkpoint", str(run / "best.pth"), "--out", str(tmp_path / "r"),
+                               "--methods", "gradcam", "--stages", "2", "--draws", "2"]) == 0
+    rows = json.loads((tmp_path / "r" / "digits.json").read_text())["rows"]
+    grey = next(r for r in rows if r["baseline"].startswith("mean"))
+    assert grey["top1"] > 80 and grey["drop_top_cam"] > grey["drop_random"] + 0.05

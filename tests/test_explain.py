@@ -186,3 +186,29 @@ def test_digits_maps_pass_the_deletion_test(tmp_path):
     rows = json.loads((tmp_path / "r" / "digits.json").read_text())["rows"]
     grey = next(r for r in rows if r["baseline"].startswith("mean"))
     assert grey["top1"] > 80 and grey["drop_top_cam"] > grey["drop_random"] + 0.05
+
+
+def test_crop_boxes_match_the_transforms():
+    """Where the evaluation crop comes from (to put a map back on the picture): a vertical edge lands where the
+    box says, for the image transform (resize + centre crop) and each of the video test transform's 3 crops."""
+    from torchvision import tv_tensors
+
+    from core.classification.config import ClassificationConfig
+    from core.classification.images import eval_crop_box, image_transform
+    from core.engine.config import load_config
+    from core.video.transforms import build_video_transform, test_view_box
+    cfg = load_config(None, ["data.img_size=64", "data.mean=[0,0,0]", "data.std=[1,1,1]",
+                             "data.interpolation=bilinear"], ClassificationConfig)
+    img = np.zeros((90, 150, 3), np.uint8)
+    img[:, 75:] = 255
+    (rh, rw), top, left = eval_crop_box(cfg, (90, 150))
+    x = image_transform(cfg)(Image.fromarray(img))
+    assert int((x[0].mean(0) > 0.5).float().argmax()) == round(75 * rw / 150) - left
+    clip = torch.zeros(2, 3, 40, 100, dtype=torch.uint8)
+    clip[..., 50:] = 255
+    views = build_video_transform("test", 32, None, 3, mean=(0, 0, 0), std=(1, 1, 1))(tv_tensors.Video(clip))
+    for k in range(3):
+        (rh, rw), top, left = test_view_box((40, 100), 32, 3, k)
+        edge = round(50 * rw / 100) - left
+        col = views[k, 0, 0].mean(0) > 127
+        assert bool(col.any()) == (edge < 32) and (not col.any() or abs(int(col.float().argmax()) - max(edge, 0)) <= 1)

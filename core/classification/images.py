@@ -11,13 +11,26 @@ from torch.utils.data import Dataset
 from .config import ClassificationConfig
 from .data import build_transform, image_set
 
-__all__ = ["image_transform", "recipe_classes", "ImageFiles", "collate_images"]
+__all__ = ["image_transform", "eval_crop_box", "recipe_classes", "ImageFiles", "collate_images"]
 
 
 def image_transform(cfg: ClassificationConfig) -> Callable[[Image.Image], torch.Tensor]:
     """The recipe's evaluation transform of a file: its data set's own, else timm's resize + centre crop + normalise."""
     own = image_set(cfg).eval_transform
     return own(cfg) if own is not None else build_transform(cfg, train=False)
+
+
+def eval_crop_box(cfg: ClassificationConfig, size: tuple[int, int]) -> tuple[tuple[int, int], int, int]:
+    """Where :func:`image_transform`'s input comes from in an image of ``size`` (H, W): (the resized image's
+    (H, W), top, left) of the img_size x img_size crop; digits: the whole image resized, no crop."""
+    d = cfg.data
+    if d.dataset == "digits":
+        return (d.img_size, d.img_size), 0, 0
+    import math
+    h, w = size
+    scale = math.floor(d.img_size / d.crop_pct)          # timm: resize the short side, then centre crop
+    rh, rw = (scale, int(scale * w / h)) if h <= w else (int(scale * h / w), scale)
+    return (rh, rw), int(round((rh - d.img_size) / 2.0)), int(round((rw - d.img_size) / 2.0))
 
 
 def recipe_classes(cfg: ClassificationConfig) -> list[str]:

@@ -23,7 +23,7 @@ from .data import DataError
 from .launch import build_model
 
 __all__ = ["LoadedModel", "load_model", "checkpoint_recipe", "class_names", "expand_inputs", "topk_rows",
-           "add_model_args", "report_error", "ToolError", "pick_device"]
+           "add_model_args", "report_error", "ToolError", "pick_device", "check_stage", "check_target"]
 
 ToolError = (ConfigError, CheckpointError, DataError)
 
@@ -207,3 +207,19 @@ def check_stage(stage: int | None, model: nn.Module) -> int:
     if not 1 <= stage <= n:
         raise ConfigError(f"--stage {stage}: this model has stages 1 to {n}")
     return stage
+
+
+def check_target(target: str | None, classes: Sequence[str]) -> int | None:
+    """``--target``: a class index or name (None: the predicted class); ConfigError naming the range."""
+    if target is None:
+        return None
+    if target in classes and not target.lstrip("-").isdigit():
+        return list(classes).index(target)
+    try:
+        index = int(target)
+    except ValueError:
+        raise ConfigError(f"--target {target}: not a class name of this model nor an index 0 to "
+                          f"{len(classes) - 1}") from None
+    if not 0 <= index < len(classes):
+        raise ConfigError(f"--target {target}: this model has classes 0 to {len(classes) - 1}")
+    return index

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CLASSES", "MOVING_SHAPES_RECIPE", "default_cache_dir", "render_clip", "write_mp4",
-           "ensure_moving_shapes"]
+__all__ = ["CLASSES", "MOVING_SHAPES_RECIPE", "default_cache_dir", "render_clip", "moving_shapes_masks",
+           "moving_shapes_item", "write_mp4", "ensure_moving_shapes"]
 
 CLASSES = ("left", "right", "up", "down")
 _VELOCITY = {"left": (0.0, -1.0), "right": (0.0, 1.0), "up": (-1.0, 0.0), "down": (1.0, 0.0)}  # (dy, dx)
@@ -31,11 +31,37 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SWIN_SUITE_CACHE") or Path.home() / ".cache" / "swin_suite")
 
 
-def render_clip(rng: np.random.Generator, direction: str, num_frames: int = 16, size: int = 32) -> np.ndarray:
-    """Frames (T, H, W, 3) uint8 of 2-4 shapes moving in ``direction`` over a random texture that pans with them.
+def render_clip(rng: np.random.Generator, direction: str, num_frames: int = 16, size: int = 32, *,
+                pan: bool = True) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 of 2-4 shapes moving in ``direction`` over a random texture that pans with them
+    (``pan=False``: a still texture, so that only the shapes tell the direction).
 
     Everything wraps around, and start positions are uniform, so no single frame tells the direction.
     """
+    return _render_moving_shapes(rng, direction, num_frames, size, pan=pan)[0]
+
+
+def moving_shapes_masks(split: str, index: int, *, num_frames: int = 16, size: int = 32,
+                        seed: int = 0) -> np.ndarray:
+    """Where the shapes are in clip ``index`` of ``split`` ("train" / "val") of the set
+    ``ensure_moving_shapes(seed=seed, num_frames=num_frames, size=size)`` wrote: (T, H, W) bool, regenerated
+    from the same random stream (the clip's label is ``index % 4``)."""
+    return moving_shapes_item(split, index, num_frames=num_frames, size=size, seed=seed)[1]
+
+
+def moving_shapes_item(split: str, index: int, *, num_frames: int = 16, size: int = 32, seed: int = 0,
+                       shapes: bool = True, pan: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(frames (T, H, W, 3) uint8 before encoding, shape masks (T, H, W) bool) of clip ``index`` of ``split``;
+    ``shapes=False`` leaves the shapes out, ``pan=False`` holds the background still (controls: same clip, one
+    motion cue removed)."""
+    split_id = ("train", "val").index(split)
+    rng = np.random.default_rng([seed, split_id, index])
+    return _render_moving_shapes(rng, CLASSES[index % len(CLASSES)], num_frames, size, shapes=shapes, pan=pan)
+
+
+def _render_moving_shapes(rng: np.random.Generator, direction: str, num_frames: int, size: int, *,
+                          shapes: bool = True, pan: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(frames (T, H, W, 3) uint8, shape masks (T, H, W) bool) of :func:`render_clip`."""
     coarse = rng.uniform(30, 225, (4, 4, 3))
     grid = np.linspace(0, 3, size)
     i0 = np.minimum(grid.astype(int), 2)
@@ -52,7 +78,9 @@ def render_clip(rng: np.random.Generator, direction: str, num_frames: int = 16, 
     vel = np.asarray(_VELOCITY[direction])[None] * speed[:, None]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     frames = np.empty((num_frames, size, size, 3), np.uint8)
+    masks = np.zeros((num_frames, size, size), bool)
     bg_step = np.asarray(_VELOCITY[direction], dtype=np.int64) * int(rng.integers(1, 3))  # pan 1-2 px/frame
+    bg_step = bg_step if pan else 0 * bg_step
     for t in range(num_frames):
         img = np.roll(bg, shift=tuple(t * bg_step), axis=(0, 1))
         for k in range(n):
@@ -65,9 +93,11 @@ def render_clip(rng: np.random.Generator, direction: str, num_frames: int = 16, 
                 mask = dy * dy + dx * dx <= radius[k] ** 2
             else:
                 mask = abs(dy) + abs(dx) <= radius[k] * 1.3
-            img[mask] = colors[k]
+            if shapes:
+                img[mask] = colors[k]
+            masks[t] |= mask
         frames[t] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
-    return frames
+    return frames, masks
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 10, codec: str = "libx264",
@@ -89,14 +119,20 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 10, codec:
 
 
 def ensure_moving_shapes(root: str | os.PathLike | None = None, *, num_train: int = 400, num_val: int = 100,
-                         num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None) -> Path:
-    """Generate the data set once (atomically, into a temp folder then renamed) and return its folder."""
-    root = Path(root) if root is not None else default_cache_dir() / "moving_shapes"
+                         num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None,
+                         pan: bool = True) -> Path:
+    """Generate the data set once (atomically, into a temp folder then renamed) and return its folder.
+
+    ``pan=False``: the same clips over a still background (the shapes are the only motion; another folder)."""
+    root = Path(root) if root is not None else default_cache_dir() / ("moving_shapes" if pan else "moving_shapes_still")
     if codec is None:
         import av
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     params = dict(version=_VERSION, num_train=num_train, num_val=num_val, num_frames=num_frames, size=size,
                   seed=seed, codec=codec)
+    if not pan:
+        params["pan"] = False
+        return _materialise(root, params, CLASSES, lambda *a: render_clip(*a, pan=False))
     return _materialise(root, params, CLASSES, render_clip)
 
 

@@ -15,7 +15,7 @@ from torchvision.transforms.v2 import functional as F
 
 __all__ = [
     "IMAGENET_MEAN_255", "IMAGENET_STD_255", "ThreeCrop", "ToCTHW",
-    "video_train_transform", "video_eval_transform", "build_video_transform",
+    "video_train_transform", "video_eval_transform", "build_video_transform", "test_view_box",
 ]
 
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
@@ -115,3 +115,17 @@ def build_video_transform(
     if split == "test":
         return video_eval_transform(crop_size, eval_short or crop_size, num_crops, mean, std)
     raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+
+
+def test_view_box(size: tuple[int, int], crop_size: int, num_crops: int, crop: int,
+                  short_side: int | None = None) -> tuple[tuple[int, int], int, int]:
+    """Where crop ``crop`` of ``build_video_transform("test", crop_size, short_side, num_crops)`` comes from in
+    frames of ``size`` (H, W): (the resized frame's (H, W), top, left)."""
+    h, w = size
+    s = short_side or crop_size
+    rh, rw = (s, int(s * w / h)) if h <= w else (int(s * h / w), s)
+    if num_crops == 1:
+        return (rh, rw), int(round((rh - crop_size) / 2.0)), int(round((rw - crop_size) / 2.0))
+    if rw >= rh:
+        return (rh, rw), (rh - crop_size) // 2, (0, (rw - crop_size) // 2, rw - crop_size)[crop]
+    return (rh, rw), (0, (rh - crop_size) // 2, rh - crop_size)[crop], (rw - crop_size) // 2

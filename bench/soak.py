@@ -4,9 +4,9 @@
 
 Modes (eval, no grad, batch 1, fresh weights): ``2d`` Swin forward on random HxW in [--min, --max] px,
 ``multiscale`` ``forward_multiscale`` (the four stage outputs a detector reads) on the same kind of sizes,
-``3d`` Video Swin on random TxHxW clips, each mode in its own process. Each reports the process RSS (VmRSS, the resident size now) and its
-peak (VmHWM) after the warm-up size and after the last, their growth in between, and the per-shape constant
-cache (entries, MB). ``--cache-mb inf`` measures the unbounded cache of before issue 28.
+``3d`` Video Swin on random TxHxW clips, each mode in its own process. Each reports the process RSS (VmRSS, the
+resident size now) and its peak (VmHWM) after the warm-up size and after the last, their growth in between, and
+the per-shape constant cache (entries, MB). ``--cache-mb inf`` measures the unbounded cache of before issue 28.
 
 Most of the RSS growth over many sizes is glibc's heap, not the cache: freed tensors between long-lived ones stay
 resident. ``MALLOC_MMAP_THRESHOLD_=131072`` (a fixed threshold: large tensors are mmapped and returned on free)

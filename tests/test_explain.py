@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.nn.cam import IMAGE_ONLY, METHODS, _TokenLayout, _to_pixels, class_activation_maps, stage_strides
+from core.nn.cam import IMAGE_ONLY, METHODS, _to_pixels, _TokenLayout, class_activation_maps, stage_strides
 from core.nn.registry import create_model, list_models
 from helpers import TINY_OPT, tiny_input, tiny_kwargs
 

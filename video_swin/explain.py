@@ -19,7 +19,6 @@ import sys
 from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 from torchvision import tv_tensors
 

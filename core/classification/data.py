@@ -186,6 +186,7 @@ class ImageSet:
     build: Callable[[Any], tuple[Dataset, Dataset, int]]
     eval_transform: Callable[[Any], Callable] | None = None
     classes: Callable[[Any], list[str]] | None = None
+    whole_image: bool = False  # the tools resize the whole file to img_size (no centre crop)
 
 
 IMAGE_SETS: dict[str, ImageSet] = {}
@@ -250,4 +251,4 @@ def _folder_classes(cfg: ClassificationConfig) -> list[str]:
 
 register_image_set("imagefolder", ImageSet(_image_folder, classes=_folder_classes))
 register_image_set("digits", ImageSet(_digits, eval_transform=_digits_file_transform,
-                                      classes=lambda cfg: [str(i) for i in range(10)]))
+                                      classes=lambda cfg: [str(i) for i in range(10)], whole_image=True))

@@ -24,7 +24,7 @@ def eval_crop_box(cfg: ClassificationConfig, size: tuple[int, int]) -> tuple[tup
     """Where :func:`image_transform`'s input comes from in an image of ``size`` (H, W): (the resized image's
     (H, W), top, left) of the img_size x img_size crop; digits: the whole image resized, no crop."""
     d = cfg.data
-    if d.dataset == "digits":
+    if image_set(cfg).whole_image:
         return (d.img_size, d.img_size), 0, 0
     import math
     h, w = size

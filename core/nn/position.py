@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from .cache import cached_constant
 
+
 def table_size(window: Sequence[int]) -> int:
     """Entries of the bias table: prod(2 * w - 1), e.g. (2M-1)^2 in 2D, (2D-1)(2H-1)(2W-1) in 3D."""
     return math.prod(2 * w - 1 for w in window)

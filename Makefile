@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 train: $(STAMP)
 	$(BIN)/python -m video_swin.train $(ARGS)
 
+# lint, then the tests in two worker processes of one thread each (a test file stays in one worker, so its
+# module fixtures are built once); the slow suite: make test ARGS="-m slow"
 test: $(STAMP)
 	$(BIN)/ruff check .
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q --durations=15 $(ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(ARGS)

@@ -191,3 +191,34 @@ def test_task_state_hooks_and_resume(tmp_path):
 def test_trainer_refuses_a_plain_module(tmp_path):
     with pytest.raises(TypeError, match=r"Trainer runs a core.engine.task.Task, got _Linear"):
         Trainer(engine_cfg(output_dir=str(tmp_path)), _Linear(), _batches(1, 4), None)
+
+
+# ----------------------------------------------------------------------------------------------- data wait
+class _SlowLoader:
+    """Batches that each take ``delay`` seconds to arrive, as from a loader that cannot keep up."""
+
+    def __init__(self, batches, delay):
+        self.batches, self.delay, self.batch_size = batches, delay, len(batches[0][0])
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        import time
+        for b in self.batches:
+            time.sleep(self.delay)
+            yield b
+
+
+def test_data_wait_is_measured_and_a_loader_bound_epoch_warned(tmp_path):
+    cfg = engine_cfg("train.epochs=1", "sched.warmup_epochs=0", "train.log_interval=2", output_dir=str(tmp_path))
+    res = Trainer(cfg, _ce(_Linear()), _SlowLoader(_batches(4, 4), 0.25), None).fit()
+    final = res["final"]
+    assert 0.95 <= final["data_wait_s"] <= 2.0 and final["data_wait"] > 0.6  # 4 x 0.25 s of a ~1.1 s epoch
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["data_wait"] > 0.5 for r in rows if r.get("kind") == "train")
+    log = (tmp_path / "log.txt").read_text()
+    assert "waited" in log and "loader-bound" in log and "data.num_workers" in log
+    fast = Trainer(engine_cfg("train.epochs=1", "sched.warmup_epochs=0", output_dir=str(tmp_path / "fast")),
+                   _ce(_Linear()), _batches(4, 4), None).fit()
+    assert fast["final"]["data_wait"] < 0.3

@@ -1,10 +1,11 @@
 """One epoch's progress: the bar, the scalars of a log interval (read from the device once per interval), the
-epoch's running sums, samples/s and the ETA; rows go to metrics.jsonl (and TensorBoard)."""
+epoch's running sums, samples/s, the time the step waited for data and the ETA; rows go to metrics.jsonl (and
+TensorBoard)."""
 from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import torch
 from tqdm import tqdm
@@ -15,7 +16,9 @@ if TYPE_CHECKING:
     from .resume import MidEpoch
     from .trainer import Trainer
 
-__all__ = ["EpochProgress", "hms"]
+__all__ = ["EpochProgress", "hms", "LOADER_BOUND"]
+
+LOADER_BOUND = 0.3  # an epoch that waited longer than this fraction for data gets a warning
 
 
 def hms(seconds: float) -> str:
@@ -36,6 +39,16 @@ class EpochProgress:
         self.bar = tqdm(total=self.n, initial=start, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", dynamic_ncols=True,
                         mininterval=1.0, disable=not (trainer.info.is_main and cfg.train.progress))
         self.t0 = self.t_log = time.perf_counter()
+        self.wait = self.wait_log = 0.0  # seconds spent waiting for the loader: the epoch's, this interval's
+
+    def fetch(self, batches: Iterator) -> Any:
+        """The next batch, timing how long the step waited for it."""
+        t = time.perf_counter()
+        batch = next(batches)
+        waited = time.perf_counter() - t
+        self.wait += waited
+        self.wait_log += waited
+        return batch
 
     def update(self, i: int, out: Mapping[str, Any] | None, grad_norm: torch.Tensor | None) -> None:
         """After iteration ``i``: keep its scalars (None: a skipped step), log at the interval's end."""
@@ -52,15 +65,15 @@ class EpochProgress:
         now = time.perf_counter()
         sps = tr.batch_size * tr.info.world_size * len(self.window) / max(now - self.t_log, 1e-9)
         row = {"epoch": self.epoch + 1, "iter": i + 1, "loss": row.pop("loss"), "lr": tr.lr_now(),
-               "samples_per_s": sps, **row}
+               "samples_per_s": sps, "data_wait": self.wait_log / max(now - self.t_log, 1e-9), **row}
         if grad_norm is not None:
             row["grad_norm"] = float(grad_norm)
         if tr.runlog is not None:
             tr.runlog.log("train", self.epoch * self.n + i + 1, row)
         eta = (now - self.t0) / (i + 1 - self.start) * (self.n - i - 1 + self.iters_after)
-        self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{tr.lr_now():.2e}", sps=f"{sps:.1f}", eta=hms(eta),
-                             refresh=False)
-        self.window, self.t_log = [], now
+        self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{tr.lr_now():.2e}", sps=f"{sps:.1f}",
+                             wait=f"{row['data_wait']:.0%}", eta=hms(eta), refresh=False)
+        self.window, self.t_log, self.wait_log = [], now, 0.0
 
     def snapshot(self) -> tuple[dict[str, float], list[dict[str, float]]]:
         """The running sums and the unlogged window, as plain numbers (for a mid-epoch checkpoint)."""
@@ -74,7 +87,14 @@ class EpochProgress:
         if self.tr.info.distributed:
             stats = du.all_reduce_sum(stats.to(self.tr.device)).cpu()
         means = {k: float(stats[j] / max(1.0, float(stats[-1]))) for j, k in enumerate(keys)}
-        return {"train_loss": means.pop("loss", float("nan")), "epoch_time_s": time.perf_counter() - self.t0, **means}
+        elapsed = time.perf_counter() - self.t0
+        wait = {"data_wait_s": self.wait, "data_wait": self.wait / max(elapsed, 1e-9)}
+        if wait["data_wait"] > LOADER_BOUND and self.n - self.start > 1:
+            workers = getattr(getattr(self.tr.cfg, "data", None), "num_workers", "?")
+            self.tr.log.warning(f"epoch {self.epoch + 1} waited {wait['data_wait']:.0%} of its time for data "
+                                f"(loader-bound): raise data.num_workers (now {workers}), or store the videos "
+                                f"smaller and with dense keyframes")
+        return {"train_loss": means.pop("loss", float("nan")), "epoch_time_s": elapsed, **wait, **means}
 
     def _read_window(self, last: int) -> dict[str, float]:
         """Means of the interval's scalars: one device-to-host copy; a non-finite loss stops the run."""

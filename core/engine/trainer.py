@@ -186,7 +186,7 @@ class Trainer:
         grad_norm = None
         skip_mode = self.cfg.train.nonfinite == "skip"
         for i in range(start, n):
-            batch = to_device(next(batches), self.device)
+            batch = to_device(progress.fetch(batches), self.device)
             sync = (i + 1) % self.accum == 0 or i + 1 == n
             with self.ddp.no_sync() if (self.ddp is not None and not sync) else contextlib.nullcontext():
                 with autocast(self.device, self.amp_dtype):
@@ -215,7 +215,8 @@ class Trainer:
                         raise self._preempted(f"epoch {epoch + 1} iteration {i + 1}/{n}")
         means = progress.close()
         res = {"epoch": epoch + 1, "train_loss": means.pop("train_loss"), "lr": self.lr_now(),
-               "epoch_time_s": means.pop("epoch_time_s"), **means}
+               "epoch_time_s": means.pop("epoch_time_s"), "data_wait": means.pop("data_wait"),
+               "data_wait_s": means.pop("data_wait_s"), **means}
         if skip_mode:
             res["nonfinite_skipped"] = self.nonfinite_skipped
         res.update(self.task.end_epoch())

@@ -153,7 +153,7 @@ def build_labelled_set(cfg: MoBYConfig, split: str) -> Dataset:
     if d.video:
         root, ann = _video_split(d, split)
         return build_video_dataset(root, ann, split="val", clip_len=d.clip_len, frame_interval=d.frame_interval,
-                                   crop_size=d.img_size, short_side=d.img_size, num_clips=1, num_crops=1,
+                                   **d.decoding(), crop_size=d.img_size, short_side=d.img_size, num_clips=1, num_crops=1,
                                    transform=_video_eval_transform(d))
     resize = d.img_size if d.dataset == "shapes" else None
     return Indexed(_image_base(cfg, split), eval_transform(d.img_size, d.mean, d.std, resize))
@@ -172,7 +172,8 @@ def build_pretrain_sets(cfg: MoBYConfig) -> tuple[Dataset, Dataset, Dataset]:
         root, ann = _video_split(d, d.train_split)
         listed = build_video_dataset(root, ann, split="train", transform=None)  # list file, CSV or class folders
         train = TwoClipDataset(listed.samples, listed.classes, view1=views[0], view2=views[1],
-                                  clip_len=d.clip_len, frame_interval=d.frame_interval, check_files=False)
+                                  clip_len=d.clip_len, frame_interval=d.frame_interval, check_files=False,
+                                  **d.decoding())
     else:
         train = TwoViewDataset(_image_base(cfg, d.train_split), *views)
     with warnings.catch_warnings():

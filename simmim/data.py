@@ -95,7 +95,7 @@ def build_pretrain_datasets(cfg: SimMIMConfig) -> tuple[Dataset, Dataset | None]
         from core.video.data import build_video_dataset
         root, ann_train, ann_val = video_paths(d)
         sub = (lambda s: os.path.join(root, s)) if ann_train is None else (lambda s: root)
-        common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, crop_size=d.img_size)
+        common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, crop_size=d.img_size, **d.decoding())
         train = build_video_dataset(sub("train"), ann_train, split="train", short_side=d.short_side or d.img_size,
                                     scale=tuple(d.scale), hflip=d.hflip, **common)
         val = build_video_dataset(d.root_val or sub("val"), ann_val, split="test", num_clips=1, num_crops=1,

@@ -51,3 +51,16 @@ class VideoSource:
     ann_val: str = ""
     num_train: int = fld(400, ge=8, help="generated sets: training clips")
     num_val: int = fld(100, ge=4, help="generated sets: validation clips")
+    decoder: str = fld("decord", help="decord | pyav | torchcodec (core.video.decoders)")
+    decode_short_side: int = fld(0, ge=0, help="decode frames larger than this straight to this short side (0 = "
+                                               "full size); set it to the transform's short side to skip that work")
+
+    def check(self) -> None:
+        from core.video.decoders import DECODERS
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"config value out of range: data.decoder = {self.decoder!r}, expected one of "
+                              f"{sorted(DECODERS)}")
+
+    def decoding(self) -> dict:
+        """The reader's arguments (VideoDataset's decoder and decode_short_side)."""
+        return {"decoder": self.decoder, "decode_short_side": self.decode_short_side}

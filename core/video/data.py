@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 
+from .decoders import open_video
 from .transforms import build_video_transform
 
 __all__ = [
@@ -197,7 +198,8 @@ class BrokenVideo:
 
 
 class VideoDataset(Dataset):
-    """Labelled videos decoded with decord; one random clip (train) or all test views (test_mode) per item.
+    """Labelled videos (decord by default, or another of ``core.video.decoders``, optionally resized at decode time
+    to ``decode_short_side``); one random clip (train) or all test views (test_mode) per item.
 
     Items are dicts ``video`` (C, T, H, W) in train mode or (num_clips * num_crops, C, T, H, W) in test mode,
     ``label`` and ``index``; an undecodable video gives a ``BrokenVideo``. Use ``collate_videos``.
@@ -216,11 +218,14 @@ class VideoDataset(Dataset):
             transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
             num_threads: int = 1,
             check_files: bool = True,
+            decoder: str = "decord",
+            decode_short_side: int = 0,
     ) -> None:
         self.classes = list(classes)
         self.clip_len, self.frame_interval, self.num_clips = clip_len, frame_interval, num_clips
         self.test_mode, self.test_offsets = test_mode, test_offsets
         self.transform, self.num_threads = transform, num_threads
+        self.decoder, self.decode_short_side = decoder, decode_short_side
         self.missing: list[str] = []
         self._skipped = mp.get_context("spawn").Value("i", 0)  # shared with DataLoader workers (any start method)
         self._seen_bad: set[str] = set()
@@ -305,13 +310,9 @@ class VideoDataset(Dataset):
                                     self.test_mode, self.test_offsets)
 
     def load_clips(self, path: str) -> torch.Tensor:
-        """Decode the sampled clips of one video as uint8 (num_clips, T, C, H, W)."""
-        import decord  # imported lazily: workers import it on first use
-
-        vr = decord.VideoReader(path, num_threads=self.num_threads, ctx=decord.cpu(0))
-        clips = read_clips(vr, self.frame_indices(len(vr)))
-        del vr
-        return clips
+        """Decode the sampled clips of one video as uint8 (num_clips, T, C, H, W) (each frame decoded once)."""
+        video = open_video(path, decoder=self.decoder, short_side=self.decode_short_side, num_threads=self.num_threads)
+        return video.get(self.frame_indices(video.num_frames)).permute(0, 1, 4, 2, 3)
 
     def __getitem__(self, index: int) -> dict[str, Any] | BrokenVideo:
         path = str(self._paths[index])

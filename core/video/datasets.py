@@ -13,6 +13,7 @@ from ..engine.data import DataError
 from ..engine.files import atomic_write_text
 from .config import VideoConfig
 from .data import build_video_dataset
+from .decoders import check_decoder
 from .sources import is_generated, video_paths
 
 __all__ = ["data_paths", "build_datasets", "check_classes", "write_classes", "run_datasets"]
@@ -29,15 +30,16 @@ def build_datasets(cfg: VideoConfig, split: str = "val") -> tuple[Any, Any, int]
     """Training set (one random clip) and validation/test set (clips x crops views per video)."""
     d = cfg.data
     root, ann_train, ann_val, ann_test = data_paths(cfg)
-    common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, crop_size=d.crop_size)
+    common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, crop_size=d.crop_size, **d.decoding())
     sub = (lambda s: os.path.join(root, s)) if ann_train is None else (lambda s: root)
     val_root = d.root_val or sub("val")
     names = {"classes_file": d.classes_file} if d.classes_file and ann_train and not ann_train.endswith(".csv") else {}
     try:
+        check_decoder(d.decoder)
         train = build_video_dataset(sub("train"), ann_train, split="train", short_side=d.short_side,
                                     scale=tuple(d.scale), hflip=d.hflip, **names, **common)
         evalset = _eval_set(cfg, split, val_root, ann_val, ann_test, train.classes, common)
-    except (ValueError, OSError) as e:  # malformed list / CSV files, unreadable folders: name the file
+    except (ValueError, OSError, ImportError) as e:  # malformed list / CSV files, unreadable folders: name the file
         raise DataError(str(e)) from None
     if list(evalset.classes) != list(train.classes):
         raise ConfigError(f"validation classes differ from training classes ({len(evalset.classes)} vs "

@@ -1,0 +1,128 @@
+"""Video decoders behind one interface: the frame count of a file and chosen frames as uint8 (N, H, W, C), optionally
+resized at decode time (short side), so a 1080p source is never decoded to full-size RGB for a 224 crop.
+
+    video = open_video("clip.mp4", decoder="pyav", short_side=256)
+    frames = video.get(sample_frame_indices(video.num_frames, ...))      # uint8 (*inds.shape, H, W, C)
+
+``decord`` (default; the reader the recipes were measured with), ``pyav`` (PyAV, ships its own FFmpeg; maintained),
+``torchcodec`` (PyTorch's decoder; needs the system FFmpeg libraries). The same indices give the same frames
+(``tests/test_decoders.py``: decord and PyAV equal on real clips).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+
+__all__ = ["DECODERS", "open_video", "check_decoder", "scaled_size", "Video"]
+
+_INSTALL = {"decord": "pip install decord", "pyav": "pip install av",
+            "torchcodec": "pip install torchcodec, and the FFmpeg shared libraries (e.g. apt install ffmpeg)"}
+
+
+def scaled_size(h: int, w: int, short_side: int) -> tuple[int, int]:
+    """(H, W) with the short side at ``short_side`` when the frame is larger (never upscaled), aspect kept."""
+    if short_side <= 0 or min(h, w) <= short_side:
+        return h, w
+    s = short_side / min(h, w)
+    return (short_side, round(w * s)) if h <= w else (round(h * s), short_side)
+
+
+class Video(Protocol):
+    """An opened video: its frame count, and frames by index as uint8 (*inds.shape, H, W, C)."""
+    num_frames: int
+
+    def get(self, inds: np.ndarray) -> torch.Tensor: ...
+
+
+def _gather(frames: torch.Tensor, inverse: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+    return frames[torch.from_numpy(inverse)].reshape(*shape, *frames.shape[1:])
+
+
+class _Decord:
+    def __init__(self, path: str, short_side: int, num_threads: int) -> None:
+        import decord
+        self.vr = decord.VideoReader(path, num_threads=num_threads, ctx=decord.cpu(0))
+        self.num_frames = len(self.vr)
+        if short_side > 0 and self.num_frames:
+            h, w = self.vr[0].shape[:2]
+            sh, sw = scaled_size(h, w, short_side)
+            if (sh, sw) != (h, w):  # reopen, decoding straight to the smaller size (FFmpeg's scaler)
+                self.vr = decord.VideoReader(path, num_threads=num_threads, ctx=decord.cpu(0), width=sw, height=sh)
+
+    def get(self, inds: np.ndarray) -> torch.Tensor:
+        inds = np.asarray(inds)
+        uniq, inverse = np.unique(inds.ravel(), return_inverse=True)  # in order: decord seeks forward only
+        frames = self.vr.get_batch(uniq.tolist())
+        frames = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(frames.asnumpy())
+        return _gather(frames, inverse, inds.shape)
+
+
+class _PyAV:
+    def __init__(self, path: str, short_side: int, num_threads: int) -> None:
+        import av
+        self.path, self.short_side, self.num_threads = path, short_side, num_threads
+        with av.open(path) as c:
+            stream = c.streams.video[0]
+            n = stream.frames or sum(1 for p in c.demux(stream) if p.size)  # container count, else the packets
+        self.num_frames = int(n)
+
+    def get(self, inds: np.ndarray) -> torch.Tensor:
+        import av
+        inds = np.asarray(inds)
+        uniq, inverse = np.unique(inds.ravel(), return_inverse=True)
+        want, got, size = set(uniq.tolist()), {}, None
+        with av.open(self.path) as c:
+            stream = c.streams.video[0]
+            stream.thread_type, stream.codec_context.thread_count = "AUTO", max(1, self.num_threads)
+            for n, frame in enumerate(c.decode(stream)):
+                if n > uniq[-1]:
+                    break
+                if n in want:
+                    size = size or scaled_size(frame.height, frame.width, self.short_side)
+                    got[n] = frame.reformat(width=size[1], height=size[0], format="rgb24").to_ndarray()
+        missing = [i for i in uniq.tolist() if i not in got]
+        if missing:
+            raise RuntimeError(f"{self.path}: frame {missing[0]} of {self.num_frames} could not be decoded")
+        return _gather(torch.from_numpy(np.stack([got[i] for i in uniq.tolist()])), inverse, inds.shape)
+
+
+class _TorchCodec:
+    def __init__(self, path: str, short_side: int, num_threads: int) -> None:
+        from torchcodec.decoders import VideoDecoder
+        self.dec = VideoDecoder(path, dimension_order="NHWC", num_ffmpeg_threads=num_threads)
+        self.num_frames, self.short_side = int(self.dec.metadata.num_frames), short_side
+
+    def get(self, inds: np.ndarray) -> torch.Tensor:
+        inds = np.asarray(inds)
+        uniq, inverse = np.unique(inds.ravel(), return_inverse=True)
+        frames = self.dec.get_frames_at(uniq.tolist()).data
+        sh, sw = scaled_size(frames.shape[1], frames.shape[2], self.short_side)
+        if (sh, sw) != tuple(frames.shape[1:3]):
+            frames = torch.nn.functional.interpolate(frames.permute(0, 3, 1, 2).float(), size=(sh, sw),
+                                                     mode="bilinear", antialias=True)
+            frames = frames.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        return _gather(frames, inverse, inds.shape)
+
+
+DECODERS: dict[str, Callable[[str, int, int], Video]] = {"decord": _Decord, "pyav": _PyAV, "torchcodec": _TorchCodec}
+_MODULES = {"decord": "decord", "pyav": "av", "torchcodec": "torchcodec.decoders"}
+
+
+def check_decoder(name: str) -> None:
+    """Fail at start-up, in one line, when the decoder is unknown or cannot be loaded here."""
+    if name not in DECODERS:
+        raise ValueError(f"data.decoder = {name!r}: expected one of {sorted(DECODERS)}")
+    try:
+        importlib.import_module(_MODULES[name])
+    except Exception as e:  # noqa: BLE001 -- ImportError, or torchcodec's RuntimeError when FFmpeg's libraries are missing
+        msg = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ImportError(f"data.decoder = {name}: cannot load it here ({type(e).__name__}: {msg}); install: "
+                          f"{_INSTALL[name]}") from None
+
+
+def open_video(path: str, *, decoder: str = "decord", short_side: int = 0, num_threads: int = 1) -> Video:
+    """Open ``path`` with ``decoder``; ``short_side`` > 0 decodes frames larger than it straight to that short side."""
+    return DECODERS[decoder](path, short_side, num_threads)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from fractions import Fraction
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -107,9 +108,10 @@ def reencode(job: Job) -> Outcome:
                 if codec == "libx264":  # a closed GOP of keyint frames, no scene-cut keyframes in between
                     vout.options = {"crf": "18", "preset": "veryfast", "x264-params": f"keyint={job.keyint}:"
                                     f"min-keyint={job.keyint}:scenecut=0"}
+                step = Fraction(1) / Fraction(rate)
                 for frame in src.decode(vin):
                     frame = frame.reformat(width=w, height=h, format="yuv420p")
-                    frame.pts = None  # the encoder numbers the frames at the stream rate
+                    frame.pts, frame.time_base = frames, step  # numbered at the stream rate: monotonic timestamps
                     out.mux(vout.encode(frame))
                     frames += 1
                 out.mux(vout.encode())

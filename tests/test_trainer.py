@@ -222,3 +222,52 @@ def test_data_wait_is_measured_and_a_loader_bound_epoch_warned(tmp_path):
     fast = Trainer(engine_cfg("train.epochs=1", "sched.warmup_epochs=0", output_dir=str(tmp_path / "fast")),
                    _ce(_Linear()), _batches(4, 4), None).fit()
     assert fast["final"]["data_wait"] < 0.3
+
+
+# ----------------------------------------------------------------------------------------------- callbacks
+def test_callbacks_see_every_hook_can_add_to_the_row_and_stop_the_run(tmp_path):
+    from core.engine import Callback
+    from core.engine.preempt import Preempted
+
+    class Probe(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def on_fit_start(self, trainer):
+            self.calls.append("fit_start")
+
+        def on_train_step(self, trainer, out):
+            self.calls.append("step")
+            return {**out, "doubled": out["loss"].detach() * 2}  # a replacement the loop logs
+
+        def on_step_end(self, trainer, epoch, iteration):
+            self.calls.append(f"update {epoch}.{iteration}")
+
+        def on_epoch_end(self, trainer, row):
+            self.calls.append("epoch_end")
+            row["probe"] = 1.0
+
+        def on_save(self, trainer, path):
+            self.calls.append(f"save {os.path.basename(path)}")
+
+        def on_fit_end(self, trainer, results):
+            self.calls.append("fit_end")
+
+    probe = Probe()
+    cfg = engine_cfg("train.epochs=2", "sched.warmup_epochs=0", "train.log_interval=1", output_dir=str(tmp_path))
+    res = Trainer(cfg, _ce(_Linear()), _batches(2, 4), None, callbacks=[probe]).fit()
+    assert probe.calls == ["fit_start", "step", "update 0.0", "step", "epoch_end", "save last.pth",
+                           "step", "update 1.0", "step", "epoch_end", "save last.pth", "fit_end"]
+    assert res["final"]["probe"] == 1.0
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r.get("kind") == "train"]
+    assert all(abs(r["doubled"] - 2 * r["loss"]) < 1e-6 for r in train)
+
+    class StopAfterFirstUpdate(Callback):
+        def on_step_end(self, trainer, epoch, iteration):
+            trainer.request_stop()
+
+    cfg = engine_cfg("train.epochs=2", "sched.warmup_epochs=0", output_dir=str(tmp_path / "stopped"))
+    with pytest.raises(Preempted, match="stopped by SIGTERM at epoch 1 iteration 1/2"):
+        Trainer(cfg, _ce(_Linear()), _batches(2, 4), None, callbacks=[StopAfterFirstUpdate()]).fit()
+    assert (tmp_path / "stopped" / "last.pth").is_file()

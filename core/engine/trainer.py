@@ -145,10 +145,6 @@ class Trainer:
         """Checkpoint at the next optimizer update (or the epoch's end) and stop with :class:`Preempted`."""
         self.stop_signal = signum
 
-    @property
-    def best(self) -> dict[str, Any]:
-        return self.tracker.best
-
     def save(self, is_best: bool, mid: MidEpoch | None = None) -> None:
         """Write the checkpoint (all ranks call it); callbacks hear of it on rank 0."""
         path = ckpt_state.save(self, is_best, mid)
@@ -345,11 +341,11 @@ class Trainer:
         is_best = self.tracker.update(metrics, self.epoch)
         for k, v in metrics.items():  # an eval key that a training key already uses gets a val_ prefix
             row[f"val_{k}" if k in row else k] = v
+        self.callbacks.on_epoch_end(self, row)  # may add to the row before it is logged
         self.history.append({"epoch": self.epoch, **row})
         self.runlog.log("epoch", self.epoch, row)
         self.log.info(f"epoch {self.epoch}/{t.epochs} " + " ".join(
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"))
-        self.callbacks.on_epoch_end(self, row)
         if self.epoch % t.save_interval == 0 or self.epoch == t.epochs or is_best or self.stop_signal:
             self.save(is_best)
         if self.stop_signal and self.epoch < t.epochs:

@@ -131,20 +131,32 @@ def _video_split(d: MoBYDataConfig, split: str) -> tuple[str, str | None]:
     return (root if ann is not None else os.path.join(root, split)), ann
 
 
+def _shapes_base(cfg: MoBYConfig, split: str) -> Dataset:
+    d = cfg.data
+    nums = {"train": d.num_train, "val": d.num_val, "test": d.num_test}
+    if split not in nums:
+        raise DataError(f"shapes split {split!r}: expected one of {tuple(nums)}")
+    return ShapesDataset(split, num=nums[split], size=d.img_size, seed=cfg.train.seed, **d.shapes)
+
+
+def _folder_base(cfg: MoBYConfig, split: str) -> Dataset:
+    if not cfg.data.root:
+        raise DataError("data.root is empty: set it to an ImageFolder tree root/<split>/<class>/<image>")
+    return SafeImageFolder(os.path.join(cfg.data.root, split), None, train=True)
+
+
+# labelled image sets by name (data.dataset): the raw split, and whether its evaluation view resizes the whole image
+# (generated shapes) instead of resizing the short side and centre-cropping; clip sets are core.video.sources'
+IMAGE_SETS: dict[str, tuple[Callable[[MoBYConfig, str], Dataset], bool]] = {
+    "imagefolder": (_folder_base, False), "shapes": (_shapes_base, True)}
+
+
 def _image_base(cfg: MoBYConfig, split: str) -> Dataset:
     """The raw labelled images of a split: PIL images (ImageFolder) or uint8 tensors (shapes)."""
-    d = cfg.data
-    if d.dataset == "shapes":
-        nums = {"train": d.num_train, "val": d.num_val, "test": d.num_test}
-        if split not in nums:
-            raise DataError(f"shapes split {split!r}: expected one of {tuple(nums)}")
-        return ShapesDataset(split, num=nums[split], size=d.img_size, seed=cfg.train.seed, **d.shapes)
-    if d.dataset == "imagefolder":
-        if not d.root:
-            raise DataError("data.root is empty: set it to an ImageFolder tree root/<split>/<class>/<image>")
-        return SafeImageFolder(os.path.join(d.root, split), None, train=True)
-    raise DataError(f"data.dataset = {d.dataset!r} is not supported by MoBY; expected imagefolder, shapes, "
-                    f"kinetics or moving_shapes")
+    if cfg.data.dataset not in IMAGE_SETS:
+        raise DataError(f"data.dataset = {cfg.data.dataset!r} is not supported by MoBY; expected one of "
+                        f"{sorted(IMAGE_SETS)} or a video set")
+    return IMAGE_SETS[cfg.data.dataset][0](cfg, split)
 
 
 def build_labelled_set(cfg: MoBYConfig, split: str) -> Dataset:
@@ -155,7 +167,7 @@ def build_labelled_set(cfg: MoBYConfig, split: str) -> Dataset:
         return build_video_dataset(root, ann, split="val", clip_len=d.clip_len, frame_interval=d.frame_interval,
                                    **d.decoding(), crop_size=d.img_size, short_side=d.img_size, num_clips=1, num_crops=1,
                                    transform=_video_eval_transform(d))
-    resize = d.img_size if d.dataset == "shapes" else None
+    resize = d.img_size if IMAGE_SETS.get(d.dataset, (None, False))[1] else None
     return Indexed(_image_base(cfg, split), eval_transform(d.img_size, d.mean, d.std, resize))
 
 

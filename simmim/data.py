@@ -83,24 +83,16 @@ def image_transform(d: PretrainDataConfig, train: bool) -> Any:
     return T.Compose([T.Resize(d.img_size, interpolation=interp), T.CenterCrop(d.img_size), *norm])
 
 
-def build_pretrain_datasets(cfg: SimMIMConfig) -> tuple[Dataset, Dataset | None]:
-    """(train, val) for ``data.dataset``."""
-    d = cfg.data
-    if d.dataset == "digits":
-        kw = dict(img_size=d.img_size, val_fraction=d.val_fraction, mean=tuple(d.mean), std=tuple(d.std))
-        return DigitsDataset("train", **kw), DigitsDataset("val", **kw)
-    if d.dataset == "photos":
-        return PhotoCrops("train", d), PhotoCrops("val", d)
-    if d.is_video:
-        from core.video.data import build_video_dataset
-        root, ann_train, ann_val = video_paths(d)
-        sub = (lambda s: os.path.join(root, s)) if ann_train is None else (lambda s: root)
-        common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, crop_size=d.img_size, **d.decoding())
-        train = build_video_dataset(sub("train"), ann_train, split="train", short_side=d.short_side or d.img_size,
-                                    scale=tuple(d.scale), hflip=d.hflip, **common)
-        val = build_video_dataset(d.root_val or sub("val"), ann_val, split="test", num_clips=1, num_crops=1,
-                                  classes=train.classes, **common)
-        return train, val
+def _digits(d: PretrainDataConfig) -> tuple[Dataset, Dataset | None]:
+    kw = dict(img_size=d.img_size, val_fraction=d.val_fraction, mean=tuple(d.mean), std=tuple(d.std))
+    return DigitsDataset("train", **kw), DigitsDataset("val", **kw)
+
+
+def _photos(d: PretrainDataConfig) -> tuple[Dataset, Dataset | None]:
+    return PhotoCrops("train", d), PhotoCrops("val", d)
+
+
+def _image_folder(d: PretrainDataConfig) -> tuple[Dataset, Dataset | None]:
     shape = (3, d.img_size, d.img_size)
     train = SafeImageFolder(os.path.join(d.root, d.train_split) if d.root else "", image_transform(d, True),
                             train=True, placeholder_shape=shape)
@@ -108,3 +100,25 @@ def build_pretrain_datasets(cfg: SimMIMConfig) -> tuple[Dataset, Dataset | None]
     val = SafeImageFolder(val_root, image_transform(d, False), train=False, placeholder_shape=shape) \
         if os.path.isdir(val_root) else None
     return train, val
+
+
+def _clips(d: PretrainDataConfig) -> tuple[Dataset, Dataset | None]:
+    from core.video.data import build_video_dataset
+    root, ann_train, ann_val = video_paths(d)
+    sub = (lambda s: os.path.join(root, s)) if ann_train is None else (lambda s: root)
+    common = dict(clip_len=d.clip_len, frame_interval=d.frame_interval, crop_size=d.img_size, **d.decoding())
+    train = build_video_dataset(sub("train"), ann_train, split="train", short_side=d.short_side or d.img_size,
+                                scale=tuple(d.scale), hflip=d.hflip, **common)
+    val = build_video_dataset(d.root_val or sub("val"), ann_val, split="test", num_clips=1, num_crops=1,
+                              classes=train.classes, **common)
+    return train, val
+
+
+# unlabelled image sets by name (data.dataset); clip sets are core.video.sources'
+IMAGE_SETS = {"imagefolder": _image_folder, "digits": _digits, "photos": _photos}
+
+
+def build_pretrain_datasets(cfg: SimMIMConfig) -> tuple[Dataset, Dataset | None]:
+    """(train, val) of the set ``data.dataset`` names."""
+    d = cfg.data
+    return _clips(d) if d.is_video else IMAGE_SETS[d.dataset](d)

@@ -16,6 +16,7 @@ import torch.nn as nn
 from ..convert import load_pretrained
 from ..nn.registry import create_model
 from . import distributed as du
+from .callbacks import EXIT_DIVERGED, Diverged
 from .checkpoint import CheckpointError, load_error
 from .config import Config, ConfigError, dump_config, load_config
 from .data import DataError
@@ -112,7 +113,8 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
     """Parse args, load the config, ``setup(cfg, info) -> (task, train_loader, val_loader)``, train.
 
     Returns a process exit code: 0; 2 with one line naming the problem for config, data and checkpoint errors;
-    3 when non-finite values stopped training; 75 when a signal stopped it after writing a checkpoint.
+    3 when non-finite values stopped training; 4 when the divergence guard stopped it; 75 when a signal stopped it
+    after writing a checkpoint.
     """
     args = parse_args(argv, description, default_config)
     if args.config is None:  # an existing run folder brings its own recipe
@@ -158,6 +160,9 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
     except FloatingPointError as e:
         logging.getLogger("swin").error(f"stopped: {e}")
         return EXIT_NONFINITE
+    except Diverged as e:
+        logging.getLogger("swin").error(f"stopped: {e}")
+        return EXIT_DIVERGED
     except (ConfigError, DataError, CheckpointError) as e:
         kind = "config" if isinstance(e, ConfigError) else "data" if isinstance(e, DataError) else "checkpoint"
         print(f"{kind} error: {e}", file=sys.stderr)

@@ -20,6 +20,7 @@ from .callbacks import EXIT_DIVERGED, Diverged
 from .checkpoint import CheckpointError, load_error
 from .config import Config, ConfigError, dump_config, load_config
 from .data import DataError
+from .files import WriteError
 from .metrics import setup_logging
 from .preempt import EXIT_PREEMPTED, Preempted
 from .rundir import latest_run_dir, resolve_run, resume_path, runs_root
@@ -112,7 +113,8 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
            default_config: str | None = None) -> int:
     """Parse args, load the config, ``setup(cfg, info) -> (task, train_loader, val_loader)``, train.
 
-    Returns a process exit code: 0; 2 with one line naming the problem for config, data and checkpoint errors;
+    Returns a process exit code: 0; 2 with one line naming the problem for config, data, checkpoint and write errors
+    (a full disk: the file, the folder and its free space);
     3 when non-finite values stopped training; 4 when the divergence guard stopped it; 75 when a signal stopped it
     after writing a checkpoint.
     """
@@ -163,9 +165,11 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
     except Diverged as e:
         logging.getLogger("swin").error(f"stopped: {e}")
         return EXIT_DIVERGED
-    except (ConfigError, DataError, CheckpointError) as e:
-        kind = "config" if isinstance(e, ConfigError) else "data" if isinstance(e, DataError) else "checkpoint"
+    except (ConfigError, DataError, CheckpointError, WriteError) as e:
+        kind = ("config" if isinstance(e, ConfigError) else "data" if isinstance(e, DataError) else
+                "checkpoint" if isinstance(e, CheckpointError) else "write")
         print(f"{kind} error: {e}", file=sys.stderr)
+        logging.getLogger("swin.warnings").error(f"{kind} error: {e}")  # into log.txt too (rank 0, once it is open)
         return 2
     finally:
         du.cleanup()

@@ -21,7 +21,7 @@ from .checkpoint import (
 )
 from .config import config_to_dict
 from .device import seed_everything
-from .files import atomic_copy, atomic_save
+from .files import atomic_copy, atomic_save, free_space
 from .rundir import mark_latest
 from .task import Task
 
@@ -93,9 +93,11 @@ def save(tr: Trainer, is_best: bool, mid: MidEpoch | None = None) -> str | None:
         else:
             atomic_save(state, last)
         mark_latest(tr.output_dir)
-    except OSError as e:
-        raise CheckpointError(f"cannot write a checkpoint into {tr.output_dir}: {e.strerror or e} (the "
-                              f"previous checkpoint there is intact)") from None
+    except OSError as e:  # a WriteError names the reason and the free space
+        reason = getattr(e, "reason", None) or e.strerror or str(e)
+        raise CheckpointError(f"cannot write a checkpoint into {tr.output_dir}: {reason}; "
+                              f"{free_space(tr.output_dir)} free there (the previous checkpoint there is "
+                              f"intact)") from None
     return last
 
 

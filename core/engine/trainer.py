@@ -177,14 +177,14 @@ class Trainer:
         n = self.iters_per_epoch
         full = (n // self.accum) * self.accum
         resume, self._resume = self._resume, None
-        if resume:
+        if resume and resume.epoch_rng is not None:  # None: a position mapped from another world size
             restore_rng_state(resume.epoch_rng)
         epoch_rng = du.all_gather_object(capture_rng_state())  # before the loader draws its worker seeds
         batches = iter(self.train_loader)
         start = resume.iteration if resume else 0
         for _ in range(start):
             next(batches)
-        if resume:
+        if resume and resume.rng is not None:
             restore_rng_state(resume.rng)
             self.log.info(f"continuing epoch {epoch + 1} at iteration {start + 1} (replayed {start} batches)")
         progress = EpochProgress(self, epoch, start, resume)
@@ -216,7 +216,7 @@ class Trainer:
                 self.callbacks.on_step_end(self, epoch, i)
                 every = self.cfg.train.checkpoint_interval
                 if self.stop_signal or (every and (self.num_updates % self.updates_per_epoch) % every == 0):
-                    self.save(False, MidEpoch(i + 1, epoch_rng, *progress.snapshot()))
+                    self.save(False, MidEpoch(i + 1, epoch_rng, *progress.snapshot(), first=progress.first))
                     if self.stop_signal:
                         raise self._preempted(f"epoch {epoch + 1} iteration {i + 1}/{n}")
         means = progress.close()

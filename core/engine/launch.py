@@ -22,7 +22,7 @@ from .config import Config, ConfigError, dump_config, load_config
 from .data import DataError
 from .files import WriteError
 from .metrics import setup_logging
-from .preempt import EXIT_PREEMPTED, Preempted
+from .preempt import EXIT_PREEMPTED, Preempted, mark_preempted, preempted_before
 from .rundir import latest_run_dir, resolve_run, resume_path, runs_root
 from .trainer import Trainer
 
@@ -119,6 +119,9 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
     after writing a checkpoint.
     """
     args = parse_args(argv, description, default_config)
+    if preempted_before():  # torchrun restarted a worker of a job that stopped for preemption: do not train on
+        print("this job was preempted (a checkpoint is written); not starting again", file=sys.stderr)
+        return EXIT_PREEMPTED
     if args.config is None:  # an existing run folder brings its own recipe
         saved = os.path.join(args.output_dir or "", "config.yaml")
         if not (args.output_dir and os.path.isfile(saved)):
@@ -158,6 +161,7 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
         Trainer(cfg, task, None if run.eval_only else train_loader, val_loader, info=info, run=run).fit()
         return 0
     except Preempted:
+        mark_preempted()  # for core.engine.torchrun_wrapper: the job exits 75 to its caller
         return EXIT_PREEMPTED  # the checkpoint is written and the log says how to continue
     except FloatingPointError as e:
         logging.getLogger("swin").error(f"stopped: {e}")

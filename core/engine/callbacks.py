@@ -8,18 +8,26 @@ Hooks run on every rank, in list order, at the same points (so a hook may run a 
 ``on_fit_start``, ``on_train_step`` (the task's outputs of one micro-batch, before the backward; may return a
 replacement), ``on_step_end`` (after an optimizer update inside an epoch), ``on_epoch_end`` (the epoch's row,
 before the checkpoint), ``on_save`` (a checkpoint written, rank 0), ``on_fit_end`` (the results).
-A hook asks the loop to checkpoint and stop with :meth:`Trainer.request_stop`. :data:`EXTRA` holds callbacks
-every trainer of this process adds (the fault suite's injectors run an entry point with them).
+A hook asks the loop to checkpoint and stop with :meth:`Trainer.request_stop`, keeps an epoch out of the best
+checkpoint with :meth:`Trainer.veto_best`, or ends the run by raising (:class:`Diverged`). :data:`EXTRA` holds
+callbacks every trainer of this process adds (the fault suite's injectors run an entry point with them).
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, Any, Mapping
+
+import torch
+
+from . import distributed as du
 
 if TYPE_CHECKING:
     from .trainer import Trainer
 
-__all__ = ["Callback", "Callbacks", "Preemption", "Curves", "EXTRA"]
+__all__ = ["Callback", "Callbacks", "Preemption", "Curves", "DivergenceGuard", "Diverged", "EXIT_DIVERGED", "EXTRA"]
+
+EXIT_DIVERGED = 4  # the divergence guard stopped the run
 
 
 class Callback:
@@ -102,3 +110,95 @@ class Curves(Callback):
             trainer.log.info(f"curves: {out}")
         except Exception as e:  # noqa: BLE001 - a picture must not fail a finished run
             trainer.log.warning(f"curves.png not drawn: {type(e).__name__}: {e}")
+
+
+class Diverged(Exception):
+    """The divergence guard stopped the run; the last checkpoint written before it is kept."""
+
+
+class DivergenceGuard(Callback):
+    """Stops a run whose loss runs away, or whose steps are mostly skipped, with :class:`Diverged` (exit 4).
+
+    Every ``train.log_interval`` micro-batches it reads the interval's mean finite loss (one device sync, agreed
+    across ranks): above ``train.divergence_factor`` times the running minimum of those means (at least 0.1) for
+    ``train.divergence_intervals`` intervals in a row, the run stops. With ``train.nonfinite=skip``, more than
+    ``train.divergence_max_skipped`` of an epoch's steps skipped stops it too (from 10 steps on, and at the epoch's
+    end). An epoch with an interval above the bound is never recorded as best. Off with ``divergence_factor=0``
+    (the skipped-steps check stays; ``divergence_max_skipped=1`` turns it off). The running minimum restarts on
+    resume.
+    """
+
+    FLOOR = 0.1  # the running minimum is taken as at least this: a loss near zero does not make noise look divergent
+    MIN_STEPS = 10  # steps of an epoch before the skipped fraction is judged inside it
+
+    def __init__(self) -> None:
+        self.window: list[torch.Tensor] = []
+        self.best = math.inf
+        self.above = 0            # intervals in a row above the bound
+        self.epoch_above = False  # an interval of this epoch was above the bound
+        self.steps = 0            # micro-batches of this epoch
+        self.skipped_at_start = 0
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.skipped_at_start = trainer.nonfinite_skipped
+
+    def on_train_step(self, trainer: Trainer, out: Mapping[str, Any]) -> None:
+        self.steps += 1
+        if trainer.cfg.train.divergence_factor > 0:
+            self.window.append(out["loss"].detach().float().reshape(()))
+
+    def on_step_end(self, trainer: Trainer, epoch: int, iteration: int) -> None:
+        if len(self.window) >= trainer.cfg.train.log_interval:
+            self._check_loss(trainer, epoch, iteration)
+        if self.steps >= self.MIN_STEPS:
+            self._check_skipped(trainer, epoch, iteration)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        epoch = trainer.epoch - 1
+        if self.window:
+            self._check_loss(trainer, epoch, trainer.iters_per_epoch - 1)
+        if self.steps:
+            self._check_skipped(trainer, epoch, trainer.iters_per_epoch - 1)
+        if self.epoch_above:
+            trainer.veto_best(f"its loss rose above {trainer.cfg.train.divergence_factor:g} x the running minimum "
+                              f"{max(self.best, self.FLOOR):.4g}")
+        self.steps, self.epoch_above = 0, False
+        self.skipped_at_start = trainer.nonfinite_skipped
+
+    def _check_loss(self, trainer: Trainer, epoch: int, iteration: int) -> None:
+        t = trainer.cfg.train
+        losses, self.window = torch.stack(self.window), []
+        finite = torch.isfinite(losses)
+        stats = torch.stack([torch.where(finite, losses, 0.0).sum(), finite.sum().float()]).double()
+        if du.is_dist():
+            stats = du.all_reduce_sum(stats.to(trainer.device))
+        total, count = stats.tolist()
+        if not count:
+            return  # every step of the interval was non-finite: the nonfinite setting and the skip check decide
+        mean = total / count
+        bound = t.divergence_factor * max(self.best, self.FLOOR)
+        if math.isfinite(self.best) and mean > bound:
+            self.above += 1
+            self.epoch_above = True
+            if self.above >= t.divergence_intervals:
+                raise Diverged(
+                    f"diverged at epoch {epoch + 1} iteration {iteration + 1}: mean loss {mean:.4g} above "
+                    f"{t.divergence_factor:g} x its running minimum {max(self.best, self.FLOOR):.4g} for "
+                    f"{self.above} log intervals in a row; {self._kept(trainer)} (train.divergence_factor=0 turns "
+                    f"the guard off)")
+        else:
+            self.above = 0
+        self.best = min(self.best, mean)
+
+    def _check_skipped(self, trainer: Trainer, epoch: int, iteration: int) -> None:
+        t = trainer.cfg.train
+        skipped = trainer.nonfinite_skipped - self.skipped_at_start
+        if skipped / self.steps > t.divergence_max_skipped:
+            raise Diverged(f"diverged at epoch {epoch + 1} iteration {iteration + 1}: {skipped} of {self.steps} "
+                           f"steps of the epoch skipped as non-finite (more than train.divergence_max_skipped="
+                           f"{t.divergence_max_skipped:g}); {self._kept(trainer)}")
+
+    @staticmethod
+    def _kept(trainer: Trainer) -> str:
+        last = os.path.join(trainer.output_dir, "last.pth")
+        return f"the last checkpoint {last} is kept" if os.path.isfile(last) else "no checkpoint was written"

@@ -130,6 +130,13 @@ class TrainConfig:
     nonfinite: Literal["stop", "skip"] = fld("stop", help="a non-finite loss or gradient: stop the run (checked at "
                                                           "log intervals), or skip that step and count it (checked "
                                                           "every step)")
+    divergence_factor: float = fld(10.0, ge=0.0, help="divergence guard: stop the run (exit 4) when the mean loss of "
+                                                   "divergence_intervals log intervals in a row exceeds this times "
+                                                   "its running minimum (at least 0.1); 0 = off")
+    divergence_intervals: int = fld(3, ge=1, help="divergence guard: log intervals in a row above the bound")
+    divergence_max_skipped: float = fld(0.5, ge=0.0, le=1.0, help="divergence guard, train.nonfinite=skip: stop "
+                                                                   "when more than this fraction of an epoch's steps "
+                                                                   "were skipped (checked from 10 steps on)")
     max_iters_per_epoch: int = fld(0, ge=0, help="debug: stop each epoch after N iterations, 0 = full")
     tensorboard: bool = True
     progress: bool = True

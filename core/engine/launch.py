@@ -16,11 +16,13 @@ import torch.nn as nn
 from ..convert import load_pretrained
 from ..nn.registry import create_model
 from . import distributed as du
+from .callbacks import EXIT_DIVERGED, Diverged
 from .checkpoint import CheckpointError, load_error
 from .config import Config, ConfigError, dump_config, load_config
 from .data import DataError
+from .files import WriteError
 from .metrics import setup_logging
-from .preempt import EXIT_PREEMPTED, Preempted
+from .preempt import EXIT_PREEMPTED, Preempted, mark_preempted, preempted_before
 from .rundir import latest_run_dir, resolve_run, resume_path, runs_root
 from .trainer import Trainer
 
@@ -111,10 +113,15 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
            default_config: str | None = None) -> int:
     """Parse args, load the config, ``setup(cfg, info) -> (task, train_loader, val_loader)``, train.
 
-    Returns a process exit code: 0; 2 with one line naming the problem for config, data and checkpoint errors;
-    3 when non-finite values stopped training; 75 when a signal stopped it after writing a checkpoint.
+    Returns a process exit code: 0; 2 with one line naming the problem for config, data, checkpoint and write errors
+    (a full disk: the file, the folder and its free space);
+    3 when non-finite values stopped training; 4 when the divergence guard stopped it; 75 when a signal stopped it
+    after writing a checkpoint.
     """
     args = parse_args(argv, description, default_config)
+    if preempted_before():  # torchrun restarted a worker of a job that stopped for preemption: do not train on
+        print("this job was preempted (a checkpoint is written); not starting again", file=sys.stderr)
+        return EXIT_PREEMPTED
     if args.config is None:  # an existing run folder brings its own recipe
         saved = os.path.join(args.output_dir or "", "config.yaml")
         if not (args.output_dir and os.path.isfile(saved)):
@@ -154,13 +161,19 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
         Trainer(cfg, task, None if run.eval_only else train_loader, val_loader, info=info, run=run).fit()
         return 0
     except Preempted:
+        mark_preempted()  # for core.engine.torchrun_wrapper: the job exits 75 to its caller
         return EXIT_PREEMPTED  # the checkpoint is written and the log says how to continue
     except FloatingPointError as e:
         logging.getLogger("swin").error(f"stopped: {e}")
         return EXIT_NONFINITE
-    except (ConfigError, DataError, CheckpointError) as e:
-        kind = "config" if isinstance(e, ConfigError) else "data" if isinstance(e, DataError) else "checkpoint"
+    except Diverged as e:
+        logging.getLogger("swin").error(f"stopped: {e}")
+        return EXIT_DIVERGED
+    except (ConfigError, DataError, CheckpointError, WriteError) as e:
+        kind = ("config" if isinstance(e, ConfigError) else "data" if isinstance(e, DataError) else
+                "checkpoint" if isinstance(e, CheckpointError) else "write")
         print(f"{kind} error: {e}", file=sys.stderr)
+        logging.getLogger("swin.warnings").error(f"{kind} error: {e}")  # into log.txt too (rank 0, once it is open)
         return 2
     finally:
         du.cleanup()

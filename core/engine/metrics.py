@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .files import to_plain
+from .files import to_plain, write_error
 
 __all__ = ["topk_correct", "AverageMeter", "RunLogger", "setup_logging"]
 
@@ -43,6 +43,14 @@ class AverageMeter:
         return self.sum / max(1, self.count)
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """log.txt: a line that cannot be written (a full disk) is lost quietly instead of printing a traceback; the
+    error itself reaches the console."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+
 def setup_logging(output_dir: str | None, is_main: bool, name: str = _LOGGER_NAME) -> logging.Logger:
     """Logger printing on rank 0 (warnings on others) and writing ``log.txt`` on rank 0."""
     log = logging.getLogger(name)
@@ -57,7 +65,7 @@ def setup_logging(output_dir: str | None, is_main: bool, name: str = _LOGGER_NAM
     log.addHandler(sh)
     if is_main and output_dir:
         os.makedirs(output_dir, exist_ok=True)
-        fh = logging.FileHandler(os.path.join(output_dir, "log.txt"))
+        fh = _QuietFileHandler(os.path.join(output_dir, "log.txt"))
         fh.setFormatter(fmt)
         log.addHandler(fh)
     # Python warnings (skipped files, missing entries) are shown as usual and also written to log.txt; library
@@ -105,8 +113,11 @@ class RunLogger:
         if not self.enabled:
             return
         row = {"kind": kind, "step": step, **{k: to_plain(v) for k, v in values.items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as e:
+            raise write_error(self.path, e) from None
         if self.tb is not None:
             for k, v in row.items():
                 if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool):

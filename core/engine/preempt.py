@@ -20,7 +20,8 @@ import torch
 from . import distributed as du
 from .checkpoint import CheckpointError
 
-__all__ = ["EXIT_PREEMPTED", "Preempted", "StopSignals", "RunLock", "remove_stale_temps"]
+__all__ = ["EXIT_PREEMPTED", "Preempted", "StopSignals", "RunLock", "remove_stale_temps", "stop_file_request",
+           "mark_preempted", "preempted_before"]
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: "try again later", what a requeue script looks for
 SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGINT", "SIGUSR1")) if s is not None)
@@ -64,11 +65,40 @@ class StopSignals:
                                           f"with a checkpoint (send it again to exit at once)")
 
     def requested(self, device: torch.device) -> int:
-        """The signal number any rank received (0: none); a collective under DDP, so all ranks must call it."""
+        """The signal number any rank received, or the launcher wrapper asked for through ``$SWIN_STOP_FILE``
+        (0: none); a collective under DDP, so all ranks must call it."""
+        if not self.signum:
+            self.signum = stop_file_request()
         if not du.is_dist():
             return self.signum
         flag = torch.tensor([float(self.signum)], device=device)
         return int(du.all_reduce_max(flag).item())
+
+
+def stop_file_request() -> int:
+    """The signal number written into ``$SWIN_STOP_FILE`` by ``core.engine.torchrun_wrapper`` (0: none)."""
+    path = os.environ.get("SWIN_STOP_FILE")
+    if not path or not os.path.exists(path):
+        return 0
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or signal.SIGTERM)
+    except (OSError, ValueError):
+        return int(signal.SIGTERM)
+
+
+def mark_preempted() -> None:
+    """Tell the launcher wrapper (``$SWIN_PREEMPTED_FILE``) that this job stopped with a checkpoint on a signal."""
+    path = os.environ.get("SWIN_PREEMPTED_FILE")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{os.environ.get('RANK', '0')}\n")
+
+
+def preempted_before() -> bool:
+    """This launch already stopped for preemption (a worker restarted by torchrun must not train on)."""
+    path = os.environ.get("SWIN_PREEMPTED_FILE")
+    return bool(path) and os.path.exists(path)
 
 
 class RunLock:

@@ -33,6 +33,7 @@ class EpochProgress:
         self.tr, self.epoch, self.start = trainer, epoch, start
         self.n = trainer.iters_per_epoch
         self.sums: dict[str, float] = dict(resume.epoch_sums) if resume else {}
+        self.first = resume.first if resume else 0  # the first iteration the sums count
         self.window = [{k: torch.tensor(v) for k, v in w.items()} for w in (resume.window if resume else [])]
         cfg = trainer.cfg
         self.iters_after = (cfg.train.epochs - epoch - 1) * self.n  # iterations of later epochs
@@ -83,7 +84,7 @@ class EpochProgress:
         """The epoch's mean of every logged scalar over all ranks, and its time."""
         self.bar.close()
         keys = sorted(self.sums)
-        stats = torch.tensor([self.sums[k] for k in keys] + [float(self.n)], dtype=torch.float64)
+        stats = torch.tensor([self.sums[k] for k in keys] + [float(self.n - self.first)], dtype=torch.float64)
         if self.tr.info.distributed:
             stats = du.all_reduce_sum(stats.to(self.tr.device)).cpu()
         means = {k: float(stats[j] / max(1.0, float(stats[-1]))) for j, k in enumerate(keys)}

@@ -21,7 +21,7 @@ from .checkpoint import (
 )
 from .config import config_to_dict
 from .device import seed_everything
-from .files import atomic_copy, atomic_save
+from .files import atomic_copy, atomic_save, free_space
 from .rundir import mark_latest
 from .task import Task
 
@@ -40,15 +40,17 @@ class MidEpoch:
     epoch_sums: dict[str, float] = field(default_factory=dict)
     window: list[dict[str, float]] = field(default_factory=list)
     rng: Any = None
+    first: int = 0  # the epoch's first iteration the sums count (> 0 after a resume at another world size)
+    note: str = ""  # how a position mapped from another world size or batch size was found
 
     def state(self) -> dict[str, Any]:
         return {"iter_in_epoch": self.iteration, "epoch_rng": self.epoch_rng, "epoch_sums": self.epoch_sums,
-                "window": self.window}
+                "window": self.window, "epoch_first": self.first}
 
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any], rank: int) -> MidEpoch:
         return cls(int(ckpt["iter_in_epoch"]), ckpt["epoch_rng"][rank], dict(ckpt.get("epoch_sums", {})),
-                   list(ckpt.get("window", [])), ckpt["rng"][rank])
+                   list(ckpt.get("window", [])), ckpt["rng"][rank], int(ckpt.get("epoch_first", 0)))
 
 
 def state_dict(tr: Trainer, mid: MidEpoch | None = None) -> dict[str, Any]:
@@ -93,9 +95,11 @@ def save(tr: Trainer, is_best: bool, mid: MidEpoch | None = None) -> str | None:
         else:
             atomic_save(state, last)
         mark_latest(tr.output_dir)
-    except OSError as e:
-        raise CheckpointError(f"cannot write a checkpoint into {tr.output_dir}: {e.strerror or e} (the "
-                              f"previous checkpoint there is intact)") from None
+    except OSError as e:  # a WriteError names the reason and the free space
+        reason = getattr(e, "reason", None) or e.strerror or str(e)
+        raise CheckpointError(f"cannot write a checkpoint into {tr.output_dir}: {reason}; "
+                              f"{free_space(tr.output_dir)} free there (the previous checkpoint there is "
+                              f"intact)") from None
     return last
 
 
@@ -111,26 +115,53 @@ def restore(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> MidEpoch | Non
     _restore_weights(tr, ckpt, source)
     tr.epoch = int(ckpt["epoch"])
     inside = int(ckpt.get("iter_in_epoch", 0))
-    # the schedule's position from epochs done (the saved update count assumed the saved batch geometry)
-    tr.num_updates = tr.epoch * tr.updates_per_epoch + math.ceil(inside / tr.accum)
-    if tr.num_updates != int(ckpt["iteration"]):
+    rng = ckpt.get("rng")
+    same_world = isinstance(rng, list) and len(rng) == tr.info.world_size
+    old_world = len(rng) if isinstance(rng, list) else int(ckpt.get("world_size", tr.info.world_size))
+    old_batch = int(((ckpt.get("config") or {}).get("data") or {}).get("batch_size") or tr.batch_size)
+    exact = same_world and old_batch == tr.batch_size
+    mid = None
+    if inside and exact and inside < tr.iters_per_epoch:
+        mid = MidEpoch.from_checkpoint(ckpt, tr.info.rank)  # replayed by the epoch loop, which restores the RNG
+    elif inside:
+        mid = _map_position(tr, inside, old_world, old_batch, source)
+    # the schedule's position from epochs done and the position inside the epoch, at this run's batch geometry
+    tr.num_updates = tr.epoch * tr.updates_per_epoch + math.ceil((mid.iteration if mid else 0) / tr.accum)
+    mapped = mid is not None and mid.rng is None
+    if mapped:  # one line says it all
+        tr.log.warning(f"{mid.note}; the schedule continues at update {tr.num_updates} of {tr.total_updates}"
+                       + ("" if same_world else "; RNG streams reseeded (not bit-identical to an uninterrupted run)")
+                       + f" ({source})")
+    elif tr.num_updates != int(ckpt["iteration"]):
         tr.log.warning(f"{source}: {ckpt['iteration']} updates were made with another batch geometry; the "
                        f"schedule continues at update {tr.num_updates} of {tr.total_updates}")
     tr.tracker.load_state_dict(ckpt)
-    rng = ckpt.get("rng")
-    same_world = isinstance(rng, list) and len(rng) == tr.info.world_size
-    mid = None
-    if inside and same_world and inside < tr.iters_per_epoch:
-        mid = MidEpoch.from_checkpoint(ckpt, tr.info.rank)  # replayed by the epoch loop, which restores the RNG
-    elif inside:
-        tr.log.warning(f"{source} was saved inside epoch {tr.epoch + 1} with another world size or epoch "
-                       f"length; that epoch restarts from its beginning")
-    if same_world and mid is None:
+    if same_world and (mid is None or mid.rng is None):  # else the epoch loop restores it after its replay
         restore_rng_state(rng[tr.info.rank])
     elif not same_world:
-        tr.log.warning(f"{source} was saved with another world size; RNG streams reseeded, the run "
-                       f"continues but is not bit-identical to an uninterrupted one")
+        if not mapped:
+            tr.log.warning(f"{source} was saved with another world size; RNG streams reseeded, the run "
+                           f"continues but is not bit-identical to an uninterrupted one")
         seed_everything(tr.cfg.train.seed + 1000 * tr.epoch + tr.info.rank)
+    return mid
+
+
+def _map_position(tr: Trainer, inside: int, old_world: int, old_batch: int, source: str) -> MidEpoch:
+    """Continue an epoch interrupted at another world size or batch size by samples seen.
+
+    A DistributedSampler deals the epoch's one permutation round-robin, so after ``k`` iterations of ``B`` per
+    process on ``W`` processes exactly its first ``k * B * W`` positions are done, at any ``W``. This run skips
+    ``ceil(k * B * W / (B' * W'))`` iterations: no sample of the epoch is trained twice, at most ``B' * W' - 1``
+    are left out of it. The global batch (and with it the lr, as ``optim`` scales it) is this run's config's.
+    """
+    seen = inside * old_batch * old_world
+    per_iter = tr.batch_size * tr.info.world_size
+    start = min(math.ceil(seen / per_iter), tr.iters_per_epoch)
+    mid = MidEpoch(start, None, {}, [], None, first=start)
+    mid.note = (f"world size {old_world} -> {tr.info.world_size}, global batch {old_batch * old_world * tr.accum} -> "
+                f"{tr.global_batch}: epoch {tr.epoch + 1} was interrupted after {seen} samples ({inside} iterations "
+                f"of {old_batch} x {old_world}) and continues at iteration {start + 1} of {tr.iters_per_epoch} "
+                f"({start * per_iter - seen} samples of it left out, none trained twice)")
     return mid
 
 

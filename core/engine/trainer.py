@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import callbacks as cbs
 from . import distributed as du
 from . import resume as ckpt_state
-from .callbacks import Callback, Callbacks, Curves, Preemption
+from .callbacks import Callback, Callbacks, Curves, DivergenceGuard, Preemption
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from .config import Config, dump_config
 from .device import autocast, resolve_amp, to_device
@@ -123,11 +123,13 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.runlog: RunLogger | None = None
         self.signals = StopSignals()
-        self.callbacks = Callbacks([Preemption(), Curves(), *callbacks, *cbs.EXTRA])
+        # the guard last: it sees the loss every other callback may have replaced
+        self.callbacks = Callbacks([Preemption(), Curves(), *callbacks, *cbs.EXTRA, DivergenceGuard()])
         self.stop_signal = 0    # set through request_stop: checkpoint and stop at the next update
         self._resume: MidEpoch | None = None  # a mid-epoch checkpoint being continued
         self.nonfinite_skipped = 0
         self._bad_group = False
+        self._best_veto: str | None = None  # why this epoch may not become best.pth (a callback said so)
 
     # -------------------------------------------------------------------------------- small pieces
     def train_step(self, batch: Any) -> Mapping[str, torch.Tensor]:
@@ -140,6 +142,10 @@ class Trainer:
 
     def lr_now(self) -> float:
         return max(g["lr"] for g in self.optimizer.param_groups)
+
+    def veto_best(self, reason: str) -> None:
+        """Keep the current epoch from being recorded as best (call from ``on_epoch_end``); logged with ``reason``."""
+        self._best_veto = reason
 
     def request_stop(self, signum: int = int(signal.SIGTERM)) -> None:
         """Checkpoint at the next optimizer update (or the epoch's end) and stop with :class:`Preempted`."""
@@ -167,14 +173,14 @@ class Trainer:
         n = self.iters_per_epoch
         full = (n // self.accum) * self.accum
         resume, self._resume = self._resume, None
-        if resume:
+        if resume and resume.epoch_rng is not None:  # None: a position mapped from another world size
             restore_rng_state(resume.epoch_rng)
         epoch_rng = du.all_gather_object(capture_rng_state())  # before the loader draws its worker seeds
         batches = iter(self.train_loader)
         start = resume.iteration if resume else 0
         for _ in range(start):
             next(batches)
-        if resume:
+        if resume and resume.rng is not None:
             restore_rng_state(resume.rng)
             self.log.info(f"continuing epoch {epoch + 1} at iteration {start + 1} (replayed {start} batches)")
         progress = EpochProgress(self, epoch, start, resume)
@@ -206,7 +212,7 @@ class Trainer:
                 self.callbacks.on_step_end(self, epoch, i)
                 every = self.cfg.train.checkpoint_interval
                 if self.stop_signal or (every and (self.num_updates % self.updates_per_epoch) % every == 0):
-                    self.save(False, MidEpoch(i + 1, epoch_rng, *progress.snapshot()))
+                    self.save(False, MidEpoch(i + 1, epoch_rng, *progress.snapshot(), first=progress.first))
                     if self.stop_signal:
                         raise self._preempted(f"epoch {epoch + 1} iteration {i + 1}/{n}")
         means = progress.close()
@@ -338,10 +344,13 @@ class Trainer:
         row = self.train_one_epoch(epoch)
         self.epoch = epoch + 1
         metrics = self._eval() if self.epoch % t.eval_interval == 0 or self.epoch == t.epochs else {}
-        is_best = self.tracker.update(metrics, self.epoch)
         for k, v in metrics.items():  # an eval key that a training key already uses gets a val_ prefix
             row[f"val_{k}" if k in row else k] = v
-        self.callbacks.on_epoch_end(self, row)  # may add to the row before it is logged
+        self.callbacks.on_epoch_end(self, row)  # may add to the row, stop the run (divergence) or veto the best
+        veto, self._best_veto = self._best_veto, None
+        if veto and metrics:
+            self.log.warning(f"epoch {self.epoch} is not considered for best.pth: {veto}")
+        is_best = self.tracker.update(metrics, self.epoch) if not veto else False
         self.history.append({"epoch": self.epoch, **row})
         self.runlog.log("epoch", self.epoch, row)
         self.log.info(f"epoch {self.epoch}/{t.epochs} " + " ".join(

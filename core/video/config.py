@@ -30,6 +30,9 @@ class VideoDataConfig(LoaderConfig, ClipSampling, VideoSource):
     single_frame: bool = fld(False, help="feed only the middle frame to a 2D model (the no-motion baseline)")
     batch_size: int = fld(8, ge=1, help="clips per process")
     num_workers: int = fld(4, ge=0)
+    max_skipped_fraction: float = fld(
+        0.5, ge=0.0, le=1.0, help="stop the run (data error, exit 2) when more than this fraction of an epoch's "
+                                  "training videos, or of a validation pass, is unreadable; none readable always stops")
 
 
 @dataclass

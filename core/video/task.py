@@ -3,6 +3,7 @@ unreadable videos skipped and counted, multi-view testing (clips x crops, scores
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Sequence
 
 import torch
@@ -13,12 +14,12 @@ from ..classification.build import build_classification
 from ..classification.task import ClassificationTask
 from ..engine import EvalEnv
 from ..engine import distributed as du
-from ..engine.data import build_loaders
+from ..engine.data import DataError, build_loaders
 from ..engine.device import autocast, to_device
 from ..engine.metrics import topk_correct
 from .config import VideoConfig
 from .data import collate_videos
-from .datasets import run_datasets
+from .datasets import data_paths, run_datasets
 from .pytorchvideo_data import build_pytorchvideo_loaders
 
 __all__ = ["model_input", "view_scores", "predict_views", "view_metrics", "VideoClassificationTask",
@@ -77,14 +78,21 @@ class VideoClassificationTask(ClassificationTask):
     """Classification of dict batches of clips: unreadable videos are skipped and counted, testing is multi-view."""
 
     def __init__(self, model: nn.Module, criterion: nn.Module, mixup: Any = None, *, clip_shape: tuple[int, ...],
-                 single_frame: bool = False) -> None:
+                 single_frame: bool = False, max_skipped_fraction: float = 0.5,
+                 sources: tuple[str, str] = ("the training data", "the validation data")) -> None:
         super().__init__(model, criterion, mixup)
         self.clip_shape = clip_shape  # (C, T, H, W) of a training clip
         self.single_frame = single_frame
+        self.max_skipped_fraction = max_skipped_fraction
+        self.sources = sources  # (training, validation) list file or folder, named when too much is unreadable
         self._skipped = 0
+        self._seen = 0
+        self._examples: list[str] = []  # a few unreadable files of this epoch (this rank's)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         self._skipped += len(batch["skipped"])
+        self._seen += len(batch["skipped"]) + (0 if batch["video"] is None else len(batch["video"]))
+        self._examples += batch["skipped"][:3 - len(self._examples)]
         if batch["video"] is None:
             # the whole batch was unreadable: a forward of a blank clip through the (DDP) model gives a zero loss
             # and zero gradients, so every rank still joins the gradient all-reduce of this step
@@ -93,20 +101,34 @@ class VideoClassificationTask(ClassificationTask):
         return super().forward((model_input(batch["video"], self.single_frame), batch["label"]))
 
     def end_epoch(self) -> dict[str, float]:
-        count = torch.tensor([float(self._skipped)], dtype=torch.float64)
-        self._skipped = 0
+        count = torch.tensor([float(self._skipped), float(self._seen)], dtype=torch.float64)
+        examples, self._skipped, self._seen, self._examples = self._examples, 0, 0, []
         if du.is_dist():
             count = du.all_reduce_sum(count.to(next(self.parameters()).device)).cpu()
-        skipped = int(count.item())
+        skipped, seen = int(count[0]), int(count[1])
+        self.check_readable(skipped, seen, examples, "training epoch", self.sources[0])
         if skipped:
             logging.getLogger("swin").warning(f"{skipped} unreadable video(s) skipped this epoch (named in the "
                                               f"warnings above)")
         return {"skipped_videos": skipped}
 
+    def check_readable(self, skipped: int, seen: int, examples: Sequence[str], where: str, source: str) -> None:
+        """A DataError naming ``source``, the count and a few files when nothing, or more than
+        ``max_skipped_fraction`` of what ``where`` met, was readable."""
+        if not skipped or not seen:
+            return
+        if skipped < seen and skipped / seen <= self.max_skipped_fraction:
+            return
+        what = ("no readable video" if skipped == seen else
+                f"more than data.max_skipped_fraction={self.max_skipped_fraction:g} unreadable")
+        raise DataError(f"{what} in the {where}: {skipped} of {seen} videos of {source} could not be decoded, "
+                        f"e.g. {', '.join(examples[:3]) or '(named in the warnings above)'}")
+
     def evaluate(self, loader: Any, env: EvalEnv) -> dict[str, float]:
         if loader is None:
             return {}
         scores, labels, _, skipped = predict_views(self.model, loader, env.device, env.amp_dtype, self.single_frame)
+        self.check_readable(len(skipped), len(skipped) + len(labels), skipped, "validation", self.sources[1])
         return view_metrics(scores, labels, skipped)
 
 
@@ -114,7 +136,10 @@ def setup_video(cfg: VideoConfig, info: du.DistInfo) -> tuple[VideoClassificatio
     """Clip datasets (classes checked against the run's classes.txt), loaders, the model and its task."""
     train_ds, val_ds, num_classes = run_datasets(cfg)
     d = cfg.data
+    root, ann_train, ann_val, _ = data_paths(cfg)
+    sources = (ann_train or os.path.join(root, "train"), ann_val or d.root_val or os.path.join(root, "val"))
     loaders = build_pytorchvideo_loaders if d.backend == "pytorchvideo" else build_loaders
     return build_classification(cfg, info, train_ds, val_ds, num_classes, task_cls=VideoClassificationTask,
                                 loaders=loaders, collate_fn=collate_videos,
-                                clip_shape=(3, d.clip_len, d.crop_size, d.crop_size), single_frame=d.single_frame)
+                                clip_shape=(3, d.clip_len, d.crop_size, d.crop_size), single_frame=d.single_frame,
+                                max_skipped_fraction=d.max_skipped_fraction, sources=sources)

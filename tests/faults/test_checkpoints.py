@@ -1,10 +1,13 @@
-"""Checkpoint faults: truncated, random, malicious, another model or class count, a full disk, an unreadable
-last.pth beside a good best.pth, resuming with changed settings."""
+"""Checkpoint faults: truncated, random, malicious, another model or class count, a full disk (for checkpoints,
+torch's own write errors, results and metrics), an unreadable last.pth beside a good best.pth, resuming with
+changed settings; files written for colleagues honour the umask."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
+import re
 import subprocess
 
 import pytest
@@ -80,8 +83,14 @@ def test_full_disk_is_a_clear_error_and_keeps_the_previous_checkpoint(tmp_path):
         out = str(mnt / "run")
         r = run(out, "train.epochs=2")  # one checkpoint (~300 KB) fits, two writes do not
         assert r.returncode == 2, r.stdout[-1500:] + r.stderr[-1500:]
-        assert f"checkpoint error: cannot write a checkpoint into {out}: No space left on device" in r.stderr
+        err = r.stderr.strip().splitlines()
+        assert len(err) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr  # one line, whatever torch raised
+        assert re.fullmatch(rf"checkpoint error: cannot write a checkpoint into {out}: No space left on device; "
+                            r"\d+\.\d KB free there \(the previous checkpoint there is intact\)", err[0]), err
         assert not any(f.endswith(".tmp") for f in os.listdir(out))
+        ckpt = load_checkpoint(os.path.join(out, "last.pth"))  # the previous one, intact
+        assert (ckpt["epoch"], ckpt["iter_in_epoch"]) == (0, 1)
+        assert err[0] in open(os.path.join(out, "log.txt")).read()  # and the reason reaches log.txt
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
@@ -99,3 +108,63 @@ def test_another_model_or_class_count_is_refused(tmp_path):
     r = run(str(tmp_path / "fresh"), "train.epochs=2", "--resume", str(tmp_path / "five.pth"))
     assert r.returncode == 2 and "head.fc.weight: checkpoint (5, 32) vs model (10, 32)" in r.stderr
     assert open(os.path.join(out, "last.pth"), "rb").read() == before
+
+
+def test_torch_save_write_error_is_one_line_naming_folder_and_free_space(tmp_path, monkeypatch):
+    from core.engine import files
+
+    def failing_save(obj, f, *a, **k):  # what torch.save raises when the disk fills under it
+        f.write(b"PK")
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 576 vs 470")
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(files.WriteError) as e:
+        files.atomic_save({"w": 1}, str(tmp_path / "last.pth"))
+    assert re.fullmatch(rf"cannot write last.pth into {tmp_path}: the write failed \(unexpected pos 576 vs 470\); "
+                        r"[\d.]+ [KMG]?B free there", str(e.value)), str(e.value)
+    assert os.listdir(tmp_path) == []  # the temporary file is gone, nothing half-written is left
+
+
+@pytest.mark.parametrize("target", ["results.json", "metrics.jsonl"])
+def test_full_disk_for_results_and_metrics_is_one_line_and_logged(tmp_path, capsys, monkeypatch, target):
+    from core.engine import files, metrics
+    full = OSError(errno.ENOSPC, "No space left on device")
+    if target == "results.json":
+        real = files._fsync_file
+
+        def fsync(path):
+            if os.path.basename(path).startswith("results.json"):
+                raise full
+            real(path)
+        monkeypatch.setattr(files, "_fsync_file", fsync)
+    else:
+        real_open = open
+
+        def opener(path, mode="r", *a, **k):
+            if str(path).endswith("metrics.jsonl") and "a" in mode:
+                raise full
+            return real_open(path, mode, *a, **k)
+        monkeypatch.setattr(metrics, "open", opener, raising=False)
+    out = tmp_path / "run"
+    rc = main(["--config", DIGITS, "--output-dir", str(out), "--opt", TINY_OPT, "train.epochs=1",
+               "train.progress=false", "train.tensorboard=false", "train.max_iters_per_epoch=2", "data.batch_size=8",
+               "data.img_size=16", "train.device=cpu"])
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    line = f"write error: cannot write {target} into {out}: No space left on device; "
+    assert rc == 2 and len(err) == 1 and err[0].startswith(line) and err[0].endswith(" free there"), err
+    assert line in (out / "log.txt").read_text()
+    assert not (out / "results.json").exists()
+
+
+def test_written_files_honour_the_umask(tmp_path):
+    from core.engine.files import atomic_save, write_json
+    old = os.umask(0o022)
+    try:
+        write_json(str(tmp_path / "results.json"), {"a": 1})
+        atomic_save({"w": 1}, str(tmp_path / "best.pth"))
+        os.umask(0o077)
+        write_json(str(tmp_path / "private.json"), {"a": 1})
+    finally:
+        os.umask(old)
+    assert oct(os.stat(tmp_path / "results.json").st_mode & 0o777) == oct(0o644)
+    assert oct(os.stat(tmp_path / "best.pth").st_mode & 0o777) == oct(0o644)
+    assert oct(os.stat(tmp_path / "private.json").st_mode & 0o777) == oct(0o600)

@@ -1,6 +1,7 @@
 """Data faults in one run: zero-byte, truncated and renamed-text files are skipped and counted; a short video
 and an odd resolution are read (short clips loop); a missing entry is dropped at start; an out-of-range label
-stops at start naming file and line."""
+stops at start naming file and line. A run that cannot train fails: no readable training video in an epoch, none in
+validation, or more than data.max_skipped_fraction unreadable stops with exit 2 naming the list, count and files."""
 from __future__ import annotations
 
 import json
@@ -59,3 +60,44 @@ def test_out_of_range_label_stops_at_start_naming_the_line(faulty, tmp_path, cap
                            f"data.ann_train={bad}", f"data.ann_val={faulty}/val.txt", f"data.classes_file={names}"])
     err = capsys.readouterr().err
     assert rc == 2 and f"data error: {bad}:23: label 7 of 'train/odd.mp4' is outside [0, 4)" in err
+
+
+def _bad_list(faulty, path, n_bad, good=0):
+    """A list of ``n_bad`` unreadable entries (zero-byte and text files) and the first ``good`` readable ones."""
+    lines = (faulty / "train.txt").read_text().splitlines()[:good]
+    lines += [f"train/{'zero' if i % 2 else 'notes'}.mp4 {i % 4}" for i in range(n_bad)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("which", ["train", "val"])
+def test_nothing_readable_fails_naming_the_list(faulty, tmp_path, capsys, which):
+    bad = _bad_list(faulty, tmp_path / "allbad.txt", 8)
+    lists = {"train": faulty / "train.txt", "val": faulty / "val.txt", which: bad}
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning):
+        rc = video_train.main(["--output-dir", str(out), "--opt", f"data.root={faulty}", *TINY, "data.batch_size=4",
+                               "train.max_iters_per_epoch=2", f"data.ann_train={lists['train']}",
+                               f"data.ann_val={lists['val']}", "train.epochs=2"])
+    err = [x for x in capsys.readouterr().err.splitlines() if "error" in x]  # not the progress bar's lines
+    where = "training epoch" if which == "train" else "validation"
+    n = 8
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith(f"data error: no readable video in the {where}: {n} of {n} videos of {bad} could not "
+                             f"be decoded, e.g. "), err
+    assert "zero.mp4" in err[0] and "notes.mp4" in err[0]
+    assert not (out / "best.pth").exists() and not (out / "results.json").exists()
+
+
+def test_mostly_unreadable_stops_at_the_threshold(faulty, tmp_path, capsys):
+    mostly = _bad_list(faulty, tmp_path / "mostly.txt", 12, good=4)  # 12 of 16 unreadable
+    args = ["--opt", f"data.root={faulty}", *TINY, "data.batch_size=4", f"data.ann_train={mostly}",
+            f"data.ann_val={faulty}/val.txt"]
+    with pytest.warns(UserWarning):
+        rc = video_train.main(["--output-dir", str(tmp_path / "run"), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and "data error: more than data.max_skipped_fraction=0.5 unreadable in the training epoch: " \
+                       f"12 of 16 videos of {mostly}" in err
+    with pytest.warns(UserWarning):  # a higher threshold lets the readable quarter train
+        rc = video_train.main(["--output-dir", str(tmp_path / "run2"), *args, "data.max_skipped_fraction=0.9"])
+    assert rc == 0 and (tmp_path / "run2" / "best.pth").exists()

@@ -44,9 +44,19 @@ def proc_memory(pid: int | str = "self") -> dict[str, float] | None:
     return out
 
 
-def child_pids(parent: int | None = None) -> list[int]:
-    """Processes whose parent is ``parent`` (default: this one), e.g. the DataLoader workers."""
+def _cmdline(pid: int | str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def child_pids(parent: int | None = None, forked_only: bool = True) -> list[int]:
+    """Processes whose parent is ``parent`` (default: this one): with ``forked_only`` those running its command
+    line, i.e. the DataLoader workers (not multiprocessing's resource tracker, which is spawned)."""
     parent = os.getpid() if parent is None else parent
+    cmd = _cmdline(parent) if forked_only else None
     out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -56,7 +66,7 @@ def child_pids(parent: int | None = None) -> list[int]:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == parent:
+        if ppid == parent and (cmd is None or _cmdline(name) == cmd):
             out.append(int(name))
     return sorted(out)
 

@@ -6,7 +6,12 @@ Modes (eval, no grad, batch 1, fresh weights): ``2d`` Swin forward on random HxW
 ``multiscale`` ``forward_multiscale`` (the four stage outputs a detector reads) on the same kind of sizes,
 ``3d`` Video Swin on random TxHxW clips, each mode in its own process. Each reports the process RSS (VmRSS, the
 resident size now) and its peak (VmHWM) after the warm-up size and after the last, their growth in between, and
-the per-shape constant cache (entries, MB). ``--cache-mb inf`` measures the unbounded cache of before issue 28.
+the per-shape constant cache (entries, MB) and the model's eval-mode folded attention biases (MB: the latest size's
+plus the bounded pool of earlier sizes'). ``--cache-mb inf`` measures the unbounded caches of before issue 28.
+
+``predict``, ``extract`` and ``train`` (bench/soak_video.py): the video tools over ``--clips`` generated mp4s and
+``--epochs`` training epochs with ``--workers`` DataLoader workers; RSS and open files of the main process and of
+each worker.
 
 Most of the RSS growth over many sizes is glibc's heap, not the cache: freed tensors between long-lived ones stay
 resident. ``MALLOC_MMAP_THRESHOLD_=131072`` (a fixed threshold: large tensors are mmapped and returned on free)
@@ -29,6 +34,7 @@ import torch
 
 import core
 from bench.run import append_jsonl
+from core.nn.attention import folded_bias_bytes
 
 MODELS = {"2d": "swin_t", "multiscale": "swin_t", "3d": "video_swin_t"}
 FILE_MODES = ("predict", "extract", "train")  # bench/soak_video.py: files through the video tools, epochs
@@ -82,7 +88,7 @@ def soak(mode: str, shapes: Sequence[tuple[int, ...]], warmup: int, model_name: 
             run(torch.randn(1, *shape))
             info = core.cache_info()
             samples.append({"n": i, **memory_mb(), "cache_mb": info["bytes"] / 2**20, "entries": info["entries"],
-                            "fds": open_fds()})
+                            "folded_bias_mb": folded_bias_bytes(model) / 2**20, "fds": open_fds()})
     seconds = time.perf_counter() - start
     w, last = samples[warmup - 1], samples[-1]
     return {
@@ -94,6 +100,8 @@ def soak(mode: str, shapes: Sequence[tuple[int, ...]], warmup: int, model_name: 
         "max_rss_growth_mb": round(last["hwm_mb"] - w["hwm_mb"], 1),
         "cache_mb_at_warmup": round(w["cache_mb"], 1), "cache_mb_at_end": round(last["cache_mb"], 1),
         "cache_entries_at_end": last["entries"], "fds_growth": last["fds"] - w["fds"],
+        "folded_bias_mb_at_warmup": round(w["folded_bias_mb"], 1), "folded_bias_mb_at_end": round(last["folded_bias_mb"], 1),
+        "folded_bias_mb_max": round(max(s["folded_bias_mb"] for s in samples), 1),
         "samples": [{k: round(v, 1) if isinstance(v, float) else v for k, v in s.items()} for s in samples],
     }
 
@@ -189,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f" -> {row['rss_mb_at_end']:.0f} MB ({row['rss_growth_mb']:+.0f}), max RSS "
               f"{row['max_rss_mb_at_warmup']:.0f} -> {row['max_rss_mb_at_end']:.0f} MB "
               f"({row['max_rss_growth_mb']:+.0f}), cache {row['cache_mb_at_warmup']:.0f} -> "
-              f"{row['cache_mb_at_end']:.0f} MB (limit {limit}), {row['seconds']:.0f} s", flush=True)
+              f"{row['cache_mb_at_end']:.0f} MB (limit {limit}), folded biases {row['folded_bias_mb_at_warmup']:.0f} -> "
+              f"{row['folded_bias_mb_at_end']:.0f} MB, {row['seconds']:.0f} s", flush=True)
     append_jsonl(args.out, rows)
     return 0
 

@@ -78,11 +78,8 @@ def cpu_step_peak_gib(fn: Callable[[], None]) -> float:
 
 def cached_gib(model: torch.nn.Module) -> float:
     """GiB held between calls by our eval-mode cache of folded attention biases (not in the per-call peak)."""
-    total = 0
-    for m in model.modules():
-        for _, t in getattr(m, "_bias_cache", {}).values():
-            total += t.numel() * t.element_size()
-    return total / 2**30
+    from core.nn.attention import folded_bias_bytes
+    return folded_bias_bytes(model) / 2**30
 
 
 def append_jsonl(path: str, rows: list[dict]) -> None:

@@ -1,4 +1,5 @@
 """The per-shape constant cache: LRU within a byte limit, the same outputs at any limit, one clear too-small message."""
+import copy
 import math
 import os
 import re
@@ -20,9 +21,11 @@ MB = cache.MB
 def _restore_limit():
     previous = core.set_cache_limit(math.inf)
     cache.CACHE.clear()
+    cache.BIAS_CACHE.clear()
     yield
     core.set_cache_limit(previous)
     cache.CACHE.clear()
+    cache.BIAS_CACHE.clear()
 
 
 @pytest.fixture
@@ -113,7 +116,53 @@ def test_zero_caches_nothing_silently():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         shifted_window_mask((16, 16), (4, 4), (2, 2))
-    assert cache.cache_info() == {"entries": 0, "bytes": 0, "limit_mb": 0.0}
+    assert cache.cache_info() == {"entries": 0, "bytes": 0, "limit_mb": 0.0, "bias_entries": 0, "bias_bytes": 0}
+
+
+def test_folded_biases_are_bounded_by_the_same_limit_and_follow_the_weights():
+    """Eval-mode folded attention biases: within the limit over many sizes with unchanged outputs, dropped when
+    the weights change (the output follows them) and when the model is deleted."""
+    import gc
+
+    from core.nn.attention import folded_bias_bytes
+    torch.manual_seed(0)
+    model = create_model("swin_t", **TINY_MODEL).eval()
+    sizes = [32 + 8 * i for i in range(12)]
+    torch.manual_seed(1)
+    unbounded = run_sizes(model, sizes, lambda s: (1, 3, s, s))
+    total = cache.BIAS_CACHE.nbytes  # the 11 earlier sizes (the latest one's are kept by each block)
+    latest = folded_bias_bytes(model) - total
+    assert total > 0 and latest > 0
+    cache.BIAS_CACHE.clear()
+    core.set_cache_limit(total / 4 / MB)
+    torch.manual_seed(1)
+    bounded = run_sizes(model, sizes, lambda s: (1, 3, s, s))
+    assert 0 < cache.BIAS_CACHE.nbytes <= total / 4
+    assert folded_bias_bytes(model) == cache.BIAS_CACHE.nbytes + latest
+    for a, b in zip(unbounded, bounded):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        held = len(cache.BIAS_CACHE)
+        for p in model.parameters():
+            if p.dim() == 2 and p.shape[1] != p.shape[0]:  # the relative position bias tables among others
+                p.mul_(1.5)
+        after = model(x)
+    reference = model.train().eval()  # train() drops the biases: a fresh fold with the new weights
+    with torch.no_grad():
+        torch.testing.assert_close(after, reference(x), rtol=0, atol=0)
+    assert not torch.equal(before, after) and len(cache.BIAS_CACHE) <= held
+    twin = copy.deepcopy(model)  # its own biases: never the original's, even after both change
+    with torch.no_grad():
+        twin(x)
+        for p in twin.parameters():
+            p.mul_(0.5)
+        torch.testing.assert_close(twin(x), copy.deepcopy(twin).train().eval()(x), rtol=0, atol=0)
+        torch.testing.assert_close(model(x), after, rtol=0, atol=0)
+    del model, reference, twin
+    gc.collect()
+    assert len(cache.BIAS_CACHE) == 0
 
 
 def test_setting_parses_and_rejects_bad_values():

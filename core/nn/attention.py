@@ -1,16 +1,40 @@
 """Window multi-head self-attention with an N-d relative position bias."""
 from __future__ import annotations
 
+import itertools
+import weakref
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
+from .cache import BIAS_CACHE
 from .position import relative_position_index, table_size
 from .window import Size
 
 ATTN_IMPLS = ("auto", "sdpa", "math")
-_BIAS_CACHE_SIZE = 8  # folded bias+mask tensors kept per attention module (one per input size seen in eval)
+BIAS_NAMESPACE = "attention_bias"
+_OWNERS = itertools.count()  # one number per attention module: its folded biases in BIAS_CACHE carry it
+
+
+def _owned_by(owner: int):
+    return lambda key: key[0] == BIAS_NAMESPACE and key[1][0] == owner
+
+
+def _forget_biases(owner: int) -> None:
+    """Drop a module's folded biases (its weights changed, it went back to training, or it was deleted)."""
+    BIAS_CACHE.discard(_owned_by(owner))
+
+
+def folded_bias_bytes(model: nn.Module) -> int:
+    """Bytes of eval-mode folded attention biases held between calls for ``model``'s attention modules (their
+    latest input size's, and earlier sizes' in BIAS_CACHE)."""
+    mods = [m for m in model.modules() if isinstance(m, WindowAttention)]
+    owners = {m._bias_owner for m in mods}
+    tensors = {id(t): t for t in BIAS_CACHE.values_where(lambda key: key[0] == BIAS_NAMESPACE and key[1][0] in owners)}
+    tensors.update({id(m._bias_last[2]): m._bias_last[2] for m in mods if m._bias_last is not None})
+    return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
 def use_sdpa(impl: str, x: torch.Tensor) -> bool:
@@ -92,13 +116,25 @@ class WindowAttention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self._bias_cache: dict[tuple, tuple[torch.Tensor | None, torch.Tensor]] = {}
+        self._new_bias_owner()
+
+    def _new_bias_owner(self) -> None:
+        """A number of its own for this module's folded biases (also for a deep copy or an unpickled module)."""
+        self._bias_owner = next(_OWNERS)
+        self._bias_version = 0  # bumped when the weights change: older folded biases are stale
         self._bias_state: tuple = ()
+        self._bias_last: tuple | None = None  # (key, mask, bias) of the latest input size, outside the limit
+        weakref.finalize(self, _forget_biases, self._bias_owner)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._new_bias_owner()
 
     def train(self, mode: bool = True) -> WindowAttention:
         if mode:  # training recomputes the bias on every call: free what eval mode cached
-            self._bias_cache.clear()
+            _forget_biases(self._bias_owner)
             self._bias_state = ()
+            self._bias_last = None
         return super().train(mode)
 
     def build_position_bias(self) -> None:
@@ -132,25 +168,41 @@ class WindowAttention(nn.Module):
         """``fold_bias``, cached in eval mode when no gradient is needed: once per (window, mask, dtype, device),
         until a parameter changes (its version counter or storage: an optimizer step, load_state_dict, .to()).
         A model exported after one eager call at the export size (core/export.py) reads these tensors as
-        constants of the graph. Costs memory between calls: one (nW, heads, N, N) tensor per block and size."""
+        constants of the graph. Costs memory between calls: one (nW, heads, N, N) tensor per block for the latest
+        input size, and those of earlier sizes in core.nn.cache.BIAS_CACHE (least recently used first out, bounded
+        by $SWIN_SUITE_CACHE_MB)."""
         if self.training or torch.is_grad_enabled():
             return self.fold_bias(window, mask, dtype)
-        key = (tuple(window), None if mask is None else id(mask), dtype, self.qkv.weight.device)
+        device = self.qkv.weight.device
         if torch.compiler.is_compiling():  # torch.compile: build inline (constant-folded); export: use the cache
-            hit = self._bias_cache.get(key) if torch.compiler.is_exporting() else None
-            return hit[1] if hit is not None and hit[0] is mask else self.fold_bias(window, mask, dtype)
+            hit = self._cached_bias(self._bias_key(window, mask, dtype, device), peek=True) \
+                if torch.compiler.is_exporting() else None
+            return hit if hit is not None else self.fold_bias(window, mask, dtype)
         state = tuple((p.data_ptr(), p._version) for p in self.parameters())
         if state != self._bias_state:
-            self._bias_cache.clear()
-            self._bias_state = state
-        hit = self._bias_cache.get(key)
-        if hit is not None and hit[0] is mask:  # the mask is held, so its id cannot be reused by another tensor
-            return hit[1]
-        if len(self._bias_cache) >= _BIAS_CACHE_SIZE:
-            self._bias_cache.pop(next(iter(self._bias_cache)))
-        bias = self.fold_bias(window, mask, dtype)
-        self._bias_cache[key] = (mask, bias)
+            if self._bias_state:
+                _forget_biases(self._bias_owner)
+            self._bias_state, self._bias_last = state, None
+            self._bias_version += 1
+        key = self._bias_key(window, mask, dtype, device)
+        bias = self._cached_bias(key)  # an entry holds its mask, so the mask's id cannot be reused meanwhile
+        if bias is None:
+            bias = self.fold_bias(window, mask, dtype)
+        if self._bias_last is None or self._bias_last[0] != key:  # the previous size goes to the bounded pool
+            if self._bias_last is not None:
+                BIAS_CACHE.put(self._bias_last[0], self._bias_last[2], pin=self._bias_last[1])
+            self._bias_last = (key, mask, bias)
         return bias
+
+    def _cached_bias(self, key: tuple, peek: bool = False) -> torch.Tensor | None:
+        """The folded bias of ``key``: the latest size's, else from the pool of earlier sizes, else None."""
+        if self._bias_last is not None and self._bias_last[0] == key:
+            return self._bias_last[2]
+        return BIAS_CACHE.peek(key) if peek else BIAS_CACHE.get(key)
+
+    def _bias_key(self, window: Size, mask: torch.Tensor | None, dtype: torch.dtype, device: torch.device) -> tuple:
+        return (BIAS_NAMESPACE, (self._bias_owner, self._bias_version, tuple(window),
+                                 None if mask is None else id(mask), dtype), device)
 
     def forward(self, x: torch.Tensor, window: Size, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B * num_windows, N, C) windows; mask: (num_windows, N, N) additive, or None."""

@@ -4,6 +4,13 @@ One limit covers every per-shape constant of the suite (shifted-window masks, re
 offset grids), on every device together: ``$SWIN_SUITE_CACHE_MB`` (default 128; ``inf`` for no bound, 0 to cache
 nothing) or ``core.set_cache_limit(mb)``. The least recently used entries go first. A constant larger than the
 limit is built on every call, with one warning naming the setting and the constant's size.
+
+The same limit bounds a second pool, :data:`BIAS_CACHE`: the eval-mode folded attention biases (position bias plus
+mask, one (nW, heads, N, N) tensor per attention block, input size and weights; core/nn/attention.py) of the input
+sizes before the latest. They depend on the weights and are kept apart so that they never push the masks out;
+each attention block also keeps the biases of its latest input size outside the limit (one size's worth: a fixed
+size is always a hit, a Video Swin-T 32x224x224 clip folds 575 MB). No warning there: a bias that does not fit is
+folded again when its size comes back, as in training.
 """
 from __future__ import annotations
 
@@ -37,8 +44,9 @@ def parse_limit_mb(value: str | float | None) -> float:
 class ConstantCache:
     """Tensors keyed by (namespace, key, device), least recently used evicted first, total bytes <= the limit."""
 
-    def __init__(self, limit_mb: float) -> None:
-        self._entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+    def __init__(self, limit_mb: float, warn: bool = True) -> None:
+        self._warn = warn  # warn once when an entry can never fit
+        self._entries: OrderedDict[tuple, tuple[torch.Tensor, object]] = OrderedDict()  # (value, pinned object)
         self._lock = threading.Lock()
         self.nbytes = 0
         self.limit_mb = limit_mb
@@ -60,17 +68,20 @@ class ConstantCache:
     def get(self, key: tuple) -> torch.Tensor | None:
         """The cached tensor or None; a hit becomes the most recently used."""
         with self._lock:
-            value = self._entries.get(key)
-            if value is not None:
-                self._entries.move_to_end(key)
-            return value
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
 
     def peek(self, key: tuple) -> torch.Tensor | None:
         """The cached tensor or None, untouched and without the lock (read while torch.export traces)."""
-        return self._entries.get(key)
+        entry = self._entries.get(key)
+        return None if entry is None else entry[0]
 
-    def put(self, key: tuple, value: torch.Tensor) -> None:
-        """Keep ``value`` if it fits the limit, evicting the least recently used; warn once if it never can."""
+    def put(self, key: tuple, value: torch.Tensor, pin: object = None) -> None:
+        """Keep ``value`` if it fits the limit, evicting the least recently used; warn once if it never can.
+        ``pin`` is held as long as the entry (e.g. a tensor whose id is part of the key, so the id stays its)."""
         size = value.numel() * value.element_size()
         with self._lock:
             if size > self.limit_bytes:
@@ -78,10 +89,24 @@ class ConstantCache:
                 return
             old = self._entries.pop(key, None)
             if old is not None:
-                self.nbytes -= old.numel() * old.element_size()
+                self.nbytes -= old[0].numel() * old[0].element_size()
             self._evict(size)
-            self._entries[key] = value
+            self._entries[key] = (value, pin)
             self.nbytes += size
+
+    def discard(self, predicate: Callable[[tuple], bool]) -> int:
+        """Drop the entries whose key satisfies ``predicate``; return how many."""
+        with self._lock:
+            gone = [k for k in self._entries if predicate(k)]
+            for k in gone:
+                value = self._entries.pop(k)[0]
+                self.nbytes -= value.numel() * value.element_size()
+            return len(gone)
+
+    def values_where(self, predicate: Callable[[tuple], bool]) -> list[torch.Tensor]:
+        """The tensors whose key satisfies ``predicate``."""
+        with self._lock:
+            return [v for k, (v, _) in self._entries.items() if predicate(k)]
 
     def clear(self) -> None:
         """Drop every entry."""
@@ -104,11 +129,11 @@ class ConstantCache:
 
     def _evict(self, incoming: int) -> None:
         while self._entries and self.nbytes + incoming > self.limit_bytes:
-            _, old = self._entries.popitem(last=False)
+            _, (old, _) = self._entries.popitem(last=False)
             self.nbytes -= old.numel() * old.element_size()
 
     def _warn_too_small(self, key: tuple, size: int) -> None:
-        if self._warned or self.limit_mb == 0:  # 0 asks for no caching: nothing to warn about
+        if self._warned or not self._warn or self.limit_mb == 0:  # 0 asks for no caching: nothing to warn about
             return
         self._warned = True
         warnings.warn(
@@ -124,16 +149,21 @@ def limit_from_environment() -> float:
 
 
 CACHE = ConstantCache(limit_from_environment())
+BIAS_CACHE = ConstantCache(CACHE.limit_mb, warn=False)  # folded attention biases of earlier input sizes
 
 
 def set_cache_limit(mb: float) -> float:
-    """Bound every per-shape constant cache to ``mb`` MB in all (math.inf: no bound; 0: none); return the old limit."""
+    """Bound the per-shape constants to ``mb`` MB in all, and the folded attention biases to as much (math.inf: no
+    bound; 0: none); return the old limit."""
+    BIAS_CACHE.set_limit(mb)
     return CACHE.set_limit(mb)
 
 
 def cache_info() -> dict:
-    """{'entries', 'bytes', 'limit_mb'} of the per-shape constant cache."""
-    return CACHE.info()
+    """{'entries', 'bytes', 'limit_mb'} of the per-shape constant cache, and 'bias_entries', 'bias_bytes' of the
+    folded attention biases (bounded by the same limit)."""
+    bias = BIAS_CACHE.info()
+    return {**CACHE.info(), "bias_entries": bias["entries"], "bias_bytes": bias["bytes"]}
 
 
 def cached_constant(namespace: str, key: Hashable, build: Callable[[], torch.Tensor],

@@ -23,6 +23,7 @@ import torch.nn as nn
 import yaml
 
 from .convert import load_pretrained, read_state_dict
+from .engine.checkpoint import load_checkpoint
 from .nn.attention import WindowAttention
 from .nn.registry import create_model
 
@@ -68,7 +69,7 @@ def recipe_input(checkpoint: Any, model: nn.Module) -> list[int]:
 def export_model(name: str | None, checkpoint: str, kwargs: str | None = None) -> tuple[nn.Module, str, list[int]]:
     """``create_model(name)`` with the checkpoint's class count and recipe kwargs, its weights loaded, eval mode;
     its name and the input shape its recipe trained at."""
-    raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    raw = load_checkpoint(checkpoint)  # weights_only; a missing, corrupt or unsafe file is one CheckpointError
     name = model_name(raw, name)
     sd, _ = read_state_dict(raw)
     kw = model_kwargs(raw, kwargs)

@@ -27,6 +27,7 @@ from .engine.inference import (
     expand_inputs,
     format_top,
     model_from_args,
+    positive_int,
     report_error,
     report_problems,
     topk_rows,
@@ -40,7 +41,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or quoted globs")
     add_model_args(p, batch_size=32)
     p.add_argument("--classes", default=None, metavar="FILE", help="class names, one a line")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=positive_int, default=5)
     p.add_argument("--out", default="", metavar="JSON", help="also write the results (top-k and all scores) here")
     return p.parse_args(argv)
 

@@ -115,3 +115,22 @@ def test_pt2_graph_holds_masks_and_bias_as_constants(tmp_path):
     ops = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     assert not [op for op in ops if any(w in op for w in ("arange", "index", "ne.", "eq.", "scatter"))], ops
     assert program.constants  # the folded bias + mask of each block
+
+
+def test_unreadable_or_unsafe_checkpoint_is_one_line(tmp_path, capsys):
+    import pickle
+    from core import export as cli
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must not run",))
+
+    (tmp_path / "random.pth").write_bytes(bytes(range(256)) * 8)
+    with open(tmp_path / "evil.pth", "wb") as f:
+        pickle.dump({"model": Evil()}, f)
+    for name, expected in (("random.pth", "cannot read checkpoint"), ("evil.pth", "refused without running them"),
+                           ("missing.pth", "checkpoint not found")):
+        assert cli.main(["--format", "pt2", "--checkpoint", str(tmp_path / name)]) == 2
+        err = capsys.readouterr()
+        assert expected in err.err and "Traceback" not in err.err and len(err.err.strip().splitlines()) == 1
+        assert "this must not run" not in err.out and "weights_only=False" not in err.err

@@ -211,3 +211,12 @@ def test_image_predict_timm_checkpoint_with_model_name(tmp_path):
         want = ref(x[None]).softmax(-1)[0]
     assert np.allclose(got["scores"], want.numpy(), atol=1e-5)
     assert got["top"][0]["class"] == str(int(want.argmax()))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_topk_below_one_is_refused_in_one_line(value, capsys):
+    from core import predict as image_predict
+    for main in (image_predict.main, video_predict.main):
+        with pytest.raises(SystemExit) as e:
+            main(["x.png", "--checkpoint", "none.pth", "--topk", value])
+        assert e.value.code == 2 and "--topk: expected an integer >= 1" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from core.engine.inference import (
     expand_inputs,
     format_top,
     model_from_args,
+    positive_int,
     report_error,
     report_problems,
     topk_rows,
@@ -47,7 +48,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add_model_args(p, batch_size=1)  # videos per forward pass, each of clips x crops views
     p.add_argument("--classes", default=None, metavar="FILE", help="class names, one a line (default: the run's "
                                                                    "classes.txt beside the checkpoint)")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=positive_int, default=5)
     p.add_argument("--views", default="", metavar="CLIPSxCROPS",
                    help="test views, e.g. 4x3 or 1x1 (default: the recipe's data.num_clips x data.num_crops)")
     p.add_argument("--out", default="", metavar="JSON", help="also write the results (top-k and all scores) here")

@@ -6,6 +6,7 @@ beside it (a run folder), else the schema's defaults with ``--model NAME`` (offi
 """
 from __future__ import annotations
 
+import argparse
 import glob
 import os
 import sys
@@ -137,6 +138,17 @@ def expand_inputs(items: Iterable[str], extensions: Sequence[str]) -> tuple[list
         else:
             problems.append((item, "file not found"))
     return list(dict.fromkeys(files)), problems
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--topk 0`` or ``-1`` is refused in one line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
 
 
 def topk_rows(probs: torch.Tensor, classes: Sequence[str], k: int) -> list[dict[str, Any]]:

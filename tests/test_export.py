@@ -119,6 +119,7 @@ def test_pt2_graph_holds_masks_and_bias_as_constants(tmp_path):
 
 def test_unreadable_or_unsafe_checkpoint_is_one_line(tmp_path, capsys):
     import pickle
+
     from core import export as cli
 
     class Evil:

@@ -3,6 +3,7 @@ resumable reruns, broken and missing videos, torchrun sharding, image folders.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -179,3 +180,15 @@ def test_long_videos_stream_in_bounded_chunks(clips_dir):
     last = read_clips(vr, sliding_clip_indices(250, 8, 2, 8)[-1:])[0]
     want = video_eval_transform(32, 32, num_crops=1)(tv_tensors.Video(last))[0]
     assert torch.allclose(items[-1]["clips"][-1], want, atol=1e-5)
+
+
+def test_a_killed_runs_temporary_file_is_removed_and_a_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    target = str(tmp_path / "clip.npy")
+    orphan, live = f"{target}.{dead.stdout.strip()}.tmp", f"{target}.{os.getpid()}.tmp"
+    for p in (orphan, live):
+        open(p, "wb").write(b"half")
+    assert vfeat.remove_orphans(target) == [orphan]
+    assert not os.path.exists(orphan) and os.path.exists(live)

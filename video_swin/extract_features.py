@@ -12,6 +12,7 @@ Unreadable or missing files are reported and left out (exit code 1); the rest go
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -150,11 +151,29 @@ def clip_features(model: torch.nn.Module, x: torch.Tensor, stage: int, pooling: 
     return stage_features(model, model_input(x, single_frame), stage, pooling)
 
 
+def remove_orphans(path: str) -> list[str]:
+    """Delete ``<path>.<pid>.tmp`` files left by killed runs (their process is gone); a live writer's file is kept."""
+    gone = []
+    for tmp in glob.glob(glob.escape(path) + ".*.tmp"):
+        pid = tmp[len(path) + 1:-len(".tmp")]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            os.remove(tmp)
+            gone.append(tmp)
+        except PermissionError:
+            pass  # alive, another user's
+    return gone
+
+
 class _Writer:
     """One video's array, filled chunk by chunk in a memory-mapped temporary file, renamed when complete."""
 
     def __init__(self, path: str, total: int, row_shape: tuple[int, ...]) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        remove_orphans(path)
         self.path, self.tmp = path, f"{path}.{os.getpid()}.tmp"
         self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.float32, shape=(total, *row_shape))
         self.done = 0

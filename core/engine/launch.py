@@ -22,7 +22,7 @@ from .config import Config, ConfigError, dump_config, load_config
 from .data import DataError
 from .files import WriteError
 from .metrics import setup_logging
-from .preempt import EXIT_PREEMPTED, Preempted, mark_preempted, preempted_before
+from .preempt import EXIT_PREEMPTED, Preempted, RunLock, mark_preempted, preempted_before
 from .rundir import latest_run_dir, resolve_run, resume_path, runs_root
 from .trainer import Trainer
 
@@ -140,6 +140,7 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
     if args.eval_only:
         cfg.train.eval_only = True
     info = du.init_distributed(cfg.train.device)
+    lock: RunLock | None = None
     try:
         if args.resume == "auto":
             latest = latest_run_dir(cfg)
@@ -154,7 +155,12 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
                                   f"give --output-dir RUN or --resume CHECKPOINT")
             cfg.train.output_dir = latest
         run = resolve_run(cfg)  # the folder and the checkpoint to continue, decided once
+        if info.is_main and not run.eval_only:
+            lock = RunLock(run.output_dir)
+            taken = lock.acquire()  # before anything is written there: a second run into the folder fails, untouched
         setup_logging(run.output_dir, info.is_main)
+        if lock is not None and taken:
+            logging.getLogger("swin").warning(taken)
         if info.is_main:
             print("resolved config:\n" + dump_config(cfg), flush=True)
         task, train_loader, val_loader = setup(cfg, info)
@@ -176,4 +182,6 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
         logging.getLogger("swin.warnings").error(f"{kind} error: {e}")  # into log.txt too (rank 0, once it is open)
         return 2
     finally:
+        if lock is not None:
+            lock.release()
         du.cleanup()

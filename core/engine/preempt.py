@@ -109,27 +109,30 @@ class RunLock:
         self.path = os.path.join(output_dir, ".lock")
         self.held = False
 
-    def acquire(self) -> None:
+    def acquire(self) -> str:
+        """Take the lock; returns a warning to log when a dead process's lock was taken over ('' otherwise)."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        taken = ""
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 other = self._read()
+                if other.get("pid") == os.getpid() and other.get("host") == me["host"]:
+                    return ""  # this process holds it already (the entry point took it before building anything)
                 if not self._stale(other):
                     raise CheckpointError(
                         f"{os.path.dirname(self.path)} is in use by another run (pid {other.get('pid')} on "
                         f"{other.get('host')} since {other.get('started')}): choose another --output-dir, or "
                         f"remove {self.path} if that run is gone") from None
-                logging.getLogger("swin").warning(f"taking over the stale lock {self.path} of pid {other.get('pid')} "
-                                                  f"(no longer running)")
+                taken = f"taking over the stale lock {self.path} of pid {other.get('pid')} (no longer running)"
                 os.remove(self.path)
                 continue
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self.held = True
-            return
+            return taken
         raise CheckpointError(f"cannot take the lock {self.path}")
 
     def release(self) -> None:

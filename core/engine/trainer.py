@@ -301,7 +301,9 @@ class Trainer:
             return self.evaluate_only()
         lock = RunLock(self.output_dir)
         if self.info.is_main:
-            lock.acquire()  # before anything is read or written: a second run into the folder fails here
+            taken = lock.acquire()  # (launch took it already; a Trainer built directly takes it here)
+            if taken:
+                self.log.warning(taken)
             for path in remove_stale_temps(self.output_dir):
                 self.log.warning(f"removed {path}, left by an interrupted write")
         try:

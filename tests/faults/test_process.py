@@ -78,6 +78,7 @@ def test_second_run_into_a_folder_fails_and_a_stale_lock_is_taken_over(tmp_path)
         (out / ".lock").write_text(json.dumps({"pid": live.pid, "host": os.uname().nodename, "started": "now"}))
         r = run(str(out))
         assert r.returncode == 2 and f"{out} is in use by another run (pid {live.pid}" in r.stderr
+        assert sorted(os.listdir(out)) == [".lock"]  # refused before writing anything into the running run's folder
     finally:
         live.kill()
         live.wait()

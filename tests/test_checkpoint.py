@@ -1,6 +1,7 @@
 """Checkpoints: atomic writes, RNG round trip, mismatch errors, and exact kill-and-resume equivalence."""
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -93,18 +94,19 @@ def _final_state(out):
 
 def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
     straight = str(tmp_path / "straight")
-    assert main(["--config", DIGITS, "--output-dir", straight, *COMMON]) == 0
+    common = [*COMMON, "train.log_interval=1"]  # rows after the checkpoint that the kill leaves behind
+    assert main(["--config", DIGITS, "--output-dir", straight, *common]) == 0
 
     # the same run, killed in the middle of epoch 2 ...
     resumed = str(tmp_path / "resumed")
     interrupt_at(monkeypatch, 5)  # iteration 2 of epoch 2
     with pytest.raises(KeyboardInterrupt):
-        main(["--config", DIGITS, "--output-dir", resumed, *COMMON])
+        main(["--config", DIGITS, "--output-dir", resumed, *common])
     monkeypatch.undo()
     assert load_checkpoint(os.path.join(resumed, "last.pth"))["epoch"] == 1
     # ... and auto-resumed from its output directory, after the global RNGs were disturbed
     torch.manual_seed(123), np.random.seed(123), random.seed(123)
-    assert main(["--config", DIGITS, "--output-dir", resumed, *COMMON]) == 0
+    assert main(["--config", DIGITS, "--output-dir", resumed, *common]) == 0
 
     a, b = _final_state(straight), _final_state(resumed)
     assert a["epoch"] == b["epoch"] == 2 and a["iteration"] == b["iteration"] == 6
@@ -117,6 +119,12 @@ def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
         assert torch.allclose(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"], rtol=0, atol=1e-9)
     assert a["best"] == b["best"]
     assert a["best"]["top1"] >= 0 and a["best"]["epoch"] in (1, 2)
+    # the rows the killed run wrote after its checkpoint are dropped on resume: each step is logged once
+    steps = {}
+    for out in (straight, resumed):
+        rows = [json.loads(x) for x in open(os.path.join(out, "metrics.jsonl"))]
+        steps[out] = [(r["kind"], r["step"]) for r in rows]
+    assert steps[resumed] == steps[straight] and len(set(steps[resumed])) == len(steps[resumed])
 
 
 def test_resume_from_another_model_is_refused_and_keeps_checkpoint(tmp_path, capsys):

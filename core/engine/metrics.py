@@ -123,6 +123,27 @@ class RunLogger:
                 if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool):
                     self.tb.add_scalar(f"{kind}/{k}", v, step)
 
+    def truncate(self, train_step: int, epoch: int) -> int:
+        """Drop the rows past a resumed position (written after the checkpoint by a run that was then killed), so a
+        continued run logs each step once; returns how many were dropped."""
+        if not self.enabled or not os.path.isfile(self.path):
+            return 0
+        with open(self.path) as f:
+            lines = f.read().splitlines()
+        keep = []
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut by the kill
+            limit = {"train": train_step, "epoch": epoch}.get(row.get("kind"))
+            if limit is None or row.get("step", 0) <= limit:
+                keep.append(line)
+        if len(keep) != len(lines):
+            from .files import atomic_write_text
+            atomic_write_text(self.path, "".join(k + "\n" for k in keep))
+        return len(lines) - len(keep)
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.flush()

@@ -327,6 +327,9 @@ class Trainer:
         if self.info.is_main:
             atomic_write_text(os.path.join(self.output_dir, "config.yaml"), dump_config(cfg))
         self.runlog = RunLogger(self.output_dir, self.info.is_main, t.tensorboard)
+        if resume:  # rows a killed run wrote after its last checkpoint would otherwise appear twice
+            self.runlog.truncate(self.epoch * self.iters_per_epoch + (self._resume.iteration if self._resume else 0),
+                                 self.epoch)
         self._describe()
         self.callbacks.on_fit_start(self)
         start = time.perf_counter()

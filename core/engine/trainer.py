@@ -238,6 +238,7 @@ class Trainer:
         name = signal.Signals(self.stop_signal).name
         msg = (f"stopped by {name} at {where}: checkpoint {os.path.join(self.output_dir, 'last.pth')} written; "
                f"continue with --output-dir {self.output_dir} (exit code {EXIT_PREEMPTED})")
+        du.all_gather_object(None)  # every rank waits for rank 0 to finish writing before it says it is written
         self.log.warning(msg)
         return Preempted(self.stop_signal, msg)
 

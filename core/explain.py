@@ -31,6 +31,7 @@ from .engine.inference import (
     class_names,
     expand_inputs,
     model_from_args,
+    output_stems,
     report_error,
     report_problems,
 )
@@ -82,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     transform = image_transform(cfg)
     os.makedirs(args.out, exist_ok=True)
     done = 0
+    stems = output_stems(files)
     for start in range(0, len(files), args.batch_size):
         batch = []
         for path in files[start:start + args.batch_size]:
@@ -100,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for (path, _, rgb), m, cls, p in zip(batch, res.maps.cpu(), res.targets, probs):
             resized, top, left = eval_crop_box(cfg, rgb.shape[:2])
             full = paste_back(m, resized, top, left, rgb.shape[:2]).numpy()
-            stem = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0])
+            stem = os.path.join(args.out, stems[path])
             label = f"{classes[cls]} {100 * float(p[cls]):.0f}%"
             Image.fromarray(caption(upscale(overlay(rgb, full)), f"{args.method}: {label}")).save(stem + ".png")
             if args.save_maps:

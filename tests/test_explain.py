@@ -212,3 +212,11 @@ def test_crop_boxes_match_the_transforms():
         edge = round(50 * rw / 100) - left
         col = views[k, 0, 0].mean(0) > 127
         assert bool(col.any()) == (edge < 32) and (not col.any() or abs(int(col.float().argmax()) - max(edge, 0)) <= 1)
+
+
+def test_inputs_sharing_a_file_name_get_distinct_outputs():
+    from core.engine.inference import output_stems
+    assert output_stems(["x/a.mp4", "x/b.mp4"]) == {"x/a.mp4": "a", "x/b.mp4": "b"}
+    stems = output_stems(["d/train/left/0.mp4", "d/val/left/0.mp4", "d/val/up/1.mp4"])
+    assert stems == {"d/train/left/0.mp4": "train__left__0", "d/val/left/0.mp4": "val__left__0",
+                     "d/val/up/1.mp4": "val__up__1"}

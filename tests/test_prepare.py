@@ -79,3 +79,16 @@ def test_scan_only_writes_nothing_and_bad_arguments_are_one_line(tmp_path, capsy
         with pytest.raises(SystemExit):
             cmd.main(argv)
         assert msg in capsys.readouterr().err
+
+
+def test_an_output_decord_cannot_read_is_reported_not_kept(tmp_path):
+    pytest.importorskip("decord")
+    from core.video.prepare import prepare
+    src = tmp_path / "src"
+    src.mkdir()
+    write_mp4(src / "a.mp4", np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8))
+    (bad,) = prepare(src, tmp_path / "out", ["a.mp4"], short_side=24).outcomes  # decord 0.6.0 misreads 24 px
+    assert bad.status == "bad" and "decord cannot read" in bad.reason and "data.decoder=pyav" in bad.reason
+    assert not (tmp_path / "out" / "a.mp4").exists()
+    (good,) = prepare(src, tmp_path / "out", ["a.mp4"], short_side=0).outcomes
+    assert good.status == "done" and (tmp_path / "out" / "a.mp4").is_file()

@@ -31,6 +31,7 @@ from core.engine.inference import (
     class_names,
     expand_inputs,
     model_from_args,
+    output_stems,
     report_error,
     report_problems,
 )
@@ -122,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     clip, crop = divmod(args.view, num_crops)
     os.makedirs(args.out, exist_ok=True)
     done = 0
+    stems = output_stems(files)
     for path in files:
         try:
             raw = sampler.load_clips(path)[clip]                     # (T, C, H, W) uint8
@@ -140,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if frames.shape[-1] == 1:
             frames = frames.repeat(3, -1)
         pictures = [upscale(overlay(f, m), 128) for f, m in zip(frames, maps)]
-        stem = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0])
+        stem = os.path.join(args.out, stems[path])
         label = f"{classes[cls]} {100 * prob:.0f}%"
         anim = write_animation(stem, pictures, args.format)
         names = [f"clip frame {i}" for i in range(len(pictures))]

@@ -140,6 +140,16 @@ def expand_inputs(items: Iterable[str], extensions: Sequence[str]) -> tuple[list
     return list(dict.fromkeys(files)), problems
 
 
+def output_stems(paths: Sequence[str]) -> dict[str, str]:
+    """An output name per input: its stem, or where stems repeat (``a/0.mp4``, ``b/0.mp4``) its path below the
+    inputs' common folder with ``__`` for the separators (``a__0``), so no output overwrites another."""
+    stems = {p: os.path.splitext(os.path.basename(p))[0] for p in paths}
+    if len(set(stems.values())) == len(stems):
+        return stems
+    root = os.path.commonpath([os.path.abspath(os.path.dirname(p)) for p in paths])
+    return {p: os.path.splitext(os.path.relpath(os.path.abspath(p), root))[0].replace(os.sep, "__") for p in paths}
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (``--topk 0`` or ``-1`` is refused in one line)."""
     try:

@@ -121,8 +121,28 @@ def reencode(job: Job) -> Outcome:
     if frames < job.min_frames:
         _remove(tmp)
         return Outcome(job.rel, "bad", frames, reason=f"{frames} frame(s), fewer than {job.min_frames}")
+    problem = _decord_problem(tmp)
+    if problem:
+        _remove(tmp)
+        return Outcome(job.rel, "bad", frames, (h, w), reason=problem)
     os.replace(tmp, job.dst)
     return Outcome(job.rel, "done", frames, (h, w))
+
+
+def _decord_problem(path: str) -> str:
+    """Why decord (the default training decoder) cannot read a written file, or '' (also when it is not installed).
+    decord 0.6.0 returns padded frames for some small widths (e.g. 16, 24, 48, 72 px) and then fails."""
+    try:
+        import decord
+    except ImportError:
+        return ""
+    try:
+        vr = decord.VideoReader(path, num_threads=1, ctx=decord.cpu(0))
+        vr.get_batch([0, len(vr) - 1])
+    except Exception as e:  # noqa: BLE001 -- DECORDError and friends
+        return (f"decord cannot read the re-encoded file ({_first_line(e)[:120]}); use a larger --short-side, or "
+                f"train with data.decoder=pyav")
+    return ""
 
 
 def _probe(job: Job) -> Outcome:

@@ -46,7 +46,7 @@ def test_prepare_reencodes_names_bad_files_and_resumes(tmp_path, capsys):
     for name in ("zero.mp4: empty file", "notes.mp4", "one.mp4: 1 frame(s), fewer than 2", "truncated.mp4"):
         assert name in err
     assert (out / "train.txt").read_text() == "a/good.mp4 0\nb/good.mp4 1\n"
-    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["good.mp4", "good.mp4", "train.txt"]
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["good.mp4", "good.mp4", "prepare.json", "train.txt"]
     with av.open(str(out / "a" / "good.mp4")) as c:
         s = c.streams.video[0]
         assert (s.codec_context.height, s.codec_context.width) == (24, 40)  # short side 24, aspect kept
@@ -64,6 +64,10 @@ def test_prepare_reencodes_names_bad_files_and_resumes(tmp_path, capsys):
     mtime = (out / "a" / "good.mp4").stat().st_mtime_ns
     assert cmd.main(argv) == 1
     assert "already done 2" in capsys.readouterr().out and (out / "a" / "good.mp4").stat().st_mtime_ns == mtime
+    # another size into the same folder would mix two sizes: refused, nothing touched
+    assert cmd.main([*argv, "--short-side", "16"]) == 2  # the last --short-side wins
+    assert "was prepared with other settings (--short-side 24 -> 16)" in capsys.readouterr().err
+    assert (out / "a" / "good.mp4").stat().st_mtime_ns == mtime
 
 
 def test_scan_only_writes_nothing_and_bad_arguments_are_one_line(tmp_path, capsys):

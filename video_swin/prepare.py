@@ -12,6 +12,7 @@ Unreadable, empty and too-short files are named; the exit code is then 1.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -57,8 +58,27 @@ def _csv_paths(path: str, root: str) -> list[str]:
     return [os.path.relpath(s[0], root) for s in samples]
 
 
+def check_settings(out: str, settings: dict) -> str:
+    """'' when ``out`` is new or was prepared with the same settings (recorded in ``<out>/prepare.json``), else why
+    not: a rerun must not mix files of two sizes."""
+    path = os.path.join(out, "prepare.json")
+    if not os.path.isfile(path):
+        return ""
+    with open(path) as f:
+        old = json.load(f)
+    changed = [f"--{k.replace('_', '-')} {old.get(k)} -> {v}" for k, v in settings.items() if old.get(k) != v]
+    return (f"{out} was prepared with other settings ({'; '.join(changed)}): use another --out, or the same settings "
+            f"to continue it") if changed else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    settings = {"short_side": args.short_side, "keyint": args.keyint, "min_frames": args.min_frames}
+    if args.out:
+        problem = check_settings(args.out, settings)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     lists = {f: (None if f.endswith(".csv") else list_entries(f)) for f in args.list}
     if lists:
         rels = [r for f, entries in lists.items() for r in (_csv_paths(f, args.root) if entries is None
@@ -70,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      progress=not args.no_progress)
     bad = {o.rel for o in report.bad}
     if not args.scan_only:
+        atomic_write_text(os.path.join(args.out, "prepare.json"), json.dumps(settings) + "\n")
         for f, entries in lists.items():
             dst = os.path.join(args.out, os.path.basename(f))
             if entries is None:

@@ -19,6 +19,7 @@ from . import synthetic
 __all__ = ["GENERATED", "FOLDER", "register_generated", "is_generated", "is_video_set", "video_paths"]
 
 GENERATED: dict[str, Callable[..., Path]] = {}
+_ANNOUNCED: set[str] = set()
 FOLDER = "kinetics"  # the name of a folder of videos in the Kinetics layouts (list files, official CSVs, classes)
 
 
@@ -43,7 +44,9 @@ def video_paths(d: Any, name: str | None = None) -> tuple[str, str | None, str |
     name = name or d.dataset
     if name in GENERATED:
         root = GENERATED[name](d.root or None, num_train=d.num_train, num_val=d.num_val)
-        logging.getLogger("swin").info(f"{name} clips: {root} ({d.num_train} train, {d.num_val} val)")
+        if str(root) not in _ANNOUNCED:  # once per process
+            _ANNOUNCED.add(str(root))
+            logging.getLogger("swin").info(f"{name} clips: {root} ({d.num_train} train, {d.num_val} val)")
         return str(root), str(root / "train.txt"), str(root / "val.txt")
     if not d.root:
         raise ConfigError(f"data.root is empty: give the video folder (or a generated set: data.dataset = one of "

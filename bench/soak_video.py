@@ -159,14 +159,14 @@ def soak_predict(clip_dir: str | Path, checkpoint: str, workers: int, every: int
     from torch.utils.data import DataLoader
 
     from core.engine.inference import class_names, expand_inputs, load_model
-    from core.video.config import VideoConfig
+    from core.video.config import VideoConfig, parse_views
     from core.video.data import VIDEO_EXTENSIONS, BrokenVideoWarning, collate_videos
     from video_swin import predict
 
     loaded = load_model(checkpoint, VideoConfig)
     cfg = loaded.cfg
     classes = class_names(loaded.num_classes, checkpoint)
-    num_clips, num_crops = predict.parse_views("", cfg)
+    num_clips, num_crops = parse_views("", cfg)
     files, problems = expand_inputs([str(clip_dir)], VIDEO_EXTENSIONS)
     ds = predict.view_dataset(files, cfg, classes, num_clips, num_crops)
     loader = DataLoader(ds, batch_size=1, num_workers=workers, collate_fn=collate_videos)

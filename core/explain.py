@@ -22,12 +22,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .classification.config import ClassificationConfig
 from .classification.images import eval_crop_box, image_transform, recipe_classes
-from .engine.config import ConfigError
 from .engine.inference import (
     ToolError,
+    add_cam_args,
     add_model_args,
-    check_stage,
-    check_target,
+    check_cam_args,
     class_names,
     expand_inputs,
     model_from_args,
@@ -35,7 +34,7 @@ from .engine.inference import (
     report_error,
     report_problems,
 )
-from .nn.cam import METHODS, cam_method, caption, class_activation_maps, overlay, paste_back, upscale
+from .nn.cam import caption, class_activation_maps, overlay, paste_back, upscale
 
 __all__ = ["main"]
 
@@ -45,11 +44,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or quoted globs")
     add_model_args(p, batch_size=16)
     p.add_argument("--out", required=True, metavar="DIR", help="folder for <stem>.png (and <stem>.npy)")
-    p.add_argument("--method", default="gradcam", help=f"grad-cam method: {', '.join(METHODS)}")
-    p.add_argument("--target", default=None, metavar="CLASS", help="class to explain, index or name "
-                                                                     "(default: the predicted one)")
-    p.add_argument("--stage", type=int, default=None, help="stage whose output is explained, 1-based "
-                                                           "(default: the last, after the final norm)")
+    add_cam_args(p)
     p.add_argument("--classes", default=None, metavar="FILE", help="class names, one a line")
     p.add_argument("--save-maps", action="store_true", help="also write each map as <out>/<stem>.npy")
     return p.parse_args(argv)
@@ -69,12 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loaded, device = model_from_args(args, ClassificationConfig)
         cfg, model = loaded.cfg, loaded.model
         classes = class_names(loaded.num_classes, args.checkpoint, args.classes, recipe_classes(cfg))
-        try:
-            cam_method(args.method, model.ndim)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        stage = check_stage(args.stage, model)
-        target = check_target(args.target, classes)
+        stage, target = check_cam_args(args, model, classes)
     except ToolError as e:
         return report_error(e)
     files, problems = expand_inputs(args.images, IMG_EXTENSIONS)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from typing import Sequence
 
@@ -25,9 +24,9 @@ from torchvision import tv_tensors
 from core.engine.config import ConfigError
 from core.engine.inference import (
     ToolError,
+    add_cam_args,
     add_model_args,
-    check_stage,
-    check_target,
+    check_cam_args,
     class_names,
     expand_inputs,
     model_from_args,
@@ -35,8 +34,8 @@ from core.engine.inference import (
     report_error,
     report_problems,
 )
-from core.nn.cam import METHODS, cam_method, caption, class_activation_maps, overlay, paste_back, upscale
-from core.video.config import VideoConfig
+from core.nn.cam import caption, class_activation_maps, overlay, paste_back, upscale
+from core.video.config import VideoConfig, parse_views
 from core.video.data import VIDEO_EXTENSIONS, VideoDataset
 from core.video.transforms import build_video_transform, test_view_box
 
@@ -46,11 +45,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, folders or quoted globs")
     add_model_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="folder for <stem>.gif / .mp4, .png (and .npy)")
-    p.add_argument("--method", default="gradcam", help=f"grad-cam method: {', '.join(METHODS)}")
-    p.add_argument("--target", default=None, metavar="CLASS", help="class to explain, index or name "
-                                                                     "(default: the predicted one)")
-    p.add_argument("--stage", type=int, default=None, help="stage whose output is explained, 1-based "
-                                                           "(default: the last, after the final norm)")
+    add_cam_args(p)
     p.add_argument("--classes", default=None, metavar="FILE", help="class names, one a line (default: the run's "
                                                                    "classes.txt beside the checkpoint)")
     p.add_argument("--views", default="", metavar="CLIPSxCROPS",
@@ -60,16 +55,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--sheet-frames", type=int, default=4, help="frames on the contact sheet")
     p.add_argument("--save-maps", action="store_true", help="also write each clip's maps as <out>/<stem>.npy")
     return p.parse_args(argv)
-
-
-def parse_views(text: str, cfg: VideoConfig) -> tuple[int, int]:
-    """'4x3' -> (4, 3); '' -> the recipe's (data.num_clips, data.num_crops)."""
-    if not text:
-        return cfg.data.num_clips, cfg.data.num_crops
-    m = re.fullmatch(r"(\d+)x([13])", text.strip())
-    if not m or int(m.group(1)) < 1:
-        raise ConfigError(f"--views {text!r}: expected CLIPSxCROPS with CROPS 1 or 3, e.g. 4x3")
-    return int(m.group(1)), int(m.group(2))
 
 
 def write_animation(path: str, frames: Sequence[np.ndarray], fmt: str, fps: int = 4) -> str:
@@ -101,12 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cfg.data.single_frame or model.ndim != 3:
             raise ConfigError(f"{args.checkpoint} is a 2D model on single frames: explain frames with core.explain")
         classes = class_names(loaded.num_classes, args.checkpoint, args.classes)
-        try:
-            cam_method(args.method, model.ndim)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        stage = check_stage(args.stage, model)
-        target = check_target(args.target, classes)
+        stage, target = check_cam_args(args, model, classes)
         num_clips, num_crops = parse_views(args.views, cfg)
         if not 0 <= args.view < num_clips * num_crops:
             raise ConfigError(f"--view {args.view}: {num_clips}x{num_crops} test views are 0 to "

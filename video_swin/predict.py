@@ -9,7 +9,6 @@ a quoted glob is expanded; a file that is missing or that decord cannot read is 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import warnings
 from typing import Any, Sequence
@@ -31,7 +30,7 @@ from core.engine.inference import (
     report_problems,
     topk_rows,
 )
-from core.video.config import VideoConfig
+from core.video.config import VideoConfig, parse_views
 from core.video.data import (
     VIDEO_EXTENSIONS,
     BrokenVideoWarning,
@@ -53,17 +52,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="test views, e.g. 4x3 or 1x1 (default: the recipe's data.num_clips x data.num_crops)")
     p.add_argument("--out", default="", metavar="JSON", help="also write the results (top-k and all scores) here")
     return p.parse_args(argv)
-
-
-def parse_views(text: str, cfg: VideoConfig) -> tuple[int, int]:
-    """'4x3' -> (4, 3); '' -> the recipe's (data.num_clips, data.num_crops)."""
-    if not text:
-        return cfg.data.num_clips, cfg.data.num_crops
-    m = re.fullmatch(r"(\d+)x([13])", text.strip())
-    if not m or int(m.group(1)) < 1:
-        from core.engine.config import ConfigError
-        raise ConfigError(f"--views {text!r}: expected CLIPSxCROPS with CROPS 1 or 3, e.g. 4x3")
-    return int(m.group(1)), int(m.group(2))
 
 
 def view_dataset(files: Sequence[str], cfg: VideoConfig, classes: Sequence[str], num_clips: int,

@@ -231,6 +231,26 @@ def check_stage(stage: int | None, model: nn.Module) -> int:
     return stage
 
 
+def add_cam_args(p: argparse.ArgumentParser) -> None:
+    """The class-activation-map tools' --method, --target and --stage."""
+    from ..nn.cam import METHODS
+    p.add_argument("--method", default="gradcam", help=f"grad-cam method: {', '.join(METHODS)}")
+    p.add_argument("--target", default=None, metavar="CLASS", help="class to explain, index or name "
+                                                                     "(default: the predicted one)")
+    p.add_argument("--stage", type=int, default=None, help="stage whose output is explained, 1-based "
+                                                           "(default: the last, after the final norm)")
+
+
+def check_cam_args(args: argparse.Namespace, model: nn.Module, classes: Sequence[str]) -> tuple[int, int | None]:
+    """(stage, target) of :func:`add_cam_args`, each checked against the model and its classes (ConfigError)."""
+    from ..nn.cam import cam_method
+    try:
+        cam_method(args.method, model.ndim)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return check_stage(args.stage, model), check_target(args.target, classes)
+
+
 def check_target(target: str | None, classes: Sequence[str]) -> int | None:
     """``--target``: a class index or name (None: the predicted class); ConfigError naming the range."""
     if target is None:

@@ -1,11 +1,12 @@
 """Video Swin recipe schema: the classification config with a video data section."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from core.classification.config import ClassificationConfig
-from core.engine.config import LoaderConfig, fld
+from core.engine.config import ConfigError, LoaderConfig, fld
 from core.engine.data_fields import ClipSampling, VideoSource
 
 
@@ -39,3 +40,13 @@ class VideoDataConfig(LoaderConfig, ClipSampling, VideoSource):
 class VideoConfig(ClassificationConfig):
     """Root of a Video Swin recipe."""
     data: VideoDataConfig = field(default_factory=VideoDataConfig)
+
+
+def parse_views(text: str, cfg: VideoConfig) -> tuple[int, int]:
+    """``--views``: '4x3' -> (4, 3) test clips x crops; '' -> the recipe's (data.num_clips, data.num_crops)."""
+    if not text:
+        return cfg.data.num_clips, cfg.data.num_crops
+    m = re.fullmatch(r"(\d+)x([13])", text.strip())
+    if not m or int(m.group(1)) < 1:
+        raise ConfigError(f"--views {text!r}: expected CLIPSxCROPS with CROPS 1 or 3, e.g. 4x3")
+    return int(m.group(1)), int(m.group(2))

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 
-from .decoders import open_video
+from .decoders import decord_frames, open_video
 from .transforms import build_video_transform
 
 __all__ = [
@@ -106,11 +106,7 @@ def default_stride(clip_len: int, frame_interval: int = 1) -> int:
 
 def read_clips(reader: Any, inds: np.ndarray) -> torch.Tensor:
     """Decode frames ``inds`` (n, T) of a decord VideoReader as uint8 (n, T, C, H, W); each frame decoded once."""
-    uniq, inverse = np.unique(inds, return_inverse=True)  # in order: decord seeks forward only
-    frames = reader.get_batch(uniq.tolist())
-    if not isinstance(frames, torch.Tensor):  # decord's native bridge (pytorchvideo switches it to torch)
-        frames = torch.from_numpy(frames.asnumpy())
-    return frames[torch.from_numpy(inverse.reshape(inds.shape))].permute(0, 1, 4, 2, 3)
+    return decord_frames(reader, inds).permute(0, 1, 4, 2, 3)
 
 
 def _randint(high: int, n: int, generator: torch.Generator | None) -> np.ndarray:

@@ -11,12 +11,12 @@ resized at decode time (short side), so a 1080p source is never decoded to full-
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
 
-__all__ = ["DECODERS", "open_video", "check_decoder", "scaled_size", "Video"]
+__all__ = ["DECODERS", "open_video", "check_decoder", "scaled_size", "Video", "decord_frames"]
 
 _INSTALL = {"decord": "pip install decord", "pyav": "pip install av",
             "torchcodec": "pip install torchcodec, and the FFmpeg shared libraries (e.g. apt install ffmpeg)"}
@@ -53,11 +53,17 @@ class _Decord:
                 self.vr = decord.VideoReader(path, num_threads=num_threads, ctx=decord.cpu(0), width=sw, height=sh)
 
     def get(self, inds: np.ndarray) -> torch.Tensor:
-        inds = np.asarray(inds)
-        uniq, inverse = np.unique(inds.ravel(), return_inverse=True)  # in order: decord seeks forward only
-        frames = self.vr.get_batch(uniq.tolist())
-        frames = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(frames.asnumpy())
-        return _gather(frames, inverse, inds.shape)
+        return decord_frames(self.vr, inds)
+
+
+def decord_frames(vr: Any, inds: np.ndarray) -> torch.Tensor:
+    """Frames ``inds`` of a decord VideoReader as uint8 (*inds.shape, H, W, C), each distinct frame decoded once."""
+    inds = np.asarray(inds)
+    uniq, inverse = np.unique(inds.ravel(), return_inverse=True)  # in order: decord seeks forward only
+    frames = vr.get_batch(uniq.tolist())
+    # decord's native bridge gives NDArrays (pytorchvideo switches it to torch)
+    frames = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(frames.asnumpy())
+    return _gather(frames, inverse, inds.shape)
 
 
 class _PyAV:

@@ -86,10 +86,8 @@ def reencode(job: Job) -> Outcome:
 
     if os.path.isfile(job.dst):
         return Outcome(job.rel, "exists")
-    if not os.path.isfile(job.src):
-        return Outcome(job.rel, "bad", reason="missing")
-    if os.path.getsize(job.src) == 0:
-        return Outcome(job.rel, "bad", reason="empty file")
+    if bad := _missing_or_empty(job):
+        return bad
     tmp = f"{job.dst}.{os.getpid()}.tmp"
     os.makedirs(os.path.dirname(job.dst) or ".", exist_ok=True)
     frames = 0
@@ -149,10 +147,8 @@ def _probe(job: Job) -> Outcome:
     """What prepare would do with a file, without writing: its frame count and the size it would get."""
     import av
     import av.error
-    if not os.path.isfile(job.src):
-        return Outcome(job.rel, "bad", reason="missing")
-    if os.path.getsize(job.src) == 0:
-        return Outcome(job.rel, "bad", reason="empty file")
+    if bad := _missing_or_empty(job):
+        return bad
     try:
         with av.open(job.src) as src:
             if not src.streams.video:
@@ -165,6 +161,15 @@ def _probe(job: Job) -> Outcome:
     if frames < job.min_frames:
         return Outcome(job.rel, "bad", frames, reason=f"{frames} frame(s), fewer than {job.min_frames}")
     return Outcome(job.rel, "scanned", frames, size)
+
+
+def _missing_or_empty(job: Job) -> Outcome | None:
+    """The 'bad' outcome of a source that is missing or empty, else None."""
+    if not os.path.isfile(job.src):
+        return Outcome(job.rel, "bad", reason="missing")
+    if os.path.getsize(job.src) == 0:
+        return Outcome(job.rel, "bad", reason="empty file")
+    return None
 
 
 def _remove(path: str) -> None:

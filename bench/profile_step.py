@@ -1,4 +1,4 @@
-"""Where a step's time goes: ``python -m bench.profile_step --model ours --task swin_t --mode train``.
+"""Where a step's time goes: ``python -m bench.profile_step --model ours --task swin_t --mode train [--amp bf16]``.
 
 torch.profiler (CPU) over one call after two warm-up calls, of our model or the reference (timm for swin_t,
 torchvision for swin3d_t) on the bench's inputs; prints the operators by self CPU time (the profiles quoted in
@@ -26,12 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--clip", type=parse_clip, default=[2, 8, 112, 112], help="BxTxHxW (swin3d_t)")
     p.add_argument("--rows", type=int, default=15)
+    p.add_argument("--amp", default="none", choices=["none", "bf16"], help="autocast dtype of the step")
     a = p.parse_args(argv)
     torch.manual_seed(0)
     x = torch.randn(a.batch, 3, 224, 224) if a.task == "swin_t" else torch.randn(a.clip[0], 3, *a.clip[1:])
     impls = {"ours": "auto", "ours(math)": "math", "ours(sdpa)": "sdpa"}
     model = contenders(a.task, [impls.get(a.model, "auto")])[a.model]()
-    step = make_step(model, x, a.mode, None, False)
+    step = make_step(model, x, a.mode, torch.bfloat16 if a.amp == "bf16" else None, False)
     step()
     t = time.perf_counter()
     step()

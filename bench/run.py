@@ -2,7 +2,8 @@
 
 Every contender gets the same weights and input. Reported per (task, mode, contender): median seconds per call
 (inference: forward under no_grad; train: forward + backward + AdamW step), throughput, GFLOP/s and its fraction
-of the large-matmul rate measured in the same run (a 2048^3 fp32 matmul, timed at the start and after every
+of the large-matmul rate measured in the same run (a 2048^3 matmul at the run's precision: fp32, or bf16 with
+``--amp bf16``; timed at the start and after every
 group of rows; the best of these is the machine's rate), peak memory,
 and ratio = reference time / our best time (> 1: ours faster). FLOPs are counted once per input with
 torch.utils.flop_counter on our model (forward; a training step counts 3x the forward). Peak memory: on CUDA the
@@ -92,9 +93,11 @@ def append_jsonl(path: str, rows: list[dict]) -> None:
             f.write(json.dumps(r) + "\n")
 
 
-def matmul_gflops(device: torch.device, n: int = 2048, repeat: int = 10) -> float:
-    """This machine's large-matmul rate: GFLOP/s of an n^3 fp32 matmul (median of repeat after 3 warm-ups)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(device: torch.device, n: int = 2048, repeat: int = 10,
+                  dtype: torch.dtype = torch.float32) -> float:
+    """This machine's large-matmul rate: GFLOP/s of an n^3 matmul in ``dtype`` (median of repeat after 3
+    warm-ups)."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     sec = timeit(lambda: a @ b, device, 3, repeat)
     return 2 * n ** 3 / sec / 1e9
 
@@ -237,6 +240,8 @@ def main() -> None:
     p.add_argument("--pretrain-steps", nargs="*", default=[], choices=list(PRETRAIN_STEPS),
                    help="also time our MoBY (Swin-T, batch 8 at 224) and SimMIM (Swin-B at 192) pretraining steps")
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
+    p.add_argument("--fp32-refs", action="store_true",
+                   help="with --amp: also time the references in fp32 (what timm's train.py runs without --amp)")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--no-memory", action="store_true", help="skip the extra call that measures CPU memory")
     p.add_argument("--warmup", type=int, default=1)
@@ -251,8 +256,10 @@ def main() -> None:
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     clips = [args.clip] if args.clip else args.clips
     torch.manual_seed(0)
-    rates = [matmul_gflops(device)]
-    print(f"large-matmul rate (2048^3 fp32): {rates[-1]:.1f} GFLOP/s", flush=True)
+    rate_dtype = amp or torch.float32  # fractions are of the large-matmul rate at the run's precision
+    rate_name = args.amp if amp else "fp32"
+    rates = [matmul_gflops(device, dtype=rate_dtype)]
+    print(f"large-matmul rate (2048^3 {rate_name}): {rates[-1]:.1f} GFLOP/s", flush=True)
     rows = []
     for task in args.tasks:
         inputs = ([(8 if args.batch is None else args.batch, 3, 224, 224)] if task == "swin_t"
@@ -260,6 +267,8 @@ def main() -> None:
         builders = contenders(task, args.impls)
         wanted = args.models or [*DEFAULT_REFS[task], *(IMPL_NAMES[i] for i in args.impls)]
         builders = {k: v for k, v in builders.items() if k in wanted}
+        fp32_refs = {f"{k}(fp32)": v for k, v in builders.items() if args.fp32_refs and amp and
+                     not k.startswith("ours")}
         ours_name = next(k for k in builders if k.startswith("ours")) if any(
             k.startswith("ours") for k in builders) else None
         for shape in inputs:
@@ -268,8 +277,9 @@ def main() -> None:
             if ours_name:  # counted once per input on one image/clip, then scaled by the batch
                 flops = forward_flops(builders[ours_name]().to(device), x[:1]) * shape[0]
             for mode in args.modes:
-                models = {name: build() for name, build in builders.items()}
-                steps = {name: make_step(m, x, mode, amp, args.compile) for name, m in models.items()}
+                models = {name: build() for name, build in {**builders, **fp32_refs}.items()}
+                steps = {name: make_step(m, x, mode, None if name in fp32_refs else amp, args.compile)
+                         for name, m in models.items()}
                 results = bench_group(steps, x, args.warmup, args.repeat, memory=not args.no_memory)
                 for name, m in models.items():
                     results[name]["cache_gib"] = cached_gib(m)
@@ -283,16 +293,17 @@ def main() -> None:
                     step_flops = flops * (3 if mode == "train" else 1) if flops else float("nan")
                     rows.append({"task": task, "mode": mode, "model": name, "device": str(device),
                                  "gpu": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                                 "amp": args.amp, "compile": args.compile, "input": list(shape),
+                                 "amp": "none" if name in fp32_refs else args.amp, "compile": args.compile,
+                                 "input": list(shape), "matmul_dtype": rate_name,
                                  "threads": torch.get_num_threads(), **r, "gflops": step_flops / r["sec"] / 1e9,
                                  "ratio_vs_best_ours": r["sec"] / best_ours})
-                rates.append(matmul_gflops(device))  # again after every group: the machine's speed drifts
+                rates.append(matmul_gflops(device, dtype=rate_dtype))  # again after every group: speed drifts
                 print(f"  large-matmul rate: {rates[-1]:.1f} GFLOP/s", flush=True)
     rate = max(rates)  # what the machine can do; every row's fraction is of this one figure
     for r in rows:
         r.update(matmul_gflops=rate, matmul_gflops_all=rates, matmul_fraction=r["gflops"] / rate)
     print()
-    print(f"large-matmul rate: best {rate:.1f} GFLOP/s of {len(rates)} measurements "
+    print(f"large-matmul rate ({rate_name}): best {rate:.1f} GFLOP/s of {len(rates)} measurements "
           f"({', '.join(f'{x:.0f}' for x in rates)})")
     print(detail_table(rows, rate))
     extra = [run_pretrain_step(name, device, args.amp) for name in args.pretrain_steps]
@@ -306,14 +317,16 @@ def main() -> None:
 def detail_table(rows: list[dict], rate: float) -> str:
     """One line per (task, input, mode, contender): time, rate, GFLOP/s, fraction of the matmul rate, memory,
     and the reference's time over our best time on the reference's line."""
-    lines = [f"| task (input) | mode | model | time | items/s | GFLOP/s | of matmul ({rate:.0f} GFLOP/s) | "
+    dtype = rows[0].get("matmul_dtype", "fp32") if rows else "fp32"
+    lines = [f"| task (input) | mode | model | time | items/s | GFLOP/s | of {dtype} matmul ({rate:.0f} GFLOP/s) | "
              "peak memory (GiB) | ref time / best ours |", "|---" * 9 + "|"]
     for r in rows:
         ratio = f"**{r['ratio_vs_best_ours']:.2f}**" if not r["model"].startswith("ours") else ""
         mem = f"{r['peak_gib']:.2f}" if r["peak_gib"] == r["peak_gib"] else "-"
         if r.get("cache_gib"):
             mem += f" (+{r['cache_gib']:.2f} cached)"
-        lines.append(f"| {r['task']} {'x'.join(map(str, r['input']))} | {r['mode']} | {r['model']} | "
+        model = r["model"] + (f" {r['amp']}" if r["amp"] != "none" else "")
+        lines.append(f"| {r['task']} {'x'.join(map(str, r['input']))} | {r['mode']} | {model} | "
                      f"{1000 * r['sec']:.0f} ms | {r['items_per_s']:.2f} | {r['gflops']:.0f} | "
                      f"{100 * r['matmul_fraction']:.0f} % | {mem} | {ratio} |")
     return "\n".join(lines)

@@ -14,8 +14,9 @@ plus the bounded pool of earlier sizes'). ``--cache-mb inf`` measures the unboun
 each worker.
 
 Most of the RSS growth over many sizes is glibc's heap, not the cache: freed tensors between long-lived ones stay
-resident. ``MALLOC_MMAP_THRESHOLD_=131072`` (a fixed threshold: large tensors are mmapped and returned on free)
-removes it; each row records that variable.
+resident. core switches glibc to mmapping large blocks once many sizes have been seen (core/nn/heap.py; each row
+records ``heap``: switched / skipped / pending); ``SWIN_SUITE_MALLOC=off`` measures glibc's default, and
+``MALLOC_MMAP_THRESHOLD_`` (recorded too) fixes the threshold from the start.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import torch
 import core
 from bench.run import append_jsonl
 from core.nn.attention import folded_bias_bytes
+from core.nn.heap import heap_state
 
 MODELS = {"2d": "swin_t", "multiscale": "swin_t", "3d": "video_swin_t"}
 FILE_MODES = ("predict", "extract", "train")  # bench/soak_video.py: files through the video tools, epochs
@@ -93,7 +95,8 @@ def soak(mode: str, shapes: Sequence[tuple[int, ...]], warmup: int, model_name: 
     w, last = samples[warmup - 1], samples[-1]
     return {
         "bench": "soak", "mode": mode, "model": model_name, "sizes": len(shapes), "warmup": warmup,
-        "cache_limit_mb": core.cache_info()["limit_mb"], "seconds": round(seconds, 1),
+        "cache_limit_mb": core.cache_info()["limit_mb"], "seconds": round(seconds, 1), "heap": heap_state(),
+        "swin_suite_malloc": os.environ.get("SWIN_SUITE_MALLOC", "auto"),
         "rss_mb_at_warmup": round(w["rss_mb"], 1), "rss_mb_at_end": round(last["rss_mb"], 1),
         "rss_growth_mb": round(last["rss_mb"] - w["rss_mb"], 1),
         "max_rss_mb_at_warmup": round(w["hwm_mb"], 1), "max_rss_mb_at_end": round(last["hwm_mb"], 1),

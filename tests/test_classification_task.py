@@ -92,7 +92,7 @@ def test_cuda_amp_and_compile(tmp_path, amp, compile_):
                "train.grad_checkpointing=true"])
     assert rc == 0
     log = open(out / "log.txt").read()
-    assert f"amp {'torch.float16' if amp == 'fp16' else 'torch.bfloat16'}" in log and "on cuda:0" in log
+    assert f"amp {'fp16' if amp == 'fp16' else 'bf16'} " in log and "on cuda:0" in log
     ckpt = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
     assert (ckpt["scaler"] is not None) == (amp == "fp16") and "cuda" in ckpt["rng"][0]
     res = json.load(open(out / "results.json"))

@@ -54,7 +54,7 @@ def reference(model, path: str, clip_len: int, interval: int, stride: int, crop:
 
 
 def run(*args: str) -> int:
-    return vfeat.main([*args, "--workers", "1"])
+    return vfeat.main([*args, "--workers", "1", "--amp", "none"])  # compared with fp32 forwards
 
 
 def test_features_equal_forward_features_on_the_same_clips(video_run, clips_dir, tmp_path, capsys):
@@ -149,7 +149,7 @@ def test_image_folder_features(digits_ckpt, tmp_path):  # noqa: F811 -- fixture 
     pngs, images = _digit_pngs(tmp_path / "imgs" / "a")
     (tmp_path / "imgs" / "bad.jpg").write_bytes(b"\xff\xd8 broken")
     code = ifeat.main(["--root", str(tmp_path / "imgs"), "--checkpoint", str(path), "--out", str(tmp_path / "f"),
-                       "--workers", "0", "--batch-size", "5"])
+                       "--workers", "0", "--batch-size", "5", "--amp", "none"])
     assert code == 1
     index = json.loads((tmp_path / "f" / "index.json").read_text())
     assert index["images"] == [str(p) for p in pngs] and [Path(f["image"]).name for f in index["failed"]] == ["bad.jpg"]
@@ -160,7 +160,7 @@ def test_image_folder_features(digits_ckpt, tmp_path):  # noqa: F811 -- fixture 
         want = model.forward_features((x - 0.5) / 0.5).mean(dim=(1, 2))
     assert np.allclose(np.load(tmp_path / "f" / "features.npy"), want.numpy(), atol=1e-5)
     code = ifeat.main(["--root", str(tmp_path / "imgs" / "a"), "--checkpoint", str(path), "--out",
-                       str(tmp_path / "g"), "--workers", "0", "--stage", "1", "--pooling", "none"])
+                       str(tmp_path / "g"), "--workers", "0", "--stage", "1", "--pooling", "none", "--amp", "none"])
     assert code == 0
     with torch.no_grad():
         want = model.forward_stages((x - 0.5) / 0.5)[0]

@@ -117,7 +117,8 @@ def test_video_predict_torchvision_weights_with_model_name(tmp_path):
             "data.crop_size=48"]
     assert video_predict.main([video, "--checkpoint", str(tmp_path / "swin3d.pth"), "--views", "2x3"]) == 2
     code = video_predict.main([video, "--checkpoint", str(tmp_path / "swin3d.pth"), "--model", "video_swin_t",
-                               "--views", "2x3", "--opt", *opts, "--out", str(tmp_path / "p.json"), "--workers", "0"])
+                               "--views", "2x3", "--opt", *opts, "--out", str(tmp_path / "p.json"), "--workers", "0",
+                               "--amp", "none"])
     assert code == 0
     got = json.loads((tmp_path / "p.json").read_text())
     assert got["recipe"] == "--model video_swin_t"
@@ -168,7 +169,7 @@ def test_image_predict_equals_model_on_the_recipe_preprocessing(digits_ckpt, tmp
     pngs, images = _digit_pngs(tmp_path / "imgs")
     (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png" * 10)
     code = image_predict.main([str(tmp_path / "imgs"), str(tmp_path / "nope.png"), "--checkpoint", str(path),
-                               "--topk", "3", "--out", str(tmp_path / "p.json"), "--workers", "0"])
+                               "--topk", "3", "--out", str(tmp_path / "p.json"), "--workers", "0", "--amp", "none"])
     assert code == 1
     got = json.loads((tmp_path / "p.json").read_text())
     assert [r["image"] for r in got["results"]] == [str(p) for p in pngs]
@@ -203,7 +204,7 @@ def test_image_predict_timm_checkpoint_with_model_name(tmp_path):
     opts = ["model.kwargs={embed_dim: 16, depths: [1, 1], num_heads: [1, 2], window_size: 4, compat: timm}",
             "data.img_size=64"]
     code = image_predict.main([str(img), "--checkpoint", str(tmp_path / "timm.pth"), "--model", "swin_t",
-                               "--opt", *opts, "--out", str(tmp_path / "p.json"), "--workers", "0"])
+                               "--opt", *opts, "--out", str(tmp_path / "p.json"), "--workers", "0", "--amp", "none"])
     assert code == 0
     got = json.loads((tmp_path / "p.json").read_text())["results"][0]
     x = image_predict.image_transform(load_config(None, opts, ClassificationConfig))(Image.open(img).convert("RGB"))

@@ -60,7 +60,7 @@ def test_gradient_accumulation_matches_large_batch(tmp_path):
     big = [(torch.cat([data[i][0], data[i + 1][0]]), torch.cat([data[i][1], data[i + 1][1]])) for i in (0, 2)]
     outs = []
     for loader, opts in ((data, ["optim.accum_steps=2", "data.batch_size=4"]), (big, ["data.batch_size=8"])):
-        cfg = engine_cfg("train.epochs=1", "sched.warmup_epochs=0", "optim.clip_grad=1.0", *opts,
+        cfg = engine_cfg("train.epochs=1", "sched.warmup_epochs=0", "optim.clip_grad=1.0", "train.amp=none", *opts,
                    output_dir=str(tmp_path / str(len(outs))))
         model = _Linear()
         tr = Trainer(cfg, _ce(model), loader, None)
@@ -138,11 +138,27 @@ def test_grad_checkpointing_switch(tmp_path):
         Trainer(cfg, _ce(_Linear()), [], None)
 
 
-def test_amp_resolution():
-    assert resolve_amp("auto", torch.device("cpu")) is None
-    assert resolve_amp("auto", torch.device("cuda")) is torch.bfloat16
-    assert resolve_amp("fp16", torch.device("cpu")) is torch.float16
-    assert resolve_amp("none", torch.device("cuda")) is None
+def test_amp_resolution(monkeypatch):
+    from core.engine import device as dev
+    from core.engine.config import ConfigError
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
+    assert resolve_amp("auto", torch.device("cpu")) is torch.bfloat16
+    assert resolve_amp("bf16", torch.device("cpu")) is torch.bfloat16
+    assert resolve_amp("none", torch.device("cpu")) is None
+    with pytest.raises(ConfigError, match="fp16 on CPU"):
+        resolve_amp("fp16", torch.device("cpu"))
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)
+    assert dev.amp_choice("auto", torch.device("cpu")) == (None, "auto: CPU has no native bf16")
+    with pytest.raises(ConfigError, match=r"train.amp=bf16: the CPU \(.*\) has no native bf16"):
+        resolve_amp("bf16", torch.device("cpu"))
+
+
+def test_native_bf16_detection_matches_cpu_flags():
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else None
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo")
+    from core.engine.device import cpu_has_native_bf16
+    assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 

@@ -37,10 +37,12 @@ from core.engine.inference import (
     check_stage,
     expand_inputs,
     load_model,
+    model_opts,
     report_error,
     report_problems,
     stage_features,
 )
+from core.nn.heap import maybe_trim
 from core.video.config import VideoConfig
 from core.video.data import (
     VIDEO_EXTENSIONS,
@@ -222,6 +224,7 @@ def extract(model: torch.nn.Module, dataset: SlidingClips, outputs: Sequence[str
             failed.append({"video": str(dataset.videos[vi]), "error": item["error"]})
             continue
         t = time.perf_counter()
+        maybe_trim()  # thousands of batches come and go through the heap
         with autocast(device, amp_dtype):
             f = clip_features(model, item["clips"].to(device, non_blocking=True), stage, pooling, single_frame)
         rows = f.float().cpu().numpy()
@@ -297,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, info: du.DistInfo) -> int:
-    loaded = load_model(args.checkpoint, VideoConfig, model_name=args.model, opts=args.opt, need_head=False,
+    loaded = load_model(args.checkpoint, VideoConfig, model_name=args.model, opts=model_opts(args), need_head=False,
                         device=info.device)
     d = loaded.cfg.data
     clip_len, interval = args.clip_len or d.clip_len, args.frame_interval or d.frame_interval

@@ -30,6 +30,7 @@ from core.engine.inference import (
     report_problems,
     topk_rows,
 )
+from core.nn.heap import maybe_trim
 from core.video.config import VideoConfig, parse_views
 from core.video.data import (
     VIDEO_EXTENSIONS,
@@ -75,6 +76,7 @@ def classify(model: torch.nn.Module, loader: DataLoader, device: torch.device, a
         if batch["video"] is None:
             continue
         batch = to_device(batch, device)
+        maybe_trim()  # thousands of batches come and go through the heap
         for i, s in zip(batch["index"].tolist(), view_scores(model, batch["video"], device, amp_dtype, single_frame)):
             scores[i] = s
     return scores, errors

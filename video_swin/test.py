@@ -18,8 +18,9 @@ import torch
 from core.engine import build_model, latest_run_dir, load_config
 from core.engine import distributed as du
 from core.engine.checkpoint import load_checkpoint
+from core.engine.config import ConfigError
 from core.engine.data import build_loaders
-from core.engine.device import resolve_amp
+from core.engine.device import amp_choice, amp_name
 from core.video.config import VideoConfig
 from core.video.data import collate_videos
 from core.video.datasets import build_datasets, check_classes
@@ -35,6 +36,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--config", default="", help="default: config.yaml next to the checkpoint")
     p.add_argument("--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="", help="folder for test_scores.csv / test_results.json")
+    p.add_argument("--amp", default=None, choices=["auto", "none", "bf16", "fp16"],
+                   help="autocast precision (default: the recipe's train.amp)")
     return p.parse_args(argv)
 
 
@@ -50,21 +53,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         ckpt_path = os.path.join(latest, "best.pth")
     config = args.config or os.path.join(os.path.dirname(ckpt_path), "config.yaml")
     try:
-        cfg = load_config(config, args.opt, schema=VideoConfig)
+        cfg = load_config(config, [*args.opt, *([f"train.amp={args.amp}"] if args.amp else [])], schema=VideoConfig)
         ckpt = load_checkpoint(ckpt_path)
     except Exception as e:  # config or checkpoint unusable: one clear line
         print(f"error: {e}", file=sys.stderr)
         return 2
     info = du.init_distributed(cfg.train.device)
     try:
+        try:
+            amp_dtype, why = amp_choice(cfg.train.amp, info.device)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         _, test_set, num_classes = build_datasets(cfg, split="test")
         check_classes(os.path.dirname(ckpt_path), test_set.classes)
         model = build_model(cfg, num_classes, initial_weights=False).to(info.device)
         model.load_state_dict(ckpt["model"])
         loaders = build_pytorchvideo_loaders if cfg.data.backend == "pytorchvideo" else build_loaders
         _, loader = loaders(cfg, None, test_set, info, collate_fn=collate_videos)
-        scores, labels, index, skipped = predict_views(model, loader, info.device,
-                                                       resolve_amp(cfg.train.amp, info.device), cfg.data.single_frame)
+        if info.is_main:
+            print(f"testing {ckpt_path} on {len(test_set)} videos, amp {amp_name(amp_dtype)} ({why})")
+        scores, labels, index, skipped = predict_views(model, loader, info.device, amp_dtype, cfg.data.single_frame)
         metrics = view_metrics(scores, labels, skipped)
         views = f"{cfg.data.num_clips}x{cfg.data.num_crops}"
         if info.is_main:

@@ -9,7 +9,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["seed_everything", "resolve_amp", "autocast", "to_device", "unwrap_model"]
+from .config import ConfigError
+
+__all__ = ["seed_everything", "amp_choice", "amp_name", "cpu_has_native_bf16", "resolve_amp", "autocast", "to_device",
+           "unwrap_model"]
 
 
 def seed_everything(seed: int) -> None:
@@ -19,11 +22,58 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """autocast dtype for ``train.amp``: auto = bf16 on CUDA, none on CPU."""
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (avx512_bf16 or AMX), so bf16 autocast beats fp32."""
+    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
+def cpu_name() -> str:
+    """The CPU's model name, for messages."""
+    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return str(caps.get("cpu_name") or "this CPU")
+
+
+def amp_choice(amp: str, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """(autocast dtype, why) for ``train.amp`` on ``device``: auto = bf16 where the device computes bf16 natively
+    (CUDA with bf16, a CPU with avx512_bf16 / AMX), fp32 elsewhere; ConfigError naming the device when the asked
+    precision cannot run well there."""
+    if amp not in ("auto", "none", "bf16", "fp16"):
+        raise ConfigError(f"train.amp must be one of auto, none, bf16, fp16, got {amp!r}")
+    if amp == "none":
+        return None, "asked"
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        if amp == "auto":
+            return (torch.bfloat16, "auto: GPU has bf16") if bf16 else (None, "auto: GPU has no bf16")
+        if amp == "bf16" and not bf16:
+            raise ConfigError(f"train.amp=bf16: {torch.cuda.get_device_name(device)} ({device}) has no native bf16; "
+                             f"use train.amp=fp16 or none")
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp], "asked"
+    if device.type == "cpu":
+        bf16 = cpu_has_native_bf16()
+        if amp == "auto":
+            return (torch.bfloat16, "auto: CPU has native bf16") if bf16 else (None, "auto: CPU has no native bf16")
+        if amp == "fp16":
+            raise ConfigError("train.amp=fp16 on CPU: fp16 autocast on CPU is emulated and slower than fp32, and "
+                             "fp16 needs loss scaling; use train.amp=bf16 (or auto) on CPUs with bf16, else none")
+        if not bf16:
+            raise ConfigError(f"train.amp=bf16: the CPU ({cpu_name()}) has no native bf16 (avx512_bf16 or AMX); "
+                             f"bf16 would be emulated and slower than fp32: use train.amp=none (or auto)")
+        return torch.bfloat16, "asked"
     if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        return None, f"auto: fp32 on {device.type}"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp], "asked"
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """autocast dtype for ``train.amp`` (see :func:`amp_choice`)."""
+    return amp_choice(amp, device)[0]
+
+
+def amp_name(dtype: torch.dtype | None) -> str:
+    """'bf16', 'fp16' or 'fp32' for logs."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

@@ -181,6 +181,9 @@ def add_model_args(p: Any, batch_size: int | None = None) -> None:
     p.add_argument("--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override recipe values, e.g. data.crop_size=256 (any config field)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--amp", default=None, choices=["auto", "none", "bf16", "fp16"],
+                   help="autocast precision (default: the checkpoint's train.amp; auto = bf16 where the device "
+                        "has native bf16)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers (per process)")
     if batch_size is not None:
         p.add_argument("--batch-size", type=int, default=batch_size, help="items per forward pass")
@@ -195,7 +198,13 @@ def report_problems(problems: Iterable[tuple[str, str]]) -> None:
 def model_from_args(args: Any, schema: type, **kwargs: Any) -> tuple[LoadedModel, torch.device]:
     """:func:`load_model` from the parsed :func:`add_model_args` options, on the device they name."""
     device = pick_device(args.device)
-    return load_model(args.checkpoint, schema, model_name=args.model, opts=args.opt, device=device, **kwargs), device
+    return load_model(args.checkpoint, schema, model_name=args.model, opts=model_opts(args), device=device,
+                      **kwargs), device
+
+
+def model_opts(args: Any) -> list[str]:
+    """The recipe overrides of :func:`add_model_args` options: ``--opt`` and ``--amp`` (as ``train.amp``)."""
+    return [*args.opt, f"train.amp={args.amp}"] if getattr(args, "amp", None) else list(args.opt)
 
 
 def pick_device(pref: str) -> torch.device:

@@ -27,7 +27,7 @@ from . import resume as ckpt_state
 from .callbacks import Callback, Callbacks, Curves, DivergenceGuard, Preemption
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from .config import Config, dump_config
-from .device import autocast, resolve_amp, to_device
+from .device import amp_choice, amp_name, autocast, to_device
 from .distributed import DistInfo
 from .evaluation import BestTracker, evaluate
 from .files import atomic_write_text, write_json
@@ -77,7 +77,7 @@ class Trainer:
         self.run = run or resolve_run(cfg)
         self.output_dir = self.run.output_dir
         self.log = setup_logging(self.output_dir, self.info.is_main)
-        self.amp_dtype = resolve_amp(t.amp, self.device)
+        self.amp_dtype, self.amp_why = amp_choice(t.amp, self.device)
         self.env = EvalEnv(self.device, self.amp_dtype, t.progress)
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -290,7 +290,7 @@ class Trainer:
             self.log.warning(f"sched.warmup_epochs ({cfg.sched.warmup_epochs}) >= train.epochs ({cfg.train.epochs}): "
                              f"the lr never leaves warm-up")
         self.log.info(f"lr {self.lr:.3e} (peak), {self.iters_per_epoch} iterations / {self.updates_per_epoch} "
-                      f"updates per epoch, amp {self.amp_dtype or 'none'}, output {self.output_dir}")
+                      f"updates per epoch, amp {amp_name(self.amp_dtype)} ({self.amp_why}), output {self.output_dir}")
 
     def fit(self) -> dict[str, Any]:
         """Train (continuing a checkpoint when one applies), evaluate every ``eval_interval`` epochs, save, summarise.

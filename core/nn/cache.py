@@ -23,6 +23,8 @@ from typing import Callable, Hashable
 
 import torch
 
+from .heap import note_mask_built
+
 ENV_VAR = "SWIN_SUITE_CACHE_MB"
 DEFAULT_MB = 128.0  # a Video Swin 32x224x224 clip needs 105 MB of masks; a 2D image at 640 px 7 MB
 MB = 2 ** 20
@@ -183,4 +185,6 @@ def cached_constant(namespace: str, key: Hashable, build: Callable[[], torch.Ten
     if value is None:
         value = build().to(full_key[2])
         CACHE.put(full_key, value)
+        if namespace == "mask":
+            note_mask_built()
     return value

@@ -113,7 +113,9 @@ class TrainConfig:
     """Run control: epochs, precision, checkpointing, logging."""
     epochs: int = fld(300, ge=1)
     seed: int = 0
-    amp: Literal["auto", "none", "bf16", "fp16"] = fld("auto", help="auto = bf16 on CUDA, none on CPU")
+    amp: Literal["auto", "none", "bf16", "fp16"] = fld(
+        "auto", help="auto = bf16 where the device computes it natively (CUDA with bf16, a CPU with avx512_bf16 or "
+                     "AMX), fp32 elsewhere; bf16 on a CPU without it and fp16 on a CPU are refused")
     compile: bool = False
     grad_checkpointing: bool = False
     ema: bool = False

@@ -42,7 +42,7 @@ __all__ = ["main"]
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or quoted globs")
-    add_model_args(p, batch_size=16)
+    add_model_args(p, batch_size=16, amp=False)  # gradients of the maps: fp32
     p.add_argument("--out", required=True, metavar="DIR", help="folder for <stem>.png (and <stem>.npy)")
     add_cam_args(p)
     p.add_argument("--classes", default=None, metavar="FILE", help="class names, one a line")

@@ -43,7 +43,7 @@ from core.video.transforms import build_video_transform, test_view_box
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, folders or quoted globs")
-    add_model_args(p)
+    add_model_args(p, amp=False)  # gradients of the maps: fp32
     p.add_argument("--out", required=True, metavar="DIR", help="folder for <stem>.gif / .mp4, .png (and .npy)")
     add_cam_args(p)
     p.add_argument("--classes", default=None, metavar="FILE", help="class names, one a line (default: the run's "

@@ -172,8 +172,9 @@ def format_top(path: str, top: Sequence[dict[str, Any]]) -> str:
     return f"{path}: " + ", ".join(f"{t['class']} {100 * t['prob']:.1f}%" for t in top)
 
 
-def add_model_args(p: Any, batch_size: int | None = None) -> None:
-    """--checkpoint, --model, --opt, --device, --workers (and --batch-size when given a default) of every tool."""
+def add_model_args(p: Any, batch_size: int | None = None, amp: bool = True) -> None:
+    """--checkpoint, --model, --opt, --device, --workers of every tool, --amp of those that autocast, and
+    --batch-size when given a default."""
     p.add_argument("--checkpoint", required=True, help="ours (a run's best.pth / last.pth), official, timm or "
                                                        "torchvision weights")
     p.add_argument("--model", default=None, metavar="NAME",
@@ -181,9 +182,10 @@ def add_model_args(p: Any, batch_size: int | None = None) -> None:
     p.add_argument("--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override recipe values, e.g. data.crop_size=256 (any config field)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--amp", default=None, choices=["auto", "none", "bf16", "fp16"],
-                   help="autocast precision (default: the checkpoint's train.amp; auto = bf16 where the device "
-                        "has native bf16)")
+    if amp:
+        p.add_argument("--amp", default=None, choices=["auto", "none", "bf16", "fp16"],
+                       help="autocast precision (default: the checkpoint's train.amp; auto = bf16 where the device "
+                            "has native bf16)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers (per process)")
     if batch_size is not None:
         p.add_argument("--batch-size", type=int, default=batch_size, help="items per forward pass")

@@ -90,7 +90,7 @@ class ClassificationTask(Task):
         x, y = batch[0], batch[1]
         if self.mixup is not None:
             x, y = self.mixup(x, y)
-        return {"loss": self.criterion(self.model(x), y)}
+        return {"loss": self.criterion(self.model(x).float(), y)}  # the loss in fp32 under bf16 / fp16 autocast
 
     def evaluate(self, loader: Any, env: EvalEnv) -> dict[str, float]:
         if loader is None:

@@ -55,8 +55,9 @@ def amp_choice(amp: str, device: torch.device) -> tuple[torch.dtype | None, str]
         if amp == "auto":
             return (torch.bfloat16, "auto: CPU has native bf16") if bf16 else (None, "auto: CPU has no native bf16")
         if amp == "fp16":
-            raise ConfigError("train.amp=fp16 on CPU: fp16 autocast on CPU is emulated and slower than fp32, and "
-                             "fp16 needs loss scaling; use train.amp=bf16 (or auto) on CPUs with bf16, else none")
+            raise ConfigError("train.amp=fp16 on CPU: fp16 is for GPUs; on a CPU it is no faster than bf16 (and "
+                              "slower than fp32 without AVX512-FP16 / AMX-FP16) while its narrow range needs loss "
+                              "scaling: use train.amp=auto (bf16 where the CPU has it, else fp32)")
         if not bf16:
             raise ConfigError(f"train.amp=bf16: the CPU ({cpu_name()}) has no native bf16 (avx512_bf16 or AMX); "
                              f"bf16 would be emulated and slower than fp32: use train.amp=none (or auto)")

@@ -34,7 +34,12 @@ RECIPES = [
     ("SwinV2-G", "swin_v2_b", dict(embed_dim=512, depths=(2, 2, 42, 4), num_heads=(16, 32, 64, 128), window_size=12,
                                    img_size=192)),
 ]
-BENCH_MODEL = dict(embed_dim=64, depths=(2, 2, 6, 2), num_heads=(2, 4, 8, 16), window_size=4, num_classes=100)
+# measured models: "small" (12.3 M parameters, 64 px: activations weigh as much as the state) and "wide" (48.9 M,
+# 32 px, batch 1: the state dominates the resident memory)
+BENCH_MODELS = {"small": (dict(embed_dim=64, depths=(2, 2, 6, 2), num_heads=(2, 4, 8, 16), window_size=4,
+                               num_classes=100), 64),
+                "wide": (dict(embed_dim=128, depths=(2, 2, 6, 2), num_heads=(4, 8, 16, 32), window_size=4,
+                              num_classes=100), 32)}
 
 
 def count_params(name: str, **kw: Any) -> int:
@@ -68,8 +73,8 @@ def _local_bytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
-def measure(strategy: str, steps: int, batch: int) -> dict[str, Any]:
-    """Train BENCH_MODEL for ``steps`` AdamW steps under ``strategy``; this rank's state bytes and peak RSS."""
+def measure(strategy: str, steps: int, batch: int, size: str = "small") -> dict[str, Any]:
+    """Train a BENCH_MODELS model ``steps`` AdamW steps under ``strategy``; this rank's state bytes and peak RSS."""
     from torch.nn.parallel import DistributedDataParallel
 
     from core.engine import distributed as du
@@ -79,7 +84,8 @@ def measure(strategy: str, steps: int, batch: int) -> dict[str, Any]:
     info = du.init_distributed("cpu")
     torch.manual_seed(0)
     base_rss = _rss_bytes()
-    model = create_model("swin_t", **BENCH_MODEL)
+    kw, px = BENCH_MODELS[size]
+    model = create_model("swin_t", **kw)
     n_params = sum(p.numel() for p in model.parameters())
     train_model = model
     if strategy == "fsdp":
@@ -87,8 +93,8 @@ def measure(strategy: str, steps: int, batch: int) -> dict[str, Any]:
     elif info.distributed:
         train_model = DistributedDataParallel(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(batch, 3, 64, 64)
-    y = torch.randint(0, BENCH_MODEL["num_classes"], (batch,))
+    x = torch.randn(batch, 3, px, px)
+    y = torch.randint(0, kw["num_classes"], (batch,))
     start = time.perf_counter()
     for _ in range(steps):
         loss = torch.nn.functional.cross_entropy(train_model(x), y)
@@ -96,7 +102,8 @@ def measure(strategy: str, steps: int, batch: int) -> dict[str, Any]:
         opt.step()
         state = _state_bytes(model, opt)  # before zero_grad: the gradients are part of the state
         opt.zero_grad(set_to_none=True)
-    row = {"strategy": strategy, "world_size": info.world_size, "rank": info.rank, "params": n_params,
+    row = {"model": size, "img_size": px, "batch": batch, "strategy": strategy, "world_size": info.world_size,
+           "rank": info.rank, "params": n_params,
            "state_bytes": state, "analytic_bytes": 16 * n_params // (info.world_size if strategy == "fsdp" else 1),
            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
            "peak_rss_above_start_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_rss,
@@ -131,21 +138,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strategy", choices=["ddp", "fsdp"], default="fsdp")
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--batch", type=int, default=2, help="images per rank")
+    p.add_argument("--size", choices=sorted(BENCH_MODELS), default="small")
     p.add_argument("--out", default="", help="append the measurement as one JSON line")
     a = p.parse_args(argv)
     if a.what == "analytic":
         print(analytic())
         return 0
     torch.set_num_threads(1)
-    res = measure(a.strategy, a.steps, a.batch)
+    res = measure(a.strategy, a.steps, a.batch, a.size)
     if not res:
         return 0
     res.update(commit=_commit(), machine=f"{platform.node()} {os.cpu_count()} cores, torch {torch.__version__}",
                command=f"torchrun --nproc_per_node {res['ranks'][0]['world_size']} -m bench.fsdp_memory measure "
-                       f"--strategy {a.strategy} --steps {a.steps} --batch {a.batch}",
+                       f"--strategy {a.strategy} --steps {a.steps} --batch {a.batch} --size {a.size}",
                date=time.strftime("%Y-%m-%d"))
     for r in res["ranks"]:
-        print(f"{a.strategy} world {r['world_size']} rank {r['rank']}: state {r['state_bytes'] / 2**20:.1f} MiB "
+        print(f"{a.size} {a.strategy} world {r['world_size']} rank {r['rank']}: state {r['state_bytes'] / 2**20:.1f} MiB "
               f"(analytic {r['analytic_bytes'] / 2**20:.1f}), peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB "
               f"({r['peak_rss_above_start_bytes'] / 2**20:.0f} above start)")
     if a.out:

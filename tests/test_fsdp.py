@@ -155,3 +155,21 @@ def test_a_model_without_blocks_or_with_ema_is_a_start_up_error():
         engine_cfg("train.strategy=fsdp", "train.ema=true")
     with pytest.raises(ConfigError, match="train.strategy"):
         engine_cfg("train.strategy=zero")
+
+
+@pytest.mark.parametrize("recipe, millions", [("swin/swin_l_in22k_fsdp.yaml", 228.6),
+                                              ("swin_v2/swinv2_l_192_w12_in22k_fsdp.yaml", 228.8),
+                                              ("swin_v2/swinv2_g_192_w12_fsdp.yaml", 3087.3)])
+def test_the_giant_recipes_load_and_have_the_papers_sizes(recipe, millions):
+    """Built on the meta device (nothing allocated); the 22K heads included."""
+    import swin_v2  # noqa: F401 -- registers the V2 models
+    from core import create_model
+    from core.classification.config import ClassificationConfig
+    from core.engine.config import load_config
+    from helpers import CONFIGS
+    cfg = load_config(str(CONFIGS / recipe), [], ClassificationConfig)
+    assert cfg.train.strategy == "fsdp" and cfg.train.grad_checkpointing
+    with torch.device("meta"):
+        model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.kwargs)
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(millions, abs=0.1)
+    assert len(sharding.shard_units(model)) == sum(model.depths)

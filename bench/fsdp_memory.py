@@ -34,7 +34,7 @@ RECIPES = [
     ("SwinV2-G", "swin_v2_b", dict(embed_dim=512, depths=(2, 2, 42, 4), num_heads=(16, 32, 64, 128), window_size=12,
                                    img_size=192)),
 ]
-# measured models: "small" (12.3 M parameters, 64 px: activations weigh as much as the state) and "wide" (48.9 M,
+# measured models: "small" (12.3 M parameters, 64 px: activations weigh as much as the state) and "wide" (49.0 M,
 # 32 px, batch 1: the state dominates the resident memory)
 BENCH_MODELS = {"small": (dict(embed_dim=64, depths=(2, 2, 6, 2), num_heads=(2, 4, 8, 16), window_size=4,
                                num_classes=100), 64),

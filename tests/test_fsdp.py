@@ -173,3 +173,20 @@ def test_the_giant_recipes_load_and_have_the_papers_sizes(recipe, millions):
         model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.kwargs)
     assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(millions, abs=0.1)
     assert len(sharding.shard_units(model)) == sum(model.depths)
+
+
+def test_an_interrupted_sharded_write_is_never_taken_and_is_removed_at_the_next_start(tmp_path):
+    from core.engine.preempt import remove_stale_temps
+    half = tmp_path / "last.dcp.123-4.tmp"  # what a crash inside save_sharded leaves
+    half.mkdir()
+    (half / "__0_0.distcp").write_bytes(b"half")
+    assert sharding.find_sharded(str(tmp_path)) is None
+    assert remove_stale_temps(str(tmp_path)) == [str(half)] and not half.exists()
+
+
+def test_class_name_sees_through_the_fsdp_subclass():
+    from torch.distributed.fsdp import FSDPModule
+    plain = nn.Linear(2, 2)
+    assert sharding.class_name(plain) == "Linear"
+    plain.__class__ = type("FSDPLinear", (FSDPModule, nn.Linear), {})  # what fully_shard does to a module
+    assert sharding.is_sharded(plain) and sharding.class_name(plain) == "Linear"

@@ -31,7 +31,7 @@ from .config import ConfigError, TrainConfig
 from .distributed import DistInfo
 from .files import atomic_save, atomic_write_text
 
-__all__ = ["LAST", "PREV", "MARKER", "mesh_shape", "shard_units", "shard_task", "is_sharded", "grad_sync",
+__all__ = ["LAST", "PREV", "MARKER", "mesh_shape", "shard_units", "shard_task", "is_sharded", "class_name", "grad_sync",
            "gathered", "full_norm", "nonfinite_params", "is_sharded_checkpoint", "find_sharded", "check_complete",
            "save_sharded", "read_sharded", "load_sharded", "read_full_state", "full_backbone_state", "load_full_backbone"]
 
@@ -96,6 +96,12 @@ def shard_task(task: nn.Module, t: TrainConfig, info: DistInfo, amp_dtype: torch
 def is_sharded(module: nn.Module) -> bool:
     from torch.distributed.fsdp import FSDPModule
     return isinstance(module, FSDPModule)
+
+
+def class_name(module: nn.Module) -> str:
+    """The module's own class name (fully_shard swaps in a subclass named ``FSDP<name>``)."""
+    cls = type(module)
+    return cls.__bases__[-1].__name__ if is_sharded(module) and cls.__name__.startswith("FSDP") else cls.__name__
 
 
 def _fsdp_modules(module: nn.Module) -> list[nn.Module]:

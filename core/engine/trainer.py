@@ -140,7 +140,7 @@ class Trainer:
         """The task's outputs for one micro-batch (under autocast, batch on device, through DDP)."""
         out = self.train_model(batch)
         if not isinstance(out, Mapping) or "loss" not in out:
-            raise TypeError(f"{type(self.task).__name__}.forward must return a dict with a 'loss', got "
+            raise TypeError(f"{sharding.class_name(self.task)}.forward must return a dict with a 'loss', got "
                             f"{type(out).__name__}")
         return self.callbacks.on_train_step(self, out)
 
@@ -293,7 +293,7 @@ class Trainer:
         backbone = self.task.backbone
         n_params = sum(p.numel() for p in backbone.parameters())
         n_task = sum(p.numel() for p in self.task.parameters()) - n_params
-        extra = f" (+{n_task:,} in the {type(self.task).__name__})" if n_task else ""
+        extra = f" (+{n_task:,} in the {sharding.class_name(self.task)})" if n_task else ""
         self.log.info(f"model {cfg.model.name}: {n_params:,} parameters{extra}, "
                       f"{sum(p.numel() for p in self.task.parameters() if p.requires_grad):,} trainable")
         self.log.info(f"world size {info.world_size} on {self.device}; batch {self.batch_size} per process x "

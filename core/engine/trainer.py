@@ -84,7 +84,9 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         # the task, its wrappers
-        self.task = task.to(self.device)
+        self.fsdp = t.strategy == "fsdp"
+        # sharded: fully_shard moves each block to the device as it shards it (never the whole model on one rank)
+        self.task = task if self.fsdp and self.info.distributed else task.to(self.device)
         if t.grad_checkpointing:
             self.task.set_grad_checkpointing(True)
         self.ema = None
@@ -95,7 +97,6 @@ class Trainer:
             self.task.backbone.compile()  # in place: the state dict keeps its names
         self.train_model: nn.Module = self.task
         self.ddp: DistributedDataParallel | None = None
-        self.fsdp = t.strategy == "fsdp"
         if self.fsdp:  # shards in place: the task is its own wrapper (core.engine.sharding)
             sharding.shard_task(self.task, t, self.info, self.amp_dtype)
         elif self.info.distributed:

@@ -115,6 +115,16 @@ def test_shards_of_two_processes_continue_on_four(runs):
     assert all(torch.isfinite(v).all() for v in _weights(out).values())
 
 
+@pytest.mark.slow
+def test_eval_only_loads_best_pth_into_the_sharded_model(runs):
+    import json
+    _, _, fsdp = runs
+    _ok(launch(fsdp, *FSDP, "train.eval_only=true"))
+    got = json.load(open(os.path.join(fsdp, "eval_results.json")))
+    best = json.load(open(os.path.join(fsdp, "results.json")))["best"]
+    assert got["checkpoint"].endswith("best.pth") and got["metrics"]["top1"] == best["top1"]
+
+
 # ----------------------------------------------------------------------------------------------- bad input
 def test_a_checkpoint_with_a_missing_shard_is_named_and_the_last_complete_one_offered(runs):
     root, _, fsdp = runs

@@ -125,6 +125,24 @@ def test_eval_only_loads_best_pth_into_the_sharded_model(runs):
     assert got["checkpoint"].endswith("best.pth") and got["metrics"]["top1"] == best["top1"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("module, recipe", [("simmim.pretrain", "simmim/tiny_digits.yaml"),
+                                            ("video_swin.train", "video_swin/tiny_moving_shapes.yaml")])
+def test_simmim_and_video_swin_train_sharded(tmp_path, module, recipe):
+    from helpers import CONFIGS
+    out = str(tmp_path / "run")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SWIN_SUITE_CURVES": "0", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", module,
+           "--config", str(CONFIGS / recipe), "--output-dir", out, "--opt", "train.epochs=1",
+           "train.max_iters_per_epoch=2", "train.progress=false", "train.tensorboard=false", "train.device=cpu",
+           "train.strategy=fsdp"]
+    log = _ok(subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240))
+    assert "world size 2 on cpu" in log and "FSDP" not in log
+    state = sharding.read_sharded(os.path.join(out, sharding.LAST))
+    assert state["world_size"] == 2 and state["iteration"] == 2
+    assert load_checkpoint(os.path.join(out, "best.pth"))["strategy"] == "fsdp"
+
+
 # ----------------------------------------------------------------------------------------------- bad input
 def test_a_checkpoint_with_a_missing_shard_is_named_and_the_last_complete_one_offered(runs):
     root, _, fsdp = runs

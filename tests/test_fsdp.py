@@ -76,7 +76,7 @@ def test_best_pth_is_one_file_that_load_pretrained_reads(runs):
         assert torch.equal(model.state_dict()[k], v), k
 
 
-def test_sigterm_saves_shards_and_the_resumed_run_equals_an_uninterrupted_one(runs):
+def test_sigterm_saves_shards_and_the_resumed_run_equals_an_uninterrupted_one(runs, one_thread):
     root, _, fsdp = runs
     out = str(root / "preempted")
     r = launch(out, *FSDP, fault=["--rank", "0", "--fault", "sigterm", "--at", "2"])
@@ -96,7 +96,6 @@ def test_sigterm_saves_shards_and_the_resumed_run_equals_an_uninterrupted_one(ru
             assert torch.equal(got[k], ref[k]), k
     # the same shards continue on one process (the world-size policy of DDP: by samples seen, RNG reseeded)
     one = str(root / "preempted_1")
-    torch.set_num_threads(1)
     assert main(["--config", DIGITS, "--output-dir", one, "--opt", *OPTS, *FSDP]) == 0
     log = open(os.path.join(one, "log.txt")).read()
     assert "world size 2 -> 1, global batch 32 -> 16" in log

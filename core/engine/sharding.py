@@ -2,7 +2,7 @@
 
     task = shard_task(task, cfg.train, info, amp_dtype)   # every Swin block, then the task, with fully_shard
     save_sharded(task, optimizer, extra, output_dir)       # <output_dir>/last.dcp: torch.distributed.checkpoint
-    load_sharded(task, optimizer, path)                    # at any world size (DCP reshards on load)
+    load_sharded(task, optimizer, path, source)            # at any world size (DCP reshards on load)
 
 Each element of a ``blocks`` ModuleList (a Swin, Swin V2, Swin-MLP or Video Swin block; MoBY's momentum encoder's
 too) is its own FSDP unit and the task is the root unit (patch embedding, mergings, norms, heads, decoders). Buffers
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import warnings
@@ -42,9 +43,7 @@ LAST, PREV, MARKER, EXTRA = "last.dcp", "prev.dcp", "complete.json", "trainer.pt
 def mesh_shape(t: TrainConfig, world: int) -> tuple[int, ...]:
     """The device mesh of ``train.fsdp_mesh`` at ``world`` ranks: (world,) or (replicate, shard)."""
     shape = tuple(t.fsdp_mesh) or (world,)
-    n = 1
-    for s in shape:
-        n *= s
+    n = math.prod(shape)
     if n != world:
         raise ConfigError(f"train.fsdp_mesh = {list(shape)} has {n} ranks but the run has world size {world}: "
                           f"use [] (shard over all ranks) or sizes whose product is {world}")
@@ -52,10 +51,9 @@ def mesh_shape(t: TrainConfig, world: int) -> tuple[int, ...]:
 
 
 def shard_units(task: nn.Module) -> list[nn.Module]:
-    """The modules wrapped one by one: every element of a ``blocks`` ModuleList, innermost first."""
-    units = [block for name, m in task.named_modules() if name.split(".")[-1] == "blocks"
-             and isinstance(m, nn.ModuleList) for block in m]
-    return units
+    """The modules wrapped one by one: every element of a ``blocks`` ModuleList (blocks do not nest)."""
+    return [block for name, m in task.named_modules() if name.split(".")[-1] == "blocks"
+            and isinstance(m, nn.ModuleList) for block in m]
 
 
 def _check_shardable(task: nn.Module) -> list[nn.Module]:
@@ -89,7 +87,7 @@ def shard_task(task: nn.Module, t: TrainConfig, info: DistInfo, amp_dtype: torch
         kw["offload_policy"] = CPUOffloadPolicy()
     for unit in units:
         fully_shard(unit, **kw)
-    fully_shard(task, **kw)
+    fully_shard(task, **{**kw, "reshard_after_forward": False})  # the root's backward follows its forward at once
     return task
 
 
@@ -120,7 +118,7 @@ def grad_sync(module: nn.Module, sync: bool) -> Iterator[None]:
 @contextlib.contextmanager
 def gathered(module: nn.Module, reshard_after_forward: bool = True) -> Iterator[None]:
     """Whole parameters on every rank for the block (evaluation: ranks may run different numbers of batches);
-    afterwards the units reshard after each forward as ``reshard_after_forward`` says."""
+    afterwards the blocks reshard after each forward as ``reshard_after_forward`` says (the root never does)."""
     mods = _fsdp_modules(module)
     for m in mods:
         m.unshard()
@@ -130,7 +128,7 @@ def gathered(module: nn.Module, reshard_after_forward: bool = True) -> Iterator[
     finally:
         for m in mods:
             m.reshard()
-            m.set_reshard_after_forward(reshard_after_forward, recurse=False)
+            m.set_reshard_after_forward(reshard_after_forward and m is not module, recurse=False)
 
 
 @contextlib.contextmanager

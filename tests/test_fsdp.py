@@ -143,11 +143,14 @@ def test_simmim_and_video_swin_train_sharded(tmp_path, module, recipe):
 
 
 # ----------------------------------------------------------------------------------------------- bad input
-def test_a_checkpoint_with_a_missing_shard_is_named_and_the_last_complete_one_offered(runs):
+def test_a_checkpoint_with_a_missing_shard_is_named_and_the_last_complete_one_offered(runs, one_thread, capsys):
     root, _, fsdp = runs
     out = root / "broken"
     shutil.copytree(fsdp, out)
     os.remove(out / "last.dcp" / "__1_0.distcp")
+    assert main(["--config", DIGITS, "--output-dir", str(out), "--opt", *OPTS, *FSDP, "train.epochs=3"]) == 2
+    assert "checkpoint error: " + str(out / "last.dcp") + " is missing shard file(s) __1_0.distcp" in \
+        capsys.readouterr().err
     with pytest.raises(CheckpointError, match=r"missing shard file\(s\) __1_0.distcp.*last complete checkpoint is "
                                               r".*prev.dcp \(epoch 1\)"):
         sharding.read_sharded(str(out / "last.dcp"))

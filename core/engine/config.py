@@ -147,6 +147,26 @@ class TrainConfig:
     device: str = fld("auto", help="auto | cpu | cuda")
     find_unused_parameters: bool = False
     deterministic: bool = False
+    strategy: Literal["ddp", "fsdp"] = fld("ddp", help="ddp = replicate the model on every rank; fsdp = shard "
+                                                       "parameters, gradients and optimizer state (FSDP2, "
+                                                       "core.engine.sharding) with sharded checkpoints")
+    fsdp_mesh: list[int] = fld([], help="fsdp device mesh: [] = shard over all ranks; [R, S] = replicate over R "
+                                        "groups of S ranks (HSDP), R * S = world size")
+    fsdp_cpu_offload: bool = fld(False, help="fsdp: keep sharded parameters, gradients and optimizer state in CPU "
+                                             "memory (CUDA runs; a no-op on CPU)")
+    fsdp_reshard_after_forward: bool = fld(True, help="fsdp: free the gathered parameters after each block's "
+                                                      "forward (less memory, one more all-gather in backward)")
+
+    def check(self) -> None:
+        if self.fsdp_mesh and (len(self.fsdp_mesh) not in (1, 2) or min(self.fsdp_mesh) < 1):
+            raise ConfigError(f"config value out of range: train.fsdp_mesh = {self.fsdp_mesh}, expected [] (all "
+                              f"ranks), [S] or [R, S] with positive sizes")
+        if self.strategy == "fsdp":
+            for name, why in (("ema", "the EMA copy would be a full replica on every rank"),
+                              ("compile", "torch.compile of a sharded model is not wired up yet")):
+                if getattr(self, name):
+                    raise ConfigError(f"train.strategy=fsdp does not support train.{name}=true ({why}); set "
+                                      f"train.{name}=false or train.strategy=ddp")
 
 
 @dataclass

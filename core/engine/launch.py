@@ -143,7 +143,8 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
     lock: RunLock | None = None
     try:
         if args.resume == "auto":
-            latest = latest_run_dir(cfg)
+            fsdp = cfg.train.strategy == "fsdp"  # a sharded run's checkpoint is the folder last.dcp
+            latest = latest_run_dir(cfg, "last.dcp/complete.json" if fsdp else "last.pth")
             if latest and not cfg.train.output_dir:
                 cfg.train.output_dir = latest
         elif args.resume:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -161,10 +162,13 @@ class RunLock:
 
 
 def remove_stale_temps(output_dir: str) -> list[str]:
-    """Delete the temporary files of interrupted atomic writes (``<name>.<random>.tmp``) in ``output_dir``."""
+    """Delete the temporary files (and folders) of interrupted atomic writes (``<name>.<random>.tmp``) in ``output_dir``."""
     if not os.path.isdir(output_dir):
         return []
     gone = [os.path.join(output_dir, f) for f in os.listdir(output_dir) if f.endswith(".tmp") and f.count(".") >= 2]
     for path in gone:
-        os.remove(path)
+        if os.path.isdir(path) and not os.path.islink(path):  # a sharded checkpoint's folder (core.engine.sharding)
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
     return gone

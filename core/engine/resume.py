@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 
 from . import distributed as du
+from . import sharding
 from .checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -53,14 +54,19 @@ class MidEpoch:
                    list(ckpt.get("window", [])), ckpt["rng"][rank], int(ckpt.get("epoch_first", 0)))
 
 
-def state_dict(tr: Trainer, mid: MidEpoch | None = None) -> dict[str, Any]:
-    """Everything needed to continue the run exactly (RNG states of all ranks included)."""
+def state_dict(tr: Trainer, mid: MidEpoch | None = None, sharded: bool = False) -> dict[str, Any]:
+    """Everything needed to continue the run exactly (RNG states of all ranks included); ``sharded``: without
+    the weights and optimizer state (:func:`core.engine.sharding.save_sharded` writes those)."""
     rng = du.all_gather_object(capture_rng_state())
     ema = tr.ema.module if tr.ema is not None else None
-    return {
+    weights = {} if sharded else {
         "model": tr.task.backbone_state(),
         "task": tr.task.task_state(),
         "optimizer": tr.optimizer.state_dict(),
+    }
+    return {
+        **weights,
+        "strategy": "fsdp" if sharded else "ddp",
         "scheduler": tr.scheduler.state_dict(),
         "scaler": tr.scaler.state_dict() if tr.scaler is not None else None,
         "ema": ema.backbone_state() if ema is not None else None,
@@ -78,12 +84,15 @@ def state_dict(tr: Trainer, mid: MidEpoch | None = None) -> dict[str, Any]:
 def save(tr: Trainer, is_best: bool, mid: MidEpoch | None = None) -> str | None:
     """Write best.pth (when best) and then last.pth, atomically, on rank 0; all ranks must call (RNG gather).
 
-    best.pth is complete before last.pth records it, and weights that are not finite are never written.
+    best.pth is complete before last.pth records it, and weights that are not finite are never written. Under
+    ``train.strategy=fsdp`` the training state is the sharded folder last.dcp and best.pth holds the whole backbone.
     """
-    bad = [n for n, p in tr.task.named_parameters() if not torch.isfinite(p).all()]
+    bad = sharding.nonfinite_params(tr.task)
     if bad:
         raise FloatingPointError(f"the weights are not finite at epoch {tr.epoch + 1} ({bad[:3]}...); no "
                                  f"checkpoint was written (the last good one stays in {tr.output_dir})")
+    if tr.fsdp:
+        return _save_sharded(tr, is_best, mid)
     state = state_dict(tr, mid)
     if not tr.info.is_main:
         return None
@@ -101,6 +110,27 @@ def save(tr: Trainer, is_best: bool, mid: MidEpoch | None = None) -> str | None:
                               f"{free_space(tr.output_dir)} free there (the previous checkpoint there is "
                               f"intact)") from None
     return last
+
+
+def _save_sharded(tr: Trainer, is_best: bool, mid: MidEpoch | None) -> str | None:
+    """best.pth (the whole backbone, consolidated on rank 0), then the sharded last.dcp (all ranks)."""
+    try:
+        if is_best:
+            model = sharding.full_backbone_state(tr.task, tr.task.backbone_attr + ".")
+            if tr.info.is_main:
+                atomic_save({"model": model, "epoch": tr.epoch, "iteration": tr.num_updates, "strategy": "fsdp",
+                             "world_size": tr.info.world_size, "config": config_to_dict(tr.cfg),
+                             **tr.tracker.state_dict()}, os.path.join(tr.output_dir, "best.pth"))
+        state = state_dict(tr, mid, sharded=True)
+        path = sharding.save_sharded(tr.task, tr.optimizer, state, tr.output_dir)
+        if tr.info.is_main:
+            mark_latest(tr.output_dir)
+    except OSError as e:
+        reason = getattr(e, "reason", None) or e.strerror or str(e)
+        raise CheckpointError(f"cannot write a checkpoint into {tr.output_dir}: {reason}; "
+                              f"{free_space(tr.output_dir)} free there (the previous checkpoint there is "
+                              f"intact)") from None
+    return path if tr.info.is_main else None
 
 
 def restore(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> MidEpoch | None:
@@ -166,6 +196,8 @@ def _map_position(tr: Trainer, inside: int, old_world: int, old_batch: int, sour
 
 
 def _validate(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> None:
+    if "sharded" in ckpt:  # the keys and shapes are checked against the shards' metadata when they load
+        return
     missing = [k for k in ("model", "optimizer", "scheduler", "epoch", "iteration") if k not in ckpt]
     if missing:
         raise CheckpointError(f"{source} is not a training checkpoint (missing {missing}); "
@@ -189,9 +221,12 @@ def _validate(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> None:
 
 def _restore_weights(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> None:
     """Task, optimizer (with this config's hyper-parameters), scaler and EMA."""
-    tr.task.load_split_state(ckpt["model"], ckpt.get("task") or {})
     fresh = [{k: v for k, v in g.items() if k != "params"} for g in tr.optimizer.param_groups]
-    tr.optimizer.load_state_dict(ckpt["optimizer"])
+    if "sharded" in ckpt:
+        sharding.load_sharded(tr.task, tr.optimizer, ckpt["sharded"], source)
+    else:
+        tr.task.load_split_state(ckpt["model"], ckpt.get("task") or {})
+        tr.optimizer.load_state_dict(ckpt["optimizer"])
     for group, hyper in zip(tr.optimizer.param_groups, fresh):  # this config's lr, wd, betas, scales
         group.update(hyper)
     if tr.scaler is not None and ckpt.get("scaler"):
@@ -207,7 +242,11 @@ def _restore_weights(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> None:
 def load_weights(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> None:
     """Load only the backbone (and EMA) weights from a training checkpoint or a bare state dict."""
     sd = ckpt["model"] if "model" in ckpt and isinstance(ckpt["model"], Mapping) else ckpt
-    load_model_state(tr.task.backbone, sd, f"weights in {source}")
+    check_state_dict(tr.task.backbone, sd, f"weights in {source}")
+    if sharding.is_sharded(tr.task):
+        sharding.load_full_backbone(tr.task, tr.task.backbone_attr + ".", sd)
+    else:
+        load_model_state(tr.task.backbone, sd, f"weights in {source}")
     if tr.ema is not None:
         ema = ckpt.get("ema") if isinstance(ckpt.get("ema"), Mapping) else None
         load_model_state(tr.ema.module.backbone, ema if ema is not None else sd, f"EMA weights in {source}")
@@ -228,7 +267,10 @@ def check_task_state(task: Task, saved: Mapping[str, torch.Tensor], source: str)
 
 
 def load_or_name_alternative(path: str) -> dict:
-    """load_checkpoint, or a CheckpointError that names the readable checkpoints beside an unreadable one."""
+    """load_checkpoint (or a sharded checkpoint's trainer state), or a CheckpointError that names the readable
+    checkpoints beside an unreadable one."""
+    if sharding.is_sharded_checkpoint(path):
+        return sharding.read_sharded(path)
     try:
         return load_checkpoint(path)
     except CheckpointError as e:

@@ -94,12 +94,19 @@ def run_output_dir(cfg: Config) -> str:
 
 
 def resume_path(cfg: Config) -> str | None:
-    """The checkpoint a training run continues from: train.resume, else <output_dir>/last.pth when auto_resume is on."""
+    """The checkpoint a training run continues from: train.resume, else <output_dir>/last.pth (last.dcp under fsdp)
+    when auto_resume is on."""
     t = cfg.train
     if t.resume:
         return t.resume
     last = os.path.join(run_output_dir(cfg), "last.pth")
-    if os.path.isfile(last):
+    if t.strategy == "fsdp":  # the sharded last.dcp (core.engine.sharding)
+        from .sharding import find_sharded
+        last = find_sharded(run_output_dir(cfg)) or last
+        if os.path.isfile(last):
+            raise CheckpointError(f"{last} was written by a train.strategy=ddp run; continue it with "
+                                  f"train.strategy=ddp, or choose another train.output_dir")
+    if os.path.exists(last):
         if t.auto_resume:
             return last
         raise CheckpointError(f"{last} exists and train.auto_resume=false: resume it, or choose another "

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import callbacks as cbs
 from . import distributed as du
 from . import resume as ckpt_state
+from . import sharding
 from .callbacks import Callback, Callbacks, Curves, DivergenceGuard, Preemption
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from .config import Config, dump_config
@@ -83,7 +84,9 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         # the task, its wrappers
-        self.task = task.to(self.device)
+        self.fsdp = t.strategy == "fsdp"
+        # sharded: fully_shard moves each block to the device as it shards it (never the whole model on one rank)
+        self.task = task if self.fsdp and self.info.distributed else task.to(self.device)
         if t.grad_checkpointing:
             self.task.set_grad_checkpointing(True)
         self.ema = None
@@ -94,7 +97,9 @@ class Trainer:
             self.task.backbone.compile()  # in place: the state dict keeps its names
         self.train_model: nn.Module = self.task
         self.ddp: DistributedDataParallel | None = None
-        if self.info.distributed:
+        if self.fsdp:  # shards in place: the task is its own wrapper (core.engine.sharding)
+            sharding.shard_task(self.task, t, self.info, self.amp_dtype)
+        elif self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.task, device_ids=ids,
                                                find_unused_parameters=t.find_unused_parameters,
@@ -136,7 +141,7 @@ class Trainer:
         """The task's outputs for one micro-batch (under autocast, batch on device, through DDP)."""
         out = self.train_model(batch)
         if not isinstance(out, Mapping) or "loss" not in out:
-            raise TypeError(f"{type(self.task).__name__}.forward must return a dict with a 'loss', got "
+            raise TypeError(f"{sharding.class_name(self.task)}.forward must return a dict with a 'loss', got "
                             f"{type(out).__name__}")
         return self.callbacks.on_train_step(self, out)
 
@@ -158,7 +163,8 @@ class Trainer:
             self.callbacks.on_save(self, path)
 
     def _eval(self) -> dict[str, float]:
-        return evaluate(self.task, self.ema.module if self.ema is not None else None, self.val_loader, self.env)
+        with sharding.gathered(self.task, self.cfg.train.fsdp_reshard_after_forward):
+            return evaluate(self.task, self.ema.module if self.ema is not None else None, self.val_loader, self.env)
 
     # -------------------------------------------------------------------------------- loop
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
@@ -190,7 +196,7 @@ class Trainer:
         for i in range(start, n):
             batch = to_device(progress.fetch(batches), self.device)
             sync = (i + 1) % self.accum == 0 or i + 1 == n
-            with self.ddp.no_sync() if (self.ddp is not None and not sync) else contextlib.nullcontext():
+            with self._no_sync(sync):
                 with autocast(self.device, self.amp_dtype):
                     out = self.train_step(batch)
                 loss = out["loss"]
@@ -224,6 +230,12 @@ class Trainer:
         res.update(self.task.end_epoch())
         return res
 
+    def _no_sync(self, sync: bool) -> contextlib.AbstractContextManager:
+        """Gradient accumulation: skip DDP's all-reduce, or FSDP's reduce-scatter, when ``sync`` is False."""
+        if self.fsdp:
+            return sharding.grad_sync(self.task, sync)
+        return self.ddp.no_sync() if (self.ddp is not None and not sync) else contextlib.nullcontext()
+
     def _all_finite(self, t: torch.Tensor) -> bool:
         """Whether ``t`` is finite on every rank (one device sync; a collective under DDP)."""
         bad = (~torch.isfinite(t.detach())).any().float().reshape(1)
@@ -236,7 +248,8 @@ class Trainer:
 
     def _preempted(self, where: str) -> Preempted:
         name = signal.Signals(self.stop_signal).name
-        msg = (f"stopped by {name} at {where}: checkpoint {os.path.join(self.output_dir, 'last.pth')} written; "
+        last = os.path.join(self.output_dir, sharding.LAST if self.fsdp else "last.pth")
+        msg = (f"stopped by {name} at {where}: checkpoint {last} written; "
                f"continue with --output-dir {self.output_dir} (exit code {EXIT_PREEMPTED})")
         du.all_gather_object(None)  # every rank waits for rank 0 to finish writing before it says it is written
         self.log.warning(msg)
@@ -253,11 +266,11 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            norm = sharding.full_norm(torch.nn.utils.clip_grad_norm_(params, clip))
         skip, self._bad_group = self._bad_group, False  # a micro-batch of this update had a non-finite loss
         if self.cfg.train.nonfinite == "skip" and self.scaler is None and not skip:
             if norm is None:
-                norm = torch.nn.utils.clip_grad_norm_(params, float("inf"))
+                norm = sharding.full_norm(torch.nn.utils.clip_grad_norm_(params, float("inf")))
             skip = not self._all_finite(norm)
             if skip:
                 self._count_skip(epoch, i, "gradient")
@@ -281,7 +294,7 @@ class Trainer:
         backbone = self.task.backbone
         n_params = sum(p.numel() for p in backbone.parameters())
         n_task = sum(p.numel() for p in self.task.parameters()) - n_params
-        extra = f" (+{n_task:,} in the {type(self.task).__name__})" if n_task else ""
+        extra = f" (+{n_task:,} in the {sharding.class_name(self.task)})" if n_task else ""
         self.log.info(f"model {cfg.model.name}: {n_params:,} parameters{extra}, "
                       f"{sum(p.numel() for p in self.task.parameters() if p.requires_grad):,} trainable")
         self.log.info(f"world size {info.world_size} on {self.device}; batch {self.batch_size} per process x "

@@ -21,7 +21,8 @@ from helpers import DIGITS, ROOT, TINY_ENGINE, TINY_OPT, engine_cfg
 
 OPTS = [TINY_OPT, "train.epochs=2", "sched.warmup_epochs=1", "train.max_iters_per_epoch=4", "data.batch_size=8",
         "data.eval_batch_size=128", "data.img_size=16", "train.progress=false", "train.tensorboard=false",
-        "train.device=cpu", "model.drop_path_rate=0.1", "optim.accum_steps=2", "train.checkpoint_interval=1"]
+        "train.device=cpu", "model.drop_path_rate=0.1", "optim.accum_steps=2", "train.checkpoint_interval=1",
+        "train.amp=none"]  # fp32: FSDP is compared with DDP to 1e-5
 FSDP = ["train.strategy=fsdp", "train.grad_checkpointing=true"]
 
 

@@ -210,29 +210,33 @@ def test_soak_100_sizes_grows_at_most_64_mb_with_a_fixed_mmap_threshold():
 
 _HEAP_PROBE = """
 import core
-from core.nn.heap import heap_state
+from core.nn.heap import SWITCH_AFTER, heap_state
 from core.nn.mask import shifted_window_mask
-for i in range({sizes}):
+states = []
+for i in range(SWITCH_AFTER):
     shifted_window_mask((14 + 7 * i, 14), (7, 7), (3, 3))
-print(heap_state())
+    shifted_window_mask((14 + 7 * i, 14), (7, 7), (3, 3))  # a hit is not a new size
+    if i + 1 in (1, SWITCH_AFTER - 1, SWITCH_AFTER):
+        states.append(heap_state())
+print(*states)
 """
-
-
-def _heap_state_after(sizes: int, **env: str) -> str:
-    import subprocess
-    import sys
-    environ = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_THRESHOLD_", "SWIN_SUITE_MALLOC")}
-    out = subprocess.run([sys.executable, "-c", _HEAP_PROBE.format(sizes=sizes)], capture_output=True, text=True,
-                         env={**environ, **env}, check=True)
-    return out.stdout.split()[-1]
 
 
 @pytest.mark.skipif(not os.path.exists("/lib/x86_64-linux-gnu/libc.so.6") and not os.path.exists("/lib64/libc.so.6"),
                     reason="glibc only")
-def test_many_sizes_switch_the_heap_to_mmap_once():
-    from core.nn.heap import SWITCH_AFTER
-    assert _heap_state_after(1) == "pending"  # a fixed size never switches
-    assert _heap_state_after(SWITCH_AFTER - 1) == "pending"
-    assert _heap_state_after(SWITCH_AFTER) == "switched"
-    assert _heap_state_after(SWITCH_AFTER, SWIN_SUITE_MALLOC="off") == "skipped"
-    assert _heap_state_after(SWITCH_AFTER, MALLOC_MMAP_THRESHOLD_="131072") == "skipped"
+def test_many_sizes_switch_the_heap_to_mmap_once(monkeypatch):
+    import subprocess
+    import sys
+
+    from core.nn import heap
+    environ = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_THRESHOLD_", "SWIN_SUITE_MALLOC")}
+    out = subprocess.run([sys.executable, "-c", _HEAP_PROBE], capture_output=True, text=True, env=environ, check=True)
+    assert out.stdout.split() == ["pending", "pending", "switched"]  # a fixed size never switches
+    for env, reason in ((dict(SWIN_SUITE_MALLOC="off"), "$SWIN_SUITE_MALLOC=off"),
+                        (dict(MALLOC_MMAP_THRESHOLD_="131072"), "MALLOC_MMAP_THRESHOLD_ is set")):
+        heap._skip_reason.cache_clear()
+        with monkeypatch.context() as m:
+            for k, v in env.items():
+                m.setenv(k, v)
+            assert heap._skip_reason() == reason
+    heap._skip_reason.cache_clear()

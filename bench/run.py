@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -81,6 +82,24 @@ def cached_gib(model: torch.nn.Module) -> float:
     """GiB held between calls by our eval-mode cache of folded attention biases (not in the per-call peak)."""
     from core.nn.attention import folded_bias_bytes
     return folded_bias_bytes(model) / 2**30
+
+
+def machine() -> dict:
+    """Commit, CPU, core count and torch version of this run."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except OSError:
+        commit = ""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"commit": commit, "cpu": cpu, "nproc": os.cpu_count(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "timm": timm.__version__,
+            "torchvision": torchvision.__version__, "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_", "")}
 
 
 def append_jsonl(path: str, rows: list[dict]) -> None:
@@ -311,7 +330,8 @@ def main() -> None:
         print()
         print(pretrain_table(extra))
     print(f"\nbench finished in {time.perf_counter() - start:.0f} s")
-    append_jsonl(args.out, rows + extra)
+    info = {**machine(), "command": "python -m bench.run " + " ".join(sys.argv[1:])}
+    append_jsonl(args.out, [{**info, **r} for r in rows + extra])
 
 
 def detail_table(rows: list[dict], rate: float) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import random
 import shlex
 import subprocess
@@ -34,7 +33,7 @@ from typing import Callable, Sequence
 import torch
 
 import core
-from bench.run import append_jsonl
+from bench.run import append_jsonl, machine
 from core.nn.attention import folded_bias_bytes
 from core.nn.heap import heap_state
 
@@ -112,23 +111,6 @@ def soak(mode: str, shapes: Sequence[tuple[int, ...]], warmup: int, model_name: 
 def create_eval_model(name: str) -> torch.nn.Module:
     """A fresh-weight model in eval mode."""
     return core.create_model(name).eval()
-
-
-def machine() -> dict:
-    """Commit, CPU, core count and torch version of this run."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-    except OSError:
-        commit = ""
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"commit": commit, "cpu": cpu, "nproc": os.cpu_count(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_", "")}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

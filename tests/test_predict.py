@@ -101,6 +101,8 @@ def test_video_predict_glob_and_bad_options(video_run, tmp_path, capsys):
     assert "--views '4x2'" in capsys.readouterr().err
     assert video_predict.main([str(shapes), "--checkpoint", str(tmp_path / "nope.pth")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+    assert video_predict.main([str(shapes), "--checkpoint", str(run / "last.pth"), "--amp", "fp16"]) == 2
+    assert "config error: train.amp=fp16 on CPU" in capsys.readouterr().err  # one line, no traceback
 
 
 def test_video_predict_torchvision_weights_with_model_name(tmp_path):

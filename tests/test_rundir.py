@@ -74,6 +74,22 @@ def test_eval_only_reads_best_and_writes_its_own_record(tmp_path, capsys):
     assert rec["checkpoint"] == str(out / "best.pth") and rec["data"]["dataset"] == "digits"
     assert rec["metrics"]["top1"] == best["top1"] and rec["metrics"]["count"] == 360
     assert "epoch 1/" not in log and "iterations /" not in log  # no training lines
+    # a run that started from another run's checkpoint: --eval-only evaluates its own folder, not that checkpoint
+    out2 = tmp_path / "run2"
+    assert main(["--config", DIGITS, "--output-dir", str(out2), "--resume", str(out / "last.pth"), "--opt", TINY_OPT,
+                 *QUICK, "train.epochs=3"]) == 0
+    assert main(["--output-dir", str(out2), "--eval-only"]) == 0
+    assert json.load(open(out2 / "eval_results.json"))["checkpoint"].startswith(str(out2))
+
+
+def test_a_ddp_run_never_restarts_a_sharded_run_folder(tmp_path):
+    from core.engine.checkpoint import CheckpointError
+    from core.engine.rundir import resume_path
+    from helpers import engine_cfg
+    (tmp_path / "last.dcp").mkdir()
+    with pytest.raises(CheckpointError, match=r"last.dcp was written by a train.strategy=fsdp run; continue it with "
+                                              r"train.strategy=fsdp \(or --resume"):
+        resume_path(engine_cfg(output_dir=str(tmp_path)))
 
 
 def test_unknown_model_argument_is_named(tmp_path, capsys):

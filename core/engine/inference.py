@@ -21,6 +21,7 @@ from ..convert import load_pretrained, read_state_dict
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, config_from_dict, load_config, parse_overrides
 from .data import DataError
+from .device import amp_choice
 from .launch import build_model
 
 __all__ = ["LoadedModel", "load_model", "checkpoint_recipe", "class_names", "expand_inputs", "topk_rows",
@@ -69,6 +70,7 @@ def load_model(ckpt_path: str, schema: type, *, model_name: str | None = None, o
     """Build the checkpoint's model from its recipe and load its weights (strictly) for inference."""
     ckpt = load_checkpoint(ckpt_path)
     cfg, recipe = checkpoint_recipe(ckpt_path, ckpt, schema, model_name, opts)
+    amp_choice(cfg.train.amp, torch.device(device))  # an unusable precision (--amp) stops here, as one line
     if model_name and recipe != f"--model {model_name}" and model_name != cfg.model.name:
         raise ConfigError(f"--model {model_name} but {ckpt_path} was trained as {cfg.model.name}")
     try:

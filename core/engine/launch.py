@@ -139,6 +139,8 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
         cfg.train.output_dir = args.output_dir
     if args.eval_only:
         cfg.train.eval_only = True
+        if args.output_dir and not args.resume:  # the folder's best.pth, not what its training resumed from
+            cfg.train.resume = ""
     info = du.init_distributed(cfg.train.device)
     lock: RunLock | None = None
     try:

@@ -106,6 +106,13 @@ def resume_path(cfg: Config) -> str | None:
         if os.path.isfile(last):
             raise CheckpointError(f"{last} was written by a train.strategy=ddp run; continue it with "
                                   f"train.strategy=ddp, or choose another train.output_dir")
+    elif not os.path.exists(last):  # ddp into a folder of a sharded run: never start it again from scratch
+        from .sharding import find_sharded
+        sharded = find_sharded(run_output_dir(cfg))
+        if sharded:
+            raise CheckpointError(f"{sharded} was written by a train.strategy=fsdp run; continue it with "
+                                  f"train.strategy=fsdp (or --resume {sharded} to continue it under ddp), or "
+                                  f"choose another train.output_dir")
     if os.path.exists(last):
         if t.auto_resume:
             return last

@@ -297,7 +297,10 @@ class Trainer:
         extra = f" (+{n_task:,} in the {sharding.class_name(self.task)})" if n_task else ""
         self.log.info(f"model {cfg.model.name}: {n_params:,} parameters{extra}, "
                       f"{sum(p.numel() for p in self.task.parameters() if p.requires_grad):,} trainable")
-        self.log.info(f"world size {info.world_size} on {self.device}; batch {self.batch_size} per process x "
+        t = cfg.train
+        shard = (f", train.strategy fsdp (mesh {t.fsdp_mesh or [info.world_size]}, parameters gathered in "
+                 f"{amp_name(self.amp_dtype)}, gradients reduced in fp32)" if t.strategy == "fsdp" else "")
+        self.log.info(f"world size {info.world_size} on {self.device}{shard}; batch {self.batch_size} per process x "
                       f"{info.world_size} processes x {self.accum} accumulation = global batch {self.global_batch}")
         if cfg.sched.warmup_epochs >= cfg.train.epochs:
             self.log.warning(f"sched.warmup_epochs ({cfg.sched.warmup_epochs}) >= train.epochs ({cfg.train.epochs}): "

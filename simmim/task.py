@@ -104,11 +104,8 @@ class SimMIM(Task):
         return channels_first(enc.norm(z))
 
     def reconstruct(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Predicted pixels (B, 3, *input), in the normalised space of ``x``; the decoder runs in fp32 under
-        autocast (pixels are the target: bf16 would round them)."""
-        z = self.encode(x, mask)
-        with torch.autocast(z.device.type, enabled=False):
-            return self.decoder(z.float())
+        """Predicted pixels (B, 3, *input), in the normalised space of ``x``."""
+        return self.decoder(self.encode(x, mask))
 
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
         x = batch_inputs(batch)

@@ -166,6 +166,7 @@ def restore(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> MidEpoch | Non
         tr.log.warning(f"{source}: {ckpt['iteration']} updates were made with another batch geometry; the "
                        f"schedule continues at update {tr.num_updates} of {tr.total_updates}")
     tr.tracker.load_state_dict(ckpt)
+    _carry_best(tr, source)
     if same_world and (mid is None or mid.rng is None):  # else the epoch loop restores it after its replay
         restore_rng_state(rng[tr.info.rank])
     elif not same_world:
@@ -174,6 +175,18 @@ def restore(tr: Trainer, ckpt: Mapping[str, Any], source: str) -> MidEpoch | Non
                            f"continues but is not bit-identical to an uninterrupted one")
         seed_everything(tr.cfg.train.seed + 1000 * tr.epoch + tr.info.rank)
     return mid
+
+
+def _carry_best(tr: Trainer, source: str) -> None:
+    """Continuing another folder's checkpoint: bring its best.pth along, so that the best figure the run carries
+    has its weights in this folder too."""
+    src = os.path.join(os.path.dirname(os.path.abspath(source.rstrip("/"))), "best.pth")
+    dst = os.path.join(tr.output_dir, "best.pth")
+    if not tr.info.is_main or os.path.exists(dst) or os.path.abspath(src) == os.path.abspath(dst):
+        return
+    if os.path.isfile(src):
+        atomic_copy(src, dst)
+        tr.log.info(f"copied {src} (the best so far) to {dst}")
 
 
 def _map_position(tr: Trainer, inside: int, old_world: int, old_batch: int, source: str) -> MidEpoch:

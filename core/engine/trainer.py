@@ -302,7 +302,7 @@ class Trainer:
                  f"{amp_name(self.amp_dtype)}, gradients reduced in fp32)" if t.strategy == "fsdp" else "")
         self.log.info(f"world size {info.world_size} on {self.device}{shard}; batch {self.batch_size} per process x "
                       f"{info.world_size} processes x {self.accum} accumulation = global batch {self.global_batch}")
-        if cfg.sched.warmup_epochs >= cfg.train.epochs:
+        if cfg.sched.warmup_epochs >= cfg.train.epochs and info.is_main:  # a recipe warning: said once
             self.log.warning(f"sched.warmup_epochs ({cfg.sched.warmup_epochs}) >= train.epochs ({cfg.train.epochs}): "
                              f"the lr never leaves warm-up")
         self.log.info(f"lr {self.lr:.3e} (peak), {self.iters_per_epoch} iterations / {self.updates_per_epoch} "

@@ -116,3 +116,13 @@ def test_latest_follows_checkpoints_and_eval_only_finds_the_newest_run(tmp_path,
     assert main(["--output-dir", str(good), "--eval-only"]) == 0
     assert json.load(open(good / "eval_results.json"))["metrics"]["count"] == 360
     assert main(["--eval-only"]) == 2 and "give --config RECIPE.yaml" in capsys.readouterr().err
+
+
+def test_a_start_up_error_leaves_no_empty_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SWIN_OUTPUT_ROOT", str(tmp_path / "outputs"))
+    assert main(["--config", DIGITS, "--opt", TINY_OPT, *QUICK, "train.amp=fp16"]) == 2
+    assert "config error: train.amp=fp16 on CPU" in capsys.readouterr().err
+    assert not list((tmp_path / "outputs").rglob("*.txt"))  # the fresh folder went again; the error was printed
+    named = tmp_path / "named"
+    assert main(["--config", DIGITS, "--output-dir", str(named), "--opt", TINY_OPT, *QUICK, "train.amp=fp16"]) == 2
+    assert "train.amp=fp16" in (named / "log.txt").read_text()  # a folder the user named keeps the log

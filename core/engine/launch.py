@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 from typing import Any, Callable, Sequence
 
@@ -143,6 +144,7 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
             cfg.train.resume = ""
     info = du.init_distributed(cfg.train.device)
     lock: RunLock | None = None
+    fresh_dir: str | None = None  # a run folder this call created, removed again if a start-up error leaves it unused
     try:
         if args.resume == "auto":
             fsdp = cfg.train.strategy == "fsdp"  # a sharded run's checkpoint is the folder last.dcp
@@ -157,7 +159,9 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
                 raise ConfigError(f"--eval-only: no run of {cfg.name!r} with a best.pth under {runs_root(cfg)}; "
                                   f"give --output-dir RUN or --resume CHECKPOINT")
             cfg.train.output_dir = latest
+        fresh = not cfg.train.output_dir
         run = resolve_run(cfg)  # the folder and the checkpoint to continue, decided once
+        fresh_dir = run.output_dir if fresh and info.is_main else None
         if info.is_main and not run.eval_only:
             lock = RunLock(run.output_dir)
             taken = lock.acquire()  # before anything is written there: a second run into the folder fails, untouched
@@ -183,8 +187,28 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
                 "checkpoint" if isinstance(e, CheckpointError) else "write")
         print(f"{kind} error: {e}", file=sys.stderr)
         logging.getLogger("swin.warnings").error(f"{kind} error: {e}")  # into log.txt too (rank 0, once it is open)
+        if lock is not None:
+            lock.release()
+            lock = None
+        if fresh_dir is not None:
+            _drop_if_unused(fresh_dir)
         return 2
     finally:
         if lock is not None:
             lock.release()
         du.cleanup()
+
+
+def _drop_if_unused(run_dir: str) -> None:
+    """Remove a run folder this call created when nothing but its log was written (a start-up error): failed
+    starts leave no empty runs behind (the error was printed)."""
+    try:
+        names = set(os.listdir(run_dir))
+    except OSError:
+        return
+    if names <= {"log.txt", "config.yaml", ".lock"}:
+        for h in list(logging.getLogger("swin").handlers):  # release log.txt before it goes
+            if isinstance(h, logging.FileHandler):
+                logging.getLogger("swin").removeHandler(h)
+                h.close()
+        shutil.rmtree(run_dir, ignore_errors=True)

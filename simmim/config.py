@@ -29,6 +29,8 @@ class MIMConfig:
     target: Literal["pixels", "norm_pixels", "frame_diff"] = fld(
         "pixels", help="what is regressed at masked positions: pixels (SimMIM); norm_pixels = pixels normalised "
                        "per mask patch (MAE's norm_pix_loss); frame_diff = x[t+1] - x[t] (clips only)")
+    loss: Literal["l1", "l2"] = fld("l1", help="l1 (SimMIM) or l2 = squared error (MAE) on the masked positions; "
+                                               "held-out skill is measured with the same error")
 
 
 @dataclass

@@ -36,11 +36,15 @@ def pixel_mask(mask: torch.Tensor, patch_size: tuple[int, ...]) -> torch.Tensor:
     return m.unsqueeze(1)
 
 
-def simmim_loss(x: torch.Tensor, x_rec: torch.Tensor, mask_px: torch.Tensor) -> torch.Tensor:
-    """L1 on masked pixels only: sum / (masked pixel count + 1e-5) / channels."""
-    l1 = (x_rec - x).abs()
-    m = mask_px.to(l1.dtype)
-    return (l1 * m).sum() / (m.sum() + 1e-5) / x.shape[1]
+LOSSES = ("l1", "l2")
+
+
+def simmim_loss(x: torch.Tensor, x_rec: torch.Tensor, mask_px: torch.Tensor, loss: str = "l1") -> torch.Tensor:
+    """L1 (SimMIM) or squared error (``l2``, MAE) on masked pixels only: sum / (masked pixel count + 1e-5) /
+    channels."""
+    err = (x_rec - x).abs() if loss == "l1" else (x_rec - x).square()
+    m = mask_px.to(err.dtype)
+    return (err * m).sum() / (m.sum() + 1e-5) / x.shape[1]
 
 
 def batch_inputs(batch: Any) -> torch.Tensor | None:
@@ -64,9 +68,11 @@ class SimMIM(Task):
     best_metric = "skill"
 
     def __init__(self, encoder: nn.Module, mask_generator: MaskGenerator, decoder_stride: int = 0,
-                 target: str = "pixels") -> None:
+                 target: str = "pixels", loss: str = "l1") -> None:
         super().__init__()
         check_target(target, mask_generator.input_size)
+        if loss not in LOSSES:
+            raise ConfigError(f"mim.loss = {loss!r}, expected one of {', '.join(LOSSES)}")
         if getattr(encoder, "num_classes", 0):
             raise ConfigError(f"the SimMIM encoder must be headless (model.num_classes = 0), got "
                               f"num_classes = {encoder.num_classes}")
@@ -90,7 +96,7 @@ class SimMIM(Task):
         trunc_normal_(self.mask_token, std=0.02)
         self.decoder = build_decoder(encoder.num_features, stride, self.in_chans)
         self.eval_seed = 0
-        self.target = target
+        self.target, self.loss = target, loss
         g = mask_generator  # norm_pixels' unit: one mask patch (clips: x one temporal patch)
         self.target_unit = ((g.model_patch_size[0],) if g.frames else ()) + (g.mask_patch_size,) * 2
 
@@ -129,7 +135,7 @@ class SimMIM(Task):
         mask = self.mask_generator(x.shape[0]).to(x.device)
         x_rec = self.reconstruct(x, mask)
         y, m = self.target_of(x, mask)
-        return {"loss": simmim_loss(y, x_rec.float(), m)}
+        return {"loss": simmim_loss(y, x_rec.float(), m, self.loss)}
 
     # ------------------------------------------------------------------------------------------- engine hooks
     def no_weight_decay(self) -> set[str]:
@@ -141,8 +147,8 @@ class SimMIM(Task):
 
     @torch.no_grad()
     def evaluate(self, loader: Any, env: EvalEnv) -> dict[str, float]:
-        """Masked-target L1 on ``loader`` with fixed masks, against the trivial predictor (``pixels``: each image's
-        mean colour; ``norm_pixels`` and ``frame_diff``: zero).
+        """Masked-target error (``mim.loss``: L1, or the squared error as ``mse``) on ``loader`` with fixed masks,
+        against the trivial predictor (``pixels``: each image's mean colour; ``norm_pixels``, ``frame_diff``: zero).
 
         ``skill`` = 1 - l1 / l1_trivial (0: no better than the trivial predictor; 0.5: half its error).
         """
@@ -160,23 +166,26 @@ class SimMIM(Task):
             with autocast(env.device, env.amp_dtype):
                 x_rec = self.reconstruct(x, mask)
             y, m = self.target_of(x, mask)
-            stats[0] += float(((x_rec.float() - y).abs() * m).sum())
-            stats[1] += float(((trivial_prediction(x, self.target) - y).abs() * m).sum())
+            err = (lambda d: d.abs()) if self.loss == "l1" else (lambda d: d.square())  # noqa: E731
+            stats[0] += float((err(x_rec.float() - y) * m).sum())
+            stats[1] += float((err(trivial_prediction(x, self.target) - y) * m).sum())
             stats[2] += float(m.sum()) * x.shape[1]
         if du.is_dist():
             stats = du.all_reduce_sum(stats.to(env.device)).cpu()
         n = max(float(stats[2]), 1.0)
         l1, base = float(stats[0]) / n, float(stats[1]) / n
-        out = {"l1": l1, "l1_trivial": base, "skill": 1.0 - l1 / base if base > 0 else 0.0}
+        key = "l1" if self.loss == "l1" else "mse"
+        out = {key: l1, f"{key}_trivial": base, "skill": 1.0 - l1 / base if base > 0 else 0.0}
         if self.target == "pixels":
-            out["l1_mean_colour"] = base
+            out[f"{key}_mean_colour"] = base
         return out
 
     def describe(self, metrics: dict[str, float]) -> str:
         what, trivial = {"pixels": ("masked-pixel", "mean colour"), "norm_pixels": ("masked norm-pixel", "zero"),
                          "frame_diff": ("masked frame-difference", "zero")}[self.target]
-        return (f"{what} L1 {metrics.get('l1', float('nan')):.4f} vs {trivial} "
-                f"{metrics.get('l1_trivial', float('nan')):.4f} (skill {metrics.get('skill', float('nan')):.3f})")
+        key = "l1" if self.loss == "l1" else "mse"
+        return (f"{what} {key.upper()} {metrics.get(key, float('nan')):.4f} vs {trivial} "
+                f"{metrics.get(f'{key}_trivial', float('nan')):.4f} (skill {metrics.get('skill', float('nan')):.3f})")
 
 
 def build_simmim(cfg: Any, initial_weights: bool = True) -> SimMIM:
@@ -184,7 +193,7 @@ def build_simmim(cfg: Any, initial_weights: bool = True) -> SimMIM:
     encoder = build_model(cfg, 0, initial_weights=initial_weights)
     gen = MaskGenerator(cfg.data.input_size, cfg.mim.mask_patch_size, encoder.patch_size, cfg.mim.mask_ratio,
                         cfg.mim.mask_mode)
-    task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target)
+    task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target, cfg.mim.loss)
     task.eval_seed = cfg.mim.eval_seed
     return task
 

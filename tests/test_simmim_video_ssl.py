@@ -119,6 +119,25 @@ def test_task_loss_regresses_the_target_on_masked_positions(target):
     assert task.mask_token.grad.abs().sum() > 0
 
 
+def test_l2_loss_against_a_direct_computation():
+    g = torch.Generator().manual_seed(0)
+    x, rec = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    m = (torch.rand(2, 1, 4, 4, generator=g) > 0.5).float()
+    expected = sum(float((rec[b, c, i, j] - x[b, c, i, j]) ** 2) for b in range(2) for c in range(3)
+                   for i in range(4) for j in range(4) if m[b, 0, i, j]) / (float(m.sum()) + 1e-5) / 3
+    assert math.isclose(float(simmim_loss(x, rec, m, "l2")), expected, rel_tol=1e-5)
+
+    class Env:
+        device, amp_dtype = torch.device("cpu"), None
+
+    task = _video_task("frame_diff", "frame")
+    task.loss = "l2"
+    out = task.evaluate([torch.randn(2, 3, 8, 32, 32)], Env())
+    assert set(out) == {"mse", "mse_trivial", "skill"} and "masked frame-difference MSE" in task.describe(out)
+    with pytest.raises(ConfigError, match="mim.loss = 'l3', expected one of l1, l2"):
+        SimMIM(create_model("swin_t", **TINY2D), MaskGenerator(32, 8, 4, 0.6), loss="l3")
+
+
 def test_skill_is_against_the_trivial_predictor():
     x = torch.randn(2, 3, 4, 8, 8)
     torch.testing.assert_close(trivial_prediction(x, "pixels"), x.mean(dim=(2, 3, 4), keepdim=True).expand_as(x))

@@ -10,6 +10,8 @@ from core.engine.data_fields import ClipSampling, Normalize, ResizedCrop, VideoS
 from core.video.config import VideoConfig
 from core.video.sources import is_video_set
 
+from .target import check_target
+
 __all__ = ["MIMConfig", "PretrainDataConfig", "SimMIMConfig", "FinetuneSection", "ImageFinetuneConfig",
            "VideoFinetuneConfig"]
 
@@ -21,6 +23,14 @@ class MIMConfig:
     mask_ratio: float = fld(0.6, gt=0.0, lt=1.0, help="fraction of mask patches masked (rounded up)")
     decoder_stride: int = fld(0, ge=0, help="0 = the backbone's spatial stride; otherwise it must equal it")
     eval_seed: int = fld(0, help="seed of the fixed validation masks")
+    mask_mode: Literal["tube", "frame"] = fld(
+        "tube", help="clips: tube = one spatial mask on every temporal patch; frame = an independent spatial mask "
+                     "per temporal patch (a masked place is mostly visible in another frame); images: the same")
+    target: Literal["pixels", "norm_pixels", "frame_diff"] = fld(
+        "pixels", help="what is regressed at masked positions: pixels (SimMIM); norm_pixels = pixels normalised "
+                       "per mask patch (MAE's norm_pix_loss); frame_diff = x[t+1] - x[t] (clips only)")
+    loss: Literal["l1", "l2"] = fld("l1", help="l1 (SimMIM) or l2 = squared error (MAE) on the masked positions; "
+                                               "held-out skill is measured with the same error")
 
 
 @dataclass
@@ -62,6 +72,7 @@ class SimMIMConfig(Config):
         if self.model.num_classes:
             raise ConfigError(f"model.num_classes = {self.model.num_classes}: the SimMIM encoder is headless, "
                               f"expected 0")
+        check_target(self.mim.target, self.data.input_size)
 
 
 @dataclass

@@ -4,9 +4,12 @@
     mask = gen()            # (48, 48) int64 0/1: ceil(36 * 0.6) = 22 mask patches of 8x8 model patches each
     masks = gen(16)         # (16, 48, 48), one independent mask per image
 
-For clips, ``input_size=(T, H, W)`` and ``model_patch_size=(pt, ph, pw)`` give a tube mask: one spatial mask
-repeated on every temporal patch, shape (T/pt, H/ph, W/pw). Masks come from torch's RNG (or ``generator``), so
-they follow the run's seed and its resume.
+For clips, ``input_size=(T, H, W)`` and ``model_patch_size=(pt, ph, pw)`` give masks of shape (T/pt, H/ph, W/pw):
+``mode="tube"`` (default) one spatial mask repeated on every temporal patch (a masked place is hidden in every
+frame); ``mode="frame"`` an independent spatial mask per temporal patch (each with the same count), so a masked
+place is usually visible in another frame and reconstruction becomes correspondence over time. For images the
+two modes are the same. Masks come from torch's RNG (or ``generator``), so they follow the run's seed and its
+resume.
 """
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ import torch
 
 from core.engine.config import ConfigError
 
-__all__ = ["MaskGenerator"]
+__all__ = ["MaskGenerator", "MASK_MODES"]
+
+MASK_MODES = ("tube", "frame")
 
 
 def _pair(v: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
@@ -28,12 +33,14 @@ def _pair(v: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
 
 
 class MaskGenerator:
-    """Random SimMIM masks (2D) or tube masks (3D) on the model's patch grid."""
+    """Random SimMIM masks (2D), tube or per-frame masks (3D) on the model's patch grid."""
 
     def __init__(self, input_size: int | Sequence[int] = 192, mask_patch_size: int = 32,
-                 model_patch_size: int | Sequence[int] = 4, mask_ratio: float = 0.6) -> None:
+                 model_patch_size: int | Sequence[int] = 4, mask_ratio: float = 0.6, mode: str = "tube") -> None:
         if not 0.0 < float(mask_ratio) < 1.0:
             raise ConfigError(f"mask_ratio = {mask_ratio}, expected a value in (0, 1)")
+        if mode not in MASK_MODES:
+            raise ConfigError(f"mim.mask_mode = {mode!r}, expected one of {', '.join(MASK_MODES)}")
         ndim = 3 if (not isinstance(input_size, int) and len(input_size) == 3) else 2
         size = _pair(input_size, ndim, "input_size")
         patch = _pair(model_patch_size, ndim, "model_patch_size")
@@ -54,6 +61,12 @@ class MaskGenerator:
         self.frames = size[0] // patch[0] if ndim == 3 else 0                   # temporal patches (tube length)
         self.token_count = math.prod(self.rand_size)
         self.mask_count = int(math.ceil(self.token_count * self.mask_ratio))
+        if self.mask_count >= self.token_count:
+            raise ConfigError(f"mim.mask_ratio = {mask_ratio} masks all {self.token_count} mask patches "
+                              f"(ceil({self.token_count} x {mask_ratio}) = {self.mask_count}): no visible patch is "
+                              f"left; use a ratio <= {(self.token_count - 1) / self.token_count:.4g} or a smaller "
+                              f"mim.mask_patch_size")
+        self.mode = mode
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -64,17 +77,21 @@ class MaskGenerator:
     def __call__(self, batch: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """One mask (``grid``) or ``batch`` of them, int64 0/1 (1 = masked)."""
         n = 1 if batch is None else int(batch)
-        keys = torch.rand(n, self.token_count, generator=generator)
+        per_frame = bool(self.frames) and self.mode == "frame"
+        rows = n * self.frames if per_frame else n                            # one spatial mask per row
+        keys = torch.rand(rows, self.token_count, generator=generator)
         order = keys.argsort(dim=1)[:, :self.mask_count]                     # a uniform random subset per row
-        coarse = torch.zeros(n, self.token_count, dtype=torch.int64)
+        coarse = torch.zeros(rows, self.token_count, dtype=torch.int64)
         coarse.scatter_(1, order, 1)
-        m = coarse.view(n, *self.rand_size)
+        m = coarse.view(rows, *self.rand_size)
         m = m.repeat_interleave(self.scale[0], 1).repeat_interleave(self.scale[1], 2)
-        if self.frames:
+        if per_frame:
+            m = m.view(n, self.frames, *m.shape[1:])
+        elif self.frames:
             m = m.unsqueeze(1).expand(n, self.frames, *m.shape[1:]).contiguous()
         return m[0] if batch is None else m
 
     def __repr__(self) -> str:
         return (f"MaskGenerator(input_size={self.input_size}, mask_patch_size={self.mask_patch_size}, "
                 f"model_patch_size={self.model_patch_size}, mask_ratio={self.mask_ratio}, "
-                f"{self.mask_count}/{self.token_count} mask patches{', tube' if self.frames else ''})")
+                f"{self.mask_count}/{self.token_count} mask patches{', ' + self.mode if self.frames else ''})")

@@ -1,4 +1,5 @@
-"""SimMIM as an engine task: mask patches, encode with a mask token, regress the raw pixels of the masked ones.
+"""SimMIM as an engine task: mask patches, encode with a mask token, regress the raw pixels of the masked ones
+(or another target of them: ``simmim.target``, ``mim.target``).
 
 The task holds the plain backbone (``encoder``, the checkpoint's ``model``: a headless Swin / Swin-MLP / Video
 Swin that ``core.load_pretrained`` loads into a classifier), the mask token (1, 1, C) and the decoder. The mask
@@ -22,8 +23,9 @@ from core.nn.layers import channels_first
 
 from .decoder import build_decoder, encoder_stride
 from .mask import MaskGenerator
+from .target import TARGETS, check_target, make_target, trivial_prediction
 
-__all__ = ["SimMIM", "simmim_loss", "pixel_mask", "batch_inputs"]
+__all__ = ["SimMIM", "simmim_loss", "pixel_mask", "batch_inputs", "TARGETS"]
 
 
 def pixel_mask(mask: torch.Tensor, patch_size: tuple[int, ...]) -> torch.Tensor:
@@ -34,11 +36,15 @@ def pixel_mask(mask: torch.Tensor, patch_size: tuple[int, ...]) -> torch.Tensor:
     return m.unsqueeze(1)
 
 
-def simmim_loss(x: torch.Tensor, x_rec: torch.Tensor, mask_px: torch.Tensor) -> torch.Tensor:
-    """L1 on masked pixels only: sum / (masked pixel count + 1e-5) / channels."""
-    l1 = (x_rec - x).abs()
-    m = mask_px.to(l1.dtype)
-    return (l1 * m).sum() / (m.sum() + 1e-5) / x.shape[1]
+LOSSES = ("l1", "l2")
+
+
+def simmim_loss(x: torch.Tensor, x_rec: torch.Tensor, mask_px: torch.Tensor, loss: str = "l1") -> torch.Tensor:
+    """L1 (SimMIM) or squared error (``l2``, MAE) on masked pixels only: sum / (masked pixel count + 1e-5) /
+    channels."""
+    err = (x_rec - x).abs() if loss == "l1" else (x_rec - x).square()
+    m = mask_px.to(err.dtype)
+    return (err * m).sum() / (m.sum() + 1e-5) / x.shape[1]
 
 
 def batch_inputs(batch: Any) -> torch.Tensor | None:
@@ -61,8 +67,12 @@ class SimMIM(Task):
     backbone_attr = "encoder"
     best_metric = "skill"
 
-    def __init__(self, encoder: nn.Module, mask_generator: MaskGenerator, decoder_stride: int = 0) -> None:
+    def __init__(self, encoder: nn.Module, mask_generator: MaskGenerator, decoder_stride: int = 0,
+                 target: str = "pixels", loss: str = "l1") -> None:
         super().__init__()
+        check_target(target, mask_generator.input_size)
+        if loss not in LOSSES:
+            raise ConfigError(f"mim.loss = {loss!r}, expected one of {', '.join(LOSSES)}")
         if getattr(encoder, "num_classes", 0):
             raise ConfigError(f"the SimMIM encoder must be headless (model.num_classes = 0), got "
                               f"num_classes = {encoder.num_classes}")
@@ -86,6 +96,9 @@ class SimMIM(Task):
         trunc_normal_(self.mask_token, std=0.02)
         self.decoder = build_decoder(encoder.num_features, stride, self.in_chans)
         self.eval_seed = 0
+        self.target, self.loss = target, loss
+        g = mask_generator  # norm_pixels' unit: one mask patch (clips: x one temporal patch)
+        self.target_unit = ((g.model_patch_size[0],) if g.frames else ()) + (g.mask_patch_size,) * 2
 
     # ------------------------------------------------------------------------------------------- model
     def encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -107,6 +120,12 @@ class SimMIM(Task):
         """Predicted pixels (B, 3, *input), in the normalised space of ``x``."""
         return self.decoder(self.encode(x, mask))
 
+    def target_of(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the regression target of ``x``, the pixel weight: 1 on masked positions that carry a target)."""
+        y, valid = make_target(x.float(), self.target, self.target_unit)
+        m = pixel_mask(mask, self.encoder.patch_size).to(y.dtype)
+        return y, m if valid is None else m * valid
+
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
         x = batch_inputs(batch)
         if x is None:  # every clip unreadable: a zero loss through the whole model keeps DDP ranks in step
@@ -115,7 +134,8 @@ class SimMIM(Task):
             return {"loss": self.reconstruct(x, mask).sum() * 0.0}
         mask = self.mask_generator(x.shape[0]).to(x.device)
         x_rec = self.reconstruct(x, mask)
-        return {"loss": simmim_loss(x, x_rec.float(), pixel_mask(mask, self.encoder.patch_size))}
+        y, m = self.target_of(x, mask)
+        return {"loss": simmim_loss(y, x_rec.float(), m, self.loss)}
 
     # ------------------------------------------------------------------------------------------- engine hooks
     def no_weight_decay(self) -> set[str]:
@@ -127,15 +147,16 @@ class SimMIM(Task):
 
     @torch.no_grad()
     def evaluate(self, loader: Any, env: EvalEnv) -> dict[str, float]:
-        """Masked-pixel L1 on ``loader`` with fixed masks, against predicting each image's mean colour.
+        """Masked-target error (``mim.loss``: L1, or the squared error as ``mse``) on ``loader`` with fixed masks,
+        against the trivial predictor (``pixels``: each image's mean colour; ``norm_pixels``, ``frame_diff``: zero).
 
-        ``skill`` = 1 - l1 / l1_mean_colour (0: no better than the mean colour; 0.5: half its error).
+        ``skill`` = 1 - l1 / l1_trivial (0: no better than the trivial predictor; 0.5: half its error).
         """
         if loader is None:
             return {}
         self.eval()
         gen = torch.Generator().manual_seed(self.eval_seed)
-        stats = torch.zeros(3, dtype=torch.float64)  # model L1 sum, mean-colour L1 sum, masked pixel-channels
+        stats = torch.zeros(3, dtype=torch.float64)  # model L1 sum, trivial L1 sum, masked pixel-channels
         for batch in loader:
             x = batch_inputs(batch)
             if x is None:
@@ -144,27 +165,35 @@ class SimMIM(Task):
             mask = self.mask_generator(x.shape[0], generator=gen).to(env.device)
             with autocast(env.device, env.amp_dtype):
                 x_rec = self.reconstruct(x, mask)
-            m = pixel_mask(mask, self.encoder.patch_size).to(x.dtype)
-            mean = x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)
-            stats[0] += float(((x_rec.float() - x).abs() * m).sum())
-            stats[1] += float(((mean - x).abs() * m).sum())
+            y, m = self.target_of(x, mask)
+            err = (lambda d: d.abs()) if self.loss == "l1" else (lambda d: d.square())  # noqa: E731
+            stats[0] += float((err(x_rec.float() - y) * m).sum())
+            stats[1] += float((err(trivial_prediction(x, self.target) - y) * m).sum())
             stats[2] += float(m.sum()) * x.shape[1]
         if du.is_dist():
             stats = du.all_reduce_sum(stats.to(env.device)).cpu()
         n = max(float(stats[2]), 1.0)
         l1, base = float(stats[0]) / n, float(stats[1]) / n
-        return {"l1": l1, "l1_mean_colour": base, "skill": 1.0 - l1 / base if base > 0 else 0.0}
+        key = "l1" if self.loss == "l1" else "mse"
+        out = {key: l1, f"{key}_trivial": base, "skill": 1.0 - l1 / base if base > 0 else 0.0}
+        if self.target == "pixels":
+            out[f"{key}_mean_colour"] = base
+        return out
 
     def describe(self, metrics: dict[str, float]) -> str:
-        return (f"masked-pixel L1 {metrics.get('l1', float('nan')):.4f} vs mean colour "
-                f"{metrics.get('l1_mean_colour', float('nan')):.4f} (skill {metrics.get('skill', float('nan')):.3f})")
+        what, trivial = {"pixels": ("masked-pixel", "mean colour"), "norm_pixels": ("masked norm-pixel", "zero"),
+                         "frame_diff": ("masked frame-difference", "zero")}[self.target]
+        key = "l1" if self.loss == "l1" else "mse"
+        return (f"{what} {key.upper()} {metrics.get(key, float('nan')):.4f} vs {trivial} "
+                f"{metrics.get(f'{key}_trivial', float('nan')):.4f} (skill {metrics.get('skill', float('nan')):.3f})")
 
 
 def build_simmim(cfg: Any, initial_weights: bool = True) -> SimMIM:
     """The headless encoder (model.*), the mask generator (mim.*, data.img_size / clip_len) and the task."""
     encoder = build_model(cfg, 0, initial_weights=initial_weights)
-    gen = MaskGenerator(cfg.data.input_size, cfg.mim.mask_patch_size, encoder.patch_size, cfg.mim.mask_ratio)
-    task = SimMIM(encoder, gen, cfg.mim.decoder_stride)
+    gen = MaskGenerator(cfg.data.input_size, cfg.mim.mask_patch_size, encoder.patch_size, cfg.mim.mask_ratio,
+                        cfg.mim.mask_mode)
+    task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target, cfg.mim.loss)
     task.eval_seed = cfg.mim.eval_seed
     return task
 

@@ -2,6 +2,8 @@
 
 Columns: the original, the masked input (masked patches grey), the reconstruction (predicted pixels in the
 masked patches, the input elsewhere) and the raw prediction; one row for an image, a few frames of a clip.
+A ``norm_pixels`` prediction is shown with each mask patch's true mean and spread put back (as MAE's demo); a
+``frame_diff`` run shows the true and the predicted frame difference x[t+1] - x[t] around grey instead.
 CHECKPOINT is a SimMIM run's ``last.pth`` / ``best.pth`` (the recipe is read from it). Without an image or
 video, ``photo:china`` / ``photo:flower`` name scikit-learn's sample photographs.
 """
@@ -22,6 +24,7 @@ from core.engine.data import DataError
 
 from .config import SimMIMConfig
 from .mask import MaskGenerator
+from .target import prediction_as_pixels, trivial_prediction
 from .task import SimMIM, pixel_mask
 
 __all__ = ["load_task", "load_input", "reconstruction_figure", "main"]
@@ -46,7 +49,7 @@ def load_task(path: str, size: Sequence[int] | None = None) -> tuple[SimMIM, Sim
     if size:
         input_size = (*cfg.data.input_size[:-2], *size)
         task.mask_generator = MaskGenerator(input_size, cfg.mim.mask_patch_size, task.encoder.patch_size,
-                                            cfg.mim.mask_ratio)
+                                            cfg.mim.mask_ratio, cfg.mim.mask_mode)
     task.load_split_state(ckpt["model"], ckpt["task"])
     return task.eval(), cfg
 
@@ -103,22 +106,29 @@ def load_input(path: str, cfg: SimMIMConfig, size: Sequence[int]) -> tuple[torch
 @torch.no_grad()
 def reconstruction_figure(task: SimMIM, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, out: str,
                           seed: int = 0, frames: int = 4, title: str = "") -> dict[str, float]:
-    """Write the picture; returns the masked-pixel L1 of the model and of the mean colour (normalised units)."""
+    """Write the picture; returns the masked-target L1 of the model and of the trivial predictor (the mean colour
+    for pixels, zero otherwise), in normalised units."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     mask = task.mask_generator(1, generator=torch.Generator().manual_seed(seed))
-    rec = task.reconstruct(x, mask).float()
-    m = pixel_mask(mask, task.encoder.patch_size).float()
-    n = float(m.sum()) * x.shape[1]
-    l1 = float(((rec - x).abs() * m).sum()) / n
-    base = float(((x.mean(dim=tuple(range(2, x.ndim)), keepdim=True) - x).abs() * m).sum()) / n
+    pred = task.reconstruct(x, mask).float()
+    y, w = task.target_of(x, mask)
+    n = max(float(w.sum()) * x.shape[1], 1.0)
+    l1 = float(((pred - y).abs() * w).sum()) / n
+    base = float(((trivial_prediction(x, task.target) - y).abs() * w).sum()) / n
+    m = pixel_mask(mask, task.encoder.patch_size).float()      # the masked region (frame_diff: also the last frame)
     scale = 255.0 if x.ndim == 5 else 1.0
     show = lambda t: ((t * std + mean) / scale).clamp(0, 1)[0]  # noqa: E731
-    grey = torch.full_like(x, 0.5 * scale)
-    cols = {"original": show(x), "masked input": show(x * (1 - m) + ((grey - mean) / std) * m),
-            "reconstruction": show(x * (1 - m) + rec * m), "prediction": show(rec)}
+    grey = (torch.full_like(x, 0.5 * scale) - mean) / std      # mid-grey in normalised units
+    rec = prediction_as_pixels(pred, x, task.target, task.target_unit)
+    if rec is None:  # frame_diff: the true and the predicted difference around grey, in the masked patches
+        cols = {"original": show(x), "masked input": show(x * (1 - m) + grey * m),
+                "true difference": show(grey + y * m), "predicted difference": show(grey + pred * m)}
+    else:
+        cols = {"original": show(x), "masked input": show(x * (1 - m) + grey * m),
+                "reconstruction": show(x * (1 - m) + rec * m), "prediction": show(rec)}
     if x.ndim == 5:  # (3, T, H, W): a few frames as rows
         t_idx = np.linspace(0, x.shape[2] - 1, min(frames, x.shape[2])).round().astype(int)
         rows = [{k: v[:, t] for k, v in cols.items()} for t in t_idx]
@@ -138,13 +148,15 @@ def reconstruction_figure(task: SimMIM, x: torch.Tensor, mean: torch.Tensor, std
             if c == 0 and label:
                 ax.set_ylabel(label, fontsize=8)
     g = task.mask_generator
-    fig.suptitle(f"{title}{' - ' if title else ''}{g.mask_count}/{g.token_count} mask patches of {g.mask_patch_size} px; "
-                 f"masked-pixel L1 {l1:.3f} (mean colour {base:.3f})", fontsize=8)
+    trivial = "mean colour" if task.target == "pixels" else "zero"
+    fig.suptitle(f"{title}{' - ' if title else ''}{g.mask_count}/{g.token_count} mask patches of {g.mask_patch_size} px"
+                 f"{', ' + g.mode if g.frames else ''}; masked {task.target} L1 {l1:.3f} ({trivial} {base:.3f})",
+                 fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
-    return {"l1": l1, "l1_mean_colour": base}
+    return {"l1": l1, "l1_trivial": base, "l1_mean_colour": base}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -165,7 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}: masked-pixel L1 {res['l1']:.4f}, mean colour {res['l1_mean_colour']:.4f}")
+    what = {"pixels": "masked-pixel L1", "norm_pixels": "masked norm-pixel L1", "frame_diff": "masked "
+            "frame-difference L1"}[task.target]
+    trivial = "mean colour" if task.target == "pixels" else "zero"
+    print(f"wrote {args.out}: {what} {res['l1']:.4f}, {trivial} {res['l1_trivial']:.4f}")
     return 0
 
 

@@ -70,7 +70,8 @@ def test_label_subset_keeps_a_stratified_fraction():
 
 @pytest.mark.slow
 def test_video_pretrain_then_finetune_from_it(tmp_path):
-    """Tube-masked pretraining on generated clips, then few-label fine-tuning that loads its backbone."""
+    """Per-frame-masked pretraining (the recipe) on generated clips, then few-label fine-tuning that loads its
+    backbone."""
     from simmim.finetune import main as finetune
     from simmim.pretrain import main as pretrain
     root = str(tmp_path / "sz")

@@ -1,0 +1,96 @@
+"""What the decoder regresses at the masked positions (``mim.target``), and the trivial predictor it is scored
+against.
+
+- ``pixels``: the normalised input (SimMIM); trivial predictor: each image's (clip's) mean colour.
+- ``norm_pixels``: the input normalised per mask unit (MAE's ``norm_pix_loss``): over the channels and pixels of
+  one mask patch (images: mask_patch x mask_patch; clips: temporal patch x mask_patch x mask_patch),
+  ``(x - mean) / sqrt(var + 1e-6)``; appearance (a unit's colour and contrast) is taken out; trivial predictor: 0.
+- ``frame_diff`` (clips only): at frame t the temporal difference ``x[t + 1] - x[t]``; the last frame has no
+  successor and is left out of the loss; trivial predictor: 0 (no motion).
+
+    y, valid = make_target(x, "norm_pixels", unit=(2, 8, 8))   # valid: None or a (1, 1, T, 1, 1) 0/1 weight
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from core.engine.config import ConfigError
+
+__all__ = ["TARGETS", "check_target", "patch_normalise", "frame_diff", "make_target", "trivial_prediction",
+           "prediction_as_pixels"]
+
+TARGETS = ("pixels", "norm_pixels", "frame_diff")
+
+
+def check_target(target: str, input_size: Sequence[int]) -> None:
+    """A start-up error for a target that does not fit the input (``input_size`` = (H, W) or (T, H, W))."""
+    if target not in TARGETS:
+        raise ConfigError(f"mim.target = {target!r}, expected one of {', '.join(TARGETS)}")
+    if target == "frame_diff":
+        if len(input_size) != 3:
+            raise ConfigError("mim.target = frame_diff needs clips (a video_* model and a clip data set); this "
+                              "model takes images: use pixels or norm_pixels")
+        if input_size[0] < 2:
+            raise ConfigError(f"mim.target = frame_diff needs at least 2 frames, data.clip_len = {input_size[0]}")
+
+
+def _unit_stats(x: torch.Tensor, unit: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(mean, var, block shape) of ``x`` (B, C, *dims) over the channels and pixels of each block of ``unit``."""
+    b, c, *dims = x.shape
+    if len(unit) != len(dims) or any(d % u for d, u in zip(dims, unit)):
+        raise ValueError(f"input of shape {tuple(x.shape)} does not split into blocks of {tuple(unit)}")
+    n = len(dims)
+    shape = [b, c]
+    for d, u in zip(dims, unit):
+        shape += [d // u, u]
+    blocks = x.reshape(shape)                                         # (B, C, g0, u0, g1, u1, ...)
+    red = (1, *(3 + 2 * i for i in range(n)))                         # channels and in-block axes
+    return blocks.mean(dim=red, keepdim=True), blocks.var(dim=red, keepdim=True, unbiased=False), shape
+
+
+def patch_normalise(x: torch.Tensor, unit: Sequence[int], eps: float = 1e-6) -> torch.Tensor:
+    """``x`` (B, C, *dims) normalised to zero mean and unit variance over the channels and pixels of each block of
+    ``unit`` pixels (one block per mask unit; dims must be multiples of ``unit``)."""
+    mean, var, shape = _unit_stats(x, unit)
+    return ((x.reshape(shape) - mean) / (var + eps).sqrt()).reshape(x.shape)
+
+
+def prediction_as_pixels(pred: torch.Tensor, x: torch.Tensor, target: str, unit: Sequence[int],
+                         eps: float = 1e-6) -> torch.Tensor | None:
+    """A prediction in the input's (normalised) pixel space, for pictures: ``norm_pixels`` takes the true unit's
+    mean and spread (as MAE's demo); ``frame_diff`` has no pixel form (None)."""
+    if target == "pixels":
+        return pred
+    if target == "norm_pixels":
+        mean, var, shape = _unit_stats(x, unit)
+        return (pred.reshape(shape) * (var + eps).sqrt() + mean).reshape(x.shape)
+    return None
+
+
+def frame_diff(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x[:, :, t + 1] - x[:, :, t] at frame t, zero at the last frame; the (1, 1, T, 1, 1) 0/1 validity weight)."""
+    y = torch.zeros_like(x)
+    y[:, :, :-1] = x[:, :, 1:] - x[:, :, :-1]
+    valid = torch.ones(1, 1, x.shape[2], 1, 1, dtype=x.dtype, device=x.device)
+    valid[:, :, -1] = 0
+    return y, valid
+
+
+def make_target(x: torch.Tensor, target: str, unit: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(the regression target, same shape as ``x``; a weight broadcastable to it, None = every position)."""
+    if target == "pixels":
+        return x, None
+    if target == "norm_pixels":
+        return patch_normalise(x, unit), None
+    if target == "frame_diff":
+        return frame_diff(x)
+    raise ConfigError(f"mim.target = {target!r}, expected one of {', '.join(TARGETS)}")
+
+
+def trivial_prediction(x: torch.Tensor, target: str) -> torch.Tensor:
+    """What ``skill`` is measured against: the mean colour of each image / clip (pixels), else zeros."""
+    if target == "pixels":
+        return x.mean(dim=tuple(range(2, x.ndim)), keepdim=True).expand_as(x)
+    return torch.zeros_like(x)

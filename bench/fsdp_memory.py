@@ -17,12 +17,12 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import time
 from typing import Any
 
 import torch
 
+from bench.run import machine
 from core import create_model
 
 GIB = 1024 ** 3
@@ -124,14 +124,6 @@ def _state_bytes(model: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
     return n
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["analytic", "measure"])
@@ -148,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     res = measure(a.strategy, a.steps, a.batch, a.size)
     if not res:
         return 0
-    res.update(commit=_commit(), machine=f"{platform.node()} {os.cpu_count()} cores, torch {torch.__version__}",
+    res.update(commit=machine()["commit"], machine=f"{platform.node()} {os.cpu_count()} cores, torch {torch.__version__}",
                command=f"torchrun --nproc_per_node {res['ranks'][0]['world_size']} -m bench.fsdp_memory measure "
                        f"--strategy {a.strategy} --steps {a.steps} --batch {a.batch} --size {a.size}",
                date=time.strftime("%Y-%m-%d"))

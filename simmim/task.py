@@ -39,10 +39,15 @@ def pixel_mask(mask: torch.Tensor, patch_size: tuple[int, ...]) -> torch.Tensor:
 LOSSES = ("l1", "l2")
 
 
+def pixel_error(d: torch.Tensor, loss: str = "l1") -> torch.Tensor:
+    """Elementwise |d| (``l1``, SimMIM) or d^2 (``l2``, MAE)."""
+    return d.abs() if loss == "l1" else d.square()
+
+
 def simmim_loss(x: torch.Tensor, x_rec: torch.Tensor, mask_px: torch.Tensor, loss: str = "l1") -> torch.Tensor:
     """L1 (SimMIM) or squared error (``l2``, MAE) on masked pixels only: sum / (masked pixel count + 1e-5) /
     channels."""
-    err = (x_rec - x).abs() if loss == "l1" else (x_rec - x).square()
+    err = pixel_error(x_rec - x, loss)
     m = mask_px.to(err.dtype)
     return (err * m).sum() / (m.sum() + 1e-5) / x.shape[1]
 
@@ -166,9 +171,8 @@ class SimMIM(Task):
             with autocast(env.device, env.amp_dtype):
                 x_rec = self.reconstruct(x, mask)
             y, m = self.target_of(x, mask)
-            err = (lambda d: d.abs()) if self.loss == "l1" else (lambda d: d.square())  # noqa: E731
-            stats[0] += float((err(x_rec.float() - y) * m).sum())
-            stats[1] += float((err(trivial_prediction(x, self.target) - y) * m).sum())
+            stats[0] += float((pixel_error(x_rec.float() - y, self.loss) * m).sum())
+            stats[1] += float((pixel_error(trivial_prediction(x, self.target) - y, self.loss) * m).sum())
             stats[2] += float(m.sum()) * x.shape[1]
         if du.is_dist():
             stats = du.all_reduce_sum(stats.to(env.device)).cpu()

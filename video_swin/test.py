@@ -21,6 +21,7 @@ from core.engine.checkpoint import load_checkpoint
 from core.engine.config import ConfigError
 from core.engine.data import build_loaders
 from core.engine.device import amp_choice, amp_name
+from core.engine.inference import add_amp_arg, model_opts
 from core.video.config import VideoConfig
 from core.video.data import collate_videos
 from core.video.datasets import build_datasets, check_classes
@@ -36,8 +37,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--config", default="", help="default: config.yaml next to the checkpoint")
     p.add_argument("--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="", help="folder for test_scores.csv / test_results.json")
-    p.add_argument("--amp", default=None, choices=["auto", "none", "bf16", "fp16"],
-                   help="autocast precision (default: the recipe's train.amp)")
+    add_amp_arg(p)
     return p.parse_args(argv)
 
 
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ckpt_path = os.path.join(latest, "best.pth")
     config = args.config or os.path.join(os.path.dirname(ckpt_path), "config.yaml")
     try:
-        cfg = load_config(config, [*args.opt, *([f"train.amp={args.amp}"] if args.amp else [])], schema=VideoConfig)
+        cfg = load_config(config, model_opts(args), schema=VideoConfig)
         ckpt = load_checkpoint(ckpt_path)
     except Exception as e:  # config or checkpoint unusable: one clear line
         print(f"error: {e}", file=sys.stderr)

@@ -22,16 +22,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _cpu_capabilities() -> dict:
+    return torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (avx512_bf16 or AMX), so bf16 autocast beats fp32."""
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    caps = _cpu_capabilities()
     return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
 
 
 def cpu_name() -> str:
     """The CPU's model name, for messages."""
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    return str(caps.get("cpu_name") or "this CPU")
+    return str(_cpu_capabilities().get("cpu_name") or "this CPU")
 
 
 def amp_choice(amp: str, device: torch.device) -> tuple[torch.dtype | None, str]:
@@ -49,7 +55,7 @@ def amp_choice(amp: str, device: torch.device) -> tuple[torch.dtype | None, str]
         if amp == "bf16" and not bf16:
             raise ConfigError(f"train.amp=bf16: {torch.cuda.get_device_name(device)} ({device}) has no native bf16; "
                              f"use train.amp=fp16 or none")
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp], "asked"
+        return _AMP_DTYPES[amp], "asked"
     if device.type == "cpu":
         bf16 = cpu_has_native_bf16()
         if amp == "auto":
@@ -64,7 +70,7 @@ def amp_choice(amp: str, device: torch.device) -> tuple[torch.dtype | None, str]
         return torch.bfloat16, "asked"
     if amp == "auto":
         return None, f"auto: fp32 on {device.type}"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp], "asked"
+    return _AMP_DTYPES[amp], "asked"
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -74,7 +80,7 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
 
 def amp_name(dtype: torch.dtype | None) -> str:
     """'bf16', 'fp16' or 'fp32' for logs."""
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+    return {v: k for k, v in _AMP_DTYPES.items()}.get(dtype, "fp32")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

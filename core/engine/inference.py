@@ -185,9 +185,7 @@ def add_model_args(p: Any, batch_size: int | None = None, amp: bool = True) -> N
                    help="override recipe values, e.g. data.crop_size=256 (any config field)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     if amp:
-        p.add_argument("--amp", default=None, choices=["auto", "none", "bf16", "fp16"],
-                       help="autocast precision (default: the checkpoint's train.amp; auto = bf16 where the device "
-                            "has native bf16)")
+        add_amp_arg(p)
     p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers (per process)")
     if batch_size is not None:
         p.add_argument("--batch-size", type=int, default=batch_size, help="items per forward pass")
@@ -204,6 +202,13 @@ def model_from_args(args: Any, schema: type, **kwargs: Any) -> tuple[LoadedModel
     device = pick_device(args.device)
     return load_model(args.checkpoint, schema, model_name=args.model, opts=model_opts(args), device=device,
                       **kwargs), device
+
+
+def add_amp_arg(p: Any) -> None:
+    """--amp: the autocast precision of a tool (sets train.amp; :func:`model_opts`)."""
+    p.add_argument("--amp", default=None, choices=["auto", "none", "bf16", "fp16"],
+                   help="autocast precision (default: the checkpoint's train.amp; auto = bf16 where the device "
+                        "has native bf16)")
 
 
 def model_opts(args: Any) -> list[str]:

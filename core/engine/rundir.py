@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from . import distributed as du
 from .checkpoint import CheckpointError
 from .config import Config
+from .sharding import find_sharded
 
 __all__ = ["RunContext", "resolve_run", "runs_root", "new_run_dir", "mark_latest", "latest_run_dir", "run_output_dir",
            "resume_path", "eval_checkpoint"]
@@ -101,13 +102,11 @@ def resume_path(cfg: Config) -> str | None:
         return t.resume
     last = os.path.join(run_output_dir(cfg), "last.pth")
     if t.strategy == "fsdp":  # the sharded last.dcp (core.engine.sharding)
-        from .sharding import find_sharded
         last = find_sharded(run_output_dir(cfg)) or last
         if os.path.isfile(last):
             raise CheckpointError(f"{last} was written by a train.strategy=ddp run; continue it with "
                                   f"train.strategy=ddp, or choose another train.output_dir")
     elif not os.path.exists(last):  # ddp into a folder of a sharded run: never start it again from scratch
-        from .sharding import find_sharded
         sharded = find_sharded(run_output_dir(cfg))
         if sharded:
             raise CheckpointError(f"{sharded} was written by a train.strategy=fsdp run; continue it with "

@@ -144,7 +144,7 @@ def _local(t: torch.Tensor) -> torch.Tensor:
 
 
 def full_norm(norm: torch.Tensor | None) -> torch.Tensor | None:
-    """A gradient norm as a plain tensor (clip_grad_norm_ of sharded gradients returns a DTensor)."""
+    """A whole plain tensor of a DTensor (a gradient norm of sharded gradients, a sharded parameter), else as is."""
     return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
 
@@ -312,11 +312,8 @@ def load_full_backbone(task: nn.Module, prefix: str, state: Mapping[str, torch.T
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
     full = {k: v for k, v in task.state_dict().items() if not k.startswith(prefix)}
-    full = {k: _full(v) for k, v in full.items()}
+    full = {k: full_norm(v) for k, v in full.items()}
     full.update({prefix + k: v for k, v in state.items()})
     set_model_state_dict(task, full, options=StateDictOptions(full_state_dict=True, strict=True))
 
-
-def _full(t: torch.Tensor) -> torch.Tensor:
-    return t.full_tensor() if hasattr(t, "full_tensor") else t
 

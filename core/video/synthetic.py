@@ -1,6 +1,7 @@
-"""Embedded default video data set "moving shapes": real mp4 files, class = direction of motion.
+"""Generated motion-defined clip sets, real mp4 files: "moving shapes" (the embedded default; class = direction of
+motion), "spin_zoom" (turning or zooming texture) and "speed_change" (how the shapes' speed changes).
 
-A few random shapes (random kind, colour, size, start position, speed) drift left, right, up or down over a
+Moving shapes: a few random shapes (random kind, colour, size, start position, speed) drift left, right, up or down over a
 random textured background and wrap around the borders, so no single frame tells the class; only motion does.
 Written once with PyAV (libx264, yuv420p) into a cache folder, with mmaction2 list files and classes.txt.
 Horizontal flip swaps left and right: train on it with ``hflip=0`` (see ``MOVING_SHAPES_RECIPE``).
@@ -16,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["CLASSES", "MOVING_SHAPES_RECIPE", "default_cache_dir", "render_clip", "moving_shapes_masks",
-           "moving_shapes_item", "write_mp4", "ensure_moving_shapes"]
+           "moving_shapes_item", "write_mp4", "ensure_moving_shapes", "SPIN_ZOOM_CLASSES", "render_spin_zoom_clip",
+           "ensure_spin_zoom", "SPEED_CHANGE_CLASSES", "speed_profile", "render_speed_change_clip",
+           "ensure_speed_change"]
 
 CLASSES = ("left", "right", "up", "down")
 _VELOCITY = {"left": (0.0, -1.0), "right": (0.0, 1.0), "up": (-1.0, 0.0), "down": (1.0, 0.0)}  # (dy, dx)
@@ -253,3 +256,69 @@ def ensure_spin_zoom(root: str | os.PathLike | None = None, *, num_train: int = 
     params = dict(kind="spin_zoom", version=_SPIN_ZOOM_VERSION, num_train=num_train, num_val=num_val,
                   num_frames=num_frames, size=size, seed=seed, codec=codec)
     return _materialise(root, params, SPIN_ZOOM_CLASSES, render_spin_zoom_clip)
+
+
+# ---------------------------------------------------------------------------------------------- speed change
+# A third motion task, made once as a held-out check of the video SSL recipes (not tuned on): 2-4 shapes over a
+# still texture, each in its own random direction, all with one speed profile. The class is how the speed changes
+# over the clip, never the direction, so neither a frame nor the direction of motion tells it; playing a clip
+# backwards turns speed_up into slow_down (and turn_back / steady into themselves with the direction reversed).
+SPEED_CHANGE_CLASSES = ("speed_up", "slow_down", "turn_back", "steady")
+_SPEED_CHANGE_VERSION = 1
+
+
+def speed_profile(profile: str, num_frames: int, top: float) -> np.ndarray:
+    """Signed speed (px / frame) along a shape's direction at each frame: ``speed_up`` 0.1 top -> top,
+    ``slow_down`` the reverse, ``turn_back`` +top -> -top (at rest mid-clip), ``steady`` 0.55 top throughout."""
+    u = np.linspace(0.0, 1.0, num_frames)
+    if profile == "speed_up":
+        return top * (0.1 + 0.9 * u)
+    if profile == "slow_down":
+        return top * (1.0 - 0.9 * u)
+    if profile == "turn_back":
+        return top * (1.0 - 2.0 * u)
+    if profile == "steady":
+        return np.full(num_frames, 0.55 * top)
+    raise ValueError(f"profile must be one of {SPEED_CHANGE_CLASSES}, got {profile!r}")
+
+
+def render_speed_change_clip(rng: np.random.Generator, profile: str, num_frames: int = 16,
+                             size: int = 32) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 of 2-4 shapes over a still random texture, each moving in its own random
+    direction with the speed ``profile`` (top speed 1.5-3 px / frame), wrapping around the borders."""
+    tex = _periodic_texture(rng, size) * 0.5 + 64          # a duller background than the shapes
+    n = int(rng.integers(2, 5))
+    kinds = rng.integers(0, 3, n)
+    radius = rng.uniform(2.5, size / 6, n)
+    colors = rng.uniform(0, 255, (n, 3))
+    angle = rng.uniform(0, 2 * np.pi, n)
+    direction = np.stack([np.sin(angle), np.cos(angle)], 1)  # (dy, dx)
+    speed = speed_profile(profile, num_frames, float(rng.uniform(1.5, 3.0)))
+    offset = np.concatenate([[0.0], np.cumsum(speed[:-1])])   # distance travelled before frame t
+    mid = rng.uniform(0, size, (n, 2))                        # position at the middle frame: uniform, so no frame
+    offset = offset - offset[num_frames // 2]                 # tells the class
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    frames = np.empty((num_frames, size, size, 3), np.uint8)
+    for t in range(num_frames):
+        img = tex.copy()
+        for k in range(n):
+            cy, cx = mid[k] + offset[t] * direction[k]
+            dy = (yy - cy + size / 2) % size - size / 2
+            dx = (xx - cx + size / 2) % size - size / 2
+            mask = (np.maximum(abs(dy), abs(dx)) <= radius[k] if kinds[k] == 0 else
+                    dy * dy + dx * dx <= radius[k] ** 2 if kinds[k] == 1 else abs(dy) + abs(dx) <= radius[k] * 1.3)
+            img[mask] = colors[k]
+        frames[t] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
+    return frames
+
+
+def ensure_speed_change(root: str | os.PathLike | None = None, *, num_train: int = 400, num_val: int = 100,
+                        num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None) -> Path:
+    """Generate the speed-change set once (same layout as moving shapes) and return its folder."""
+    root = Path(root) if root is not None else default_cache_dir() / "speed_change"
+    if codec is None:
+        import av
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    params = dict(kind="speed_change", version=_SPEED_CHANGE_VERSION, num_train=num_train, num_val=num_val,
+                  num_frames=num_frames, size=size, seed=seed, codec=codec)
+    return _materialise(root, params, SPEED_CHANGE_CLASSES, render_speed_change_clip)

@@ -1,0 +1,49 @@
+"""The generated speed-change clip set: speed profiles, real decodable mp4s, and speed changes what the frames show."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.video.sources import is_video_set
+from core.video.synthetic import SPEED_CHANGE_CLASSES, ensure_speed_change, render_speed_change_clip, speed_profile
+
+
+def test_speed_profiles_and_their_time_reversal():
+    up, down = speed_profile("speed_up", 16, 2.0), speed_profile("slow_down", 16, 2.0)
+    turn, steady = speed_profile("turn_back", 16, 2.0), speed_profile("steady", 16, 2.0)
+    assert up[0] == pytest.approx(0.2) and up[-1] == pytest.approx(2.0) and np.all(np.diff(up) > 0)
+    np.testing.assert_allclose(up[::-1], down)            # played backwards, speeding up is slowing down
+    np.testing.assert_allclose(turn[::-1], -turn)         # turning back stays turning back, direction reversed
+    assert turn[0] == pytest.approx(2.0) and turn[-1] == pytest.approx(-2.0)
+    np.testing.assert_allclose(steady, 1.1)
+    with pytest.raises(ValueError, match="profile must be one of"):
+        speed_profile("left", 16, 2.0)
+
+
+def _change(profile: str, clips: int = 12) -> np.ndarray:
+    """Mean absolute change between consecutive frames, (T - 1,), averaged over clips (noise alone gives ~3.4)."""
+    diffs = [np.abs(np.diff(render_speed_change_clip(np.random.default_rng([9, i]), profile, 16, 32)
+                            .astype(float), axis=0)).mean(axis=(1, 2, 3)) for i in range(clips)]
+    return np.mean(diffs, 0)
+
+
+def test_the_frames_change_as_fast_as_the_shapes_move():
+    up, down, turn, steady = (_change(c) for c in SPEED_CHANGE_CLASSES)
+    assert up[-4:].mean() > 1.6 * up[:4].mean()
+    assert down[:4].mean() > 1.6 * down[-4:].mean()
+    assert min(turn[:3].mean(), turn[-3:].mean()) > 1.6 * turn[6:9].mean()  # at rest mid-clip
+    assert 0.7 < steady[-4:].mean() / steady[:4].mean() < 1.4
+
+
+def test_speed_change_set_is_real_decodable_mp4(tmp_path):
+    import decord
+    root = ensure_speed_change(tmp_path / "sc", num_train=8, num_val=4, num_frames=8)
+    assert (root / "classes.txt").read_text().split() == list(SPEED_CHANGE_CLASSES)
+    lines = (root / "val.txt").read_text().split("\n")[:-1]
+    assert [int(ln.split()[1]) for ln in lines] == [0, 1, 2, 3]
+    frames = decord.VideoReader(str(root / lines[1].split()[0])).get_batch(list(range(8))).asnumpy()
+    clip = render_speed_change_clip(np.random.default_rng([0, 1, 1]), "slow_down", 8, 32).astype(float)
+    other = render_speed_change_clip(np.random.default_rng([0, 1, 2]), "turn_back", 8, 32).astype(float)
+    assert np.abs(frames - clip).mean() < 0.5 * np.abs(frames - other).mean()  # up to the lossy codec
+    assert ensure_speed_change(tmp_path / "sc", num_train=8, num_val=4, num_frames=8) == root  # cached
+    assert is_video_set("speed_change")

@@ -1,6 +1,6 @@
 """MoBY on clips with time-reversed negatives (moby.reverse_negatives): the reversal, the extra-negative loss against
 a direct computation, one forward on a tiny Video Swin (one target pass, reversed keys not enqueued), a palindromic
-clip (its reversed key is its positive), the refusal on images, two-clip views of the spin/zoom set, and (slow) a
+clip (its reversed key is its positive), the refusal on images, two-clip views of the spin/zoom set, and a one-epoch
 pretraining run of the recipe whose best.pth fine-tunes with simmim.finetune."""
 from __future__ import annotations
 
@@ -136,7 +136,6 @@ def test_spin_zoom_gives_two_clip_views(tmp_path):
     assert query.classes == ["clockwise", "anticlockwise", "zoom_in", "zoom_out"]
 
 
-@pytest.mark.slow
 def test_spin_zoom_recipe_pretrains_and_its_best_fine_tunes(tmp_path):
     """One epoch of configs/moby/tiny_spin_zoom.yaml on a few clips; simmim.finetune loads its best.pth."""
     from core.engine.checkpoint import load_checkpoint
@@ -154,7 +153,8 @@ def test_spin_zoom_recipe_pretrains_and_its_best_fine_tunes(tmp_path):
     ft = str(tmp_path / "ft")
     assert finetune(["--config", "configs/simmim/tiny_spin_zoom_ft.yaml", "--output-dir", ft, "--opt", *common,
                      f"model.pretrained={pre}/best.pth", "finetune.label_fraction=0.5"]) == 0
-    assert "loaded" in open(os.path.join(ft, "log.txt")).read()
+    assert f"initial weights: {pre}/best.pth (ours format); missing keys none; unexpected keys none" in \
+        open(os.path.join(ft, "log.txt")).read()
     out = load_checkpoint(os.path.join(ft, "last.pth"))
     k = "layers.0.blocks.0.attn.qkv.weight"
     assert not torch.equal(out["model"][k], best["model"][k]) and out["model"]["head.fc.weight"].shape[0] == 4

@@ -13,16 +13,18 @@ __all__ = ["MoBYDataConfig", "ViewAugConfig", "MoBYHeadConfig", "KNNConfig", "Pr
 
 @dataclass
 class MoBYDataConfig(LoaderConfig, Normalize, ClipSampling, VideoSource):
-    """Images (ImageFolder root/train, root/val; embedded shapes or digits) or clips (Kinetics, moving shapes)."""
-    dataset: Literal["imagefolder", "shapes", "digits", "kinetics", "moving_shapes"] = "imagefolder"
-    root: str = fld("", help="ImageFolder / video folder; moving_shapes: cache folder ('' = ~/.cache/swin_suite)")
+    """Images (ImageFolder root/train, root/val; embedded shapes or digits) or clips (Kinetics, generated moving
+    shapes or spin/zoom)."""
+    dataset: Literal["imagefolder", "shapes", "digits", "kinetics", "moving_shapes", "spin_zoom"] = "imagefolder"
+    root: str = fld("", help="ImageFolder / video folder; moving_shapes, spin_zoom: cache folder ('' = "
+                             "~/.cache/swin_suite/<name>)")
     train_split: str = "train"
     val_split: str = fld("val", help="the labelled split the kNN monitor queries (its bank: the training split)")
     probe_split: str = fld("val", help="the held-out split the linear probe reports")
     img_size: int = fld(224, ge=1, help="crop size of a view (images and clips)")
     clip_len: int = fld(16, ge=1)
-    num_train: int = fld(4000, ge=8, help="shapes / moving_shapes: generated training items")
-    num_val: int = fld(1000, ge=4, help="shapes / moving_shapes: generated validation items")
+    num_train: int = fld(4000, ge=8, help="shapes / moving_shapes / spin_zoom: generated training items")
+    num_val: int = fld(1000, ge=4, help="shapes / moving_shapes / spin_zoom: generated validation items")
     num_test: int = fld(1000, ge=4, help="shapes: generated test items")
     shapes: dict[str, Any] = fld({}, help="shapes: difficulty (num_classes, texture, scale, rotation, noise); "
                                            "see core.classification.shapes")
@@ -65,6 +67,9 @@ class MoBYHeadConfig:
     momentum: float = fld(0.99, ge=0.0, le=1.0, help="base momentum, cosine-increased to 1 over training")
     target_drop_path: float = fld(0.0, ge=0.0, lt=1.0, help="drop path of the target (momentum) backbone")
     sync_bn: bool = fld(True, help="SyncBatchNorm in projector / predictor under DDP")
+    reverse_negatives: bool = fld(False, help="clips: the target also embeds each key clip played backwards, an "
+                                              "extra negative of the other view's query (same appearance, opposite "
+                                              "motion: only the direction of time tells them apart); not enqueued")
 
 
 @dataclass
@@ -91,3 +96,8 @@ class MoBYConfig(Config):
     moby: MoBYHeadConfig = field(default_factory=MoBYHeadConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+    def check(self) -> None:
+        if self.moby.reverse_negatives and not self.data.video:
+            raise ConfigError(f"moby.reverse_negatives=true needs clips (a video data.dataset), but data.dataset = "
+                              f"{self.data.dataset!r} gives images; set moby.reverse_negatives=false")

@@ -4,7 +4,9 @@
 The classification task of the engine (``core.train``) with the MoBY checkpoint as ``model.pretrained`` (loaded by
 ``core.load_pretrained``: our export or the official Transformer-SSL layout; the classifier head is new) and
 layer-wise lr decay (``optim.layer_decay``). Adds the embedded shapes set to the image data sets. A Video Swin
-pretrained on clips fine-tunes with ``python -m video_swin.train --opt model.pretrained=RUN/best.pth``.
+pretrained on clips fine-tunes with ``python -m video_swin.train --opt model.pretrained=RUN/best.pth``, or on a
+fraction of the labels (``finetune.label_fraction``) with ``python -m simmim.finetune --config
+configs/simmim/tiny_spin_zoom_ft.yaml --opt model.pretrained=RUN/best.pth`` (any video recipe of that command).
 """
 from __future__ import annotations
 

@@ -5,6 +5,11 @@ target backbone -> projector, a symmetric contrastive loss against two key queue
     out = task((view1, view2))          # {"loss", "momentum"}; keys of both views enter the queues
     task.after_update(step, total)      # momentum update of the target, k += 1
 
+On clips, ``reverse_negatives=True`` makes the target also embed each key clip played backwards: that key has the
+positive's appearance and the opposite motion, an extra negative of the other view's query (not enqueued), so
+only the direction of time tells the positive from it (``time_top1``: % of queries that rank it below the
+positive; 50 = blind to the direction).
+
 Everything (target weights, queues, pointer, momentum counter k) is a parameter or buffer, so the engine's
 checkpoints save and resume it; the backbone alone is the deliverable (``backbone_attr = "encoder"``).
 """
@@ -22,7 +27,7 @@ from core.convert import register_layout
 from core.engine import distributed as du
 from core.engine.task import EvalEnv, Task
 
-__all__ = ["MLPHead", "momentum_at", "contrastive_loss", "enqueue", "MoBY"]
+__all__ = ["MLPHead", "momentum_at", "reverse_time", "contrastive_loss", "time_top1", "enqueue", "MoBY"]
 
 
 class MLPHead(nn.Module):
@@ -42,12 +47,30 @@ def momentum_at(k: int, total: int, base: float = 0.99) -> float:
     return 1.0 - (1.0 - base) * (math.cos(math.pi * k / max(total, 1)) + 1.0) / 2.0
 
 
-def contrastive_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Cross-entropy of [q.k, q.queue] / T with the positive at index 0 (q, k, queue rows L2-normalised)."""
+def reverse_time(x: torch.Tensor) -> torch.Tensor:
+    """A batch of clips (N, C, T, H, W) played backwards (flipped along T)."""
+    if x.dim() != 5:
+        raise ValueError(f"reverse_time needs clips (N, C, T, H, W), got a {x.dim()}-D tensor {tuple(x.shape)}")
+    return torch.flip(x, dims=(2,))
+
+
+def contrastive_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float,
+                     extra_neg: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of [q.k, q.queue] / T with the positive at index 0 (q, k, queue rows L2-normalised).
+
+    ``extra_neg`` (N, D), paired row-wise with ``q``: one more negative per query, [q.k, q.extra_neg, q.queue]."""
     pos = (q * k).sum(1, keepdim=True)
     neg = q @ queue.t()
+    if extra_neg is not None:
+        neg = torch.cat([(q * extra_neg).sum(1, keepdim=True), neg], 1)
     logits = torch.cat([pos, neg], 1) / temperature
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+@torch.no_grad()
+def time_top1(q: torch.Tensor, k: torch.Tensor, k_rev: torch.Tensor) -> torch.Tensor:
+    """% of the queries ``q`` (N, D) that score their positive ``k`` above its time-reversed ``k_rev`` (row-wise)."""
+    return 100.0 * ((q * k).sum(1) > (q * k_rev).sum(1)).float().mean()
 
 
 @torch.no_grad()
@@ -67,7 +90,7 @@ class MoBY(Task):
 
     def __init__(self, encoder: nn.Module, encoder_k: nn.Module, *, proj_dim: int = 256, hidden_dim: int = 4096,
                  queue_len: int = 4096, temperature: float = 0.2, momentum: float = 0.99,
-                 knn_k: int = 20, knn_temperature: float = 0.07) -> None:
+                 knn_k: int = 20, knn_temperature: float = 0.07, reverse_negatives: bool = False) -> None:
         super().__init__()
         dim = encoder.num_features
         self.encoder = encoder
@@ -80,6 +103,7 @@ class MoBY(Task):
             p.requires_grad = False
         self.temperature, self.base_momentum = temperature, momentum
         self.knn_k, self.knn_temperature = knn_k, knn_temperature
+        self.reverse_negatives = reverse_negatives
         queues = F.normalize(torch.randn(2, queue_len, proj_dim), dim=-1)
         self.register_buffer("queue1", queues[0].clone())  # keys of view 1 (the negatives of view 2's predictions)
         self.register_buffer("queue2", queues[1].clone())
@@ -98,18 +122,23 @@ class MoBY(Task):
         n = len(x1)
         feats = self.encoder(torch.cat([x1, x2]))          # the backbone sees both views in one pass (no BN in it)
         p1, p2 = self.predictor(self.projector(feats[:n])), self.predictor(self.projector(feats[n:]))
+        views = [x1, x2, reverse_time(x1), reverse_time(x2)] if self.reverse_negatives else [x1, x2]
         with torch.no_grad():
-            feats_k = self.encoder_k(torch.cat([x1, x2]))
-            z1, z2 = self.projector_k(feats_k[:n]), self.projector_k(feats_k[n:])
+            feats_k = self.encoder_k(torch.cat(views))     # one pass; the heads' BatchNorm sees one view at a time
             dt = self.queue1.dtype  # float32 under autocast too
-            k1, k2 = F.normalize(z1.to(dt), dim=1), F.normalize(z2.to(dt), dim=1)
+            keys = [F.normalize(self.projector_k(f).to(dt), dim=1) for f in feats_k.split(n)]
+        k1, k2 = keys[0], keys[1]
+        r1, r2 = (keys[2], keys[3]) if self.reverse_negatives else (None, None)
         with torch.autocast(x1.device.type, enabled=False):  # similarities / 0.2 in full precision
             q1, q2 = F.normalize(p1.to(dt), dim=1), F.normalize(p2.to(dt), dim=1)
             # the queues are cloned: the enqueue below writes into them while the graph still needs these values
-            loss = contrastive_loss(q1, k2, self.queue2.clone(), self.temperature) + \
-                contrastive_loss(q2, k1, self.queue1.clone(), self.temperature)
-        self._enqueue(k1, k2)
-        return {"loss": loss, "momentum": self.momentum.clone()}
+            loss = contrastive_loss(q1, k2, self.queue2.clone(), self.temperature, r2) + \
+                contrastive_loss(q2, k1, self.queue1.clone(), self.temperature, r1)
+        out = {"loss": loss, "momentum": self.momentum.clone()}
+        if self.reverse_negatives:
+            out["time_top1"] = time_top1(torch.cat([q1, q2]), torch.cat([k2, k1]), torch.cat([r2, r1]))
+        self._enqueue(k1, k2)  # the reversed keys are not
+        return out
 
     @torch.no_grad()
     def _enqueue(self, k1: torch.Tensor, k2: torch.Tensor) -> None:

@@ -14,17 +14,18 @@ __all__ = ["MoBYDataConfig", "ViewAugConfig", "MoBYHeadConfig", "KNNConfig", "Pr
 @dataclass
 class MoBYDataConfig(LoaderConfig, Normalize, ClipSampling, VideoSource):
     """Images (ImageFolder root/train, root/val; embedded shapes or digits) or clips (Kinetics, generated moving
-    shapes or spin/zoom)."""
-    dataset: Literal["imagefolder", "shapes", "digits", "kinetics", "moving_shapes", "spin_zoom"] = "imagefolder"
-    root: str = fld("", help="ImageFolder / video folder; moving_shapes, spin_zoom: cache folder ('' = "
+    shapes, spin/zoom or speed change)."""
+    dataset: Literal["imagefolder", "shapes", "digits", "kinetics", "moving_shapes", "spin_zoom",
+                     "speed_change"] = "imagefolder"
+    root: str = fld("", help="ImageFolder / video folder; generated clip sets: cache folder ('' = "
                              "~/.cache/swin_suite/<name>)")
     train_split: str = "train"
     val_split: str = fld("val", help="the labelled split the kNN monitor queries (its bank: the training split)")
     probe_split: str = fld("val", help="the held-out split the linear probe reports")
     img_size: int = fld(224, ge=1, help="crop size of a view (images and clips)")
     clip_len: int = fld(16, ge=1)
-    num_train: int = fld(4000, ge=8, help="shapes / moving_shapes / spin_zoom: generated training items")
-    num_val: int = fld(1000, ge=4, help="shapes / moving_shapes / spin_zoom: generated validation items")
+    num_train: int = fld(4000, ge=8, help="shapes and the generated clip sets: training items")
+    num_val: int = fld(1000, ge=4, help="shapes and the generated clip sets: validation items")
     num_test: int = fld(1000, ge=4, help="shapes: generated test items")
     shapes: dict[str, Any] = fld({}, help="shapes: difficulty (num_classes, texture, scale, rotation, noise); "
                                            "see core.classification.shapes")

@@ -18,9 +18,7 @@ from moby.config import MoBYConfig
 from moby.pretrain import main as pretrain_main
 from moby.task import MoBY, contrastive_loss, reverse_time, time_top1
 
-# head_drop_rate 0: video_swin_t's default 0.5 would drop pooled features at random in training mode
-VIDEO_KW = dict(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=(2, 4, 4), patch_size=(2, 4, 4),
-                head_drop_rate=0.0)
+VIDEO_KW = dict(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=(2, 4, 4), patch_size=(2, 4, 4))
 T = 0.2
 
 

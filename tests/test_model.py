@@ -156,3 +156,16 @@ def test_layer_decay_groups_follow_simmim():
     assert model.group_id("layers.1.downsample.reduction.weight") == 2  # with the last block before it
     assert model.group_id("layers.3.blocks.1.mlp.fc2.bias") == 12
     assert model.group_id("head.fc.weight") == 13
+
+
+def test_a_headless_model_never_drops_its_features():
+    """head_drop_rate belongs to the classifier: a headless model (num_classes=0, e.g. MoBY's backbones) returns
+    the same pooled features in training mode; a classifier added later gets the dropout back."""
+    from core.nn.model import SwinTransformer
+    torch.manual_seed(0)
+    m = SwinTransformer(ndim=3, patch_size=(2, 4, 4), window_size=(2, 2, 2), embed_dim=16, depths=(1, 1),
+                        num_heads=(1, 2), num_classes=0, drop_path_rate=0.0, head_drop_rate=0.5).train()
+    x = torch.randn(2, 3, 4, 16, 16)
+    torch.testing.assert_close(m(x), m(x), rtol=0, atol=0)
+    m.reset_classifier(3)
+    assert isinstance(m.head.drop, torch.nn.Dropout) and m.head.drop.p == 0.5

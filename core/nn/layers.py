@@ -75,12 +75,13 @@ class PatchMerging(nn.Module):
 
 
 class ClassifierHead(nn.Module):
-    """Global average pool over all spatial axes, dropout, linear (the I3D head in 3D)."""
+    """Global average pool over all spatial axes, dropout, linear (the I3D head in 3D). Headless
+    (``num_classes=0``): the pooled features, never dropped (the dropout belongs to the classifier)."""
 
     def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0) -> None:
         super().__init__()
-        self.in_features = in_features
-        self.drop = nn.Dropout(drop_rate)
+        self.in_features, self.drop_rate = in_features, drop_rate
+        self.drop = nn.Dropout(drop_rate) if num_classes > 0 else nn.Identity()
         self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

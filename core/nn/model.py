@@ -138,7 +138,7 @@ class SwinTransformer(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head by a freshly initialised one for num_classes."""
         self.num_classes = num_classes
-        self.head = ClassifierHead(self.num_features, num_classes, self.head.drop.p)
+        self.head = ClassifierHead(self.num_features, num_classes, self.head.drop_rate)
         self.head.apply(self._init_weights)
 
     # --- forward ------------------------------------------------------------------------------------------

@@ -71,6 +71,10 @@ class MoBYHeadConfig:
     reverse_negatives: bool = fld(False, help="clips: the target also embeds each key clip played backwards, an "
                                               "extra negative of the other view's query (same appearance, opposite "
                                               "motion: only the direction of time tells them apart); not enqueued")
+    reverse_views: bool = fld(False, help="clips: the online encoder also embeds both clips played backwards, each a "
+                                          "query of its own (positive: the other view's reversed key) and a negative "
+                                          "of its forward embedding, gradients through both (implies "
+                                          "reverse_negatives; twice the online compute)")
 
 
 @dataclass
@@ -99,6 +103,7 @@ class MoBYConfig(Config):
     probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     def check(self) -> None:
-        if self.moby.reverse_negatives and not self.data.video:
-            raise ConfigError(f"moby.reverse_negatives=true needs clips (a video data.dataset), but data.dataset = "
-                              f"{self.data.dataset!r} gives images; set moby.reverse_negatives=false")
+        for name in ("reverse_negatives", "reverse_views"):
+            if getattr(self.moby, name) and not self.data.video:
+                raise ConfigError(f"moby.{name}=true needs clips (a video data.dataset), but data.dataset = "
+                                  f"{self.data.dataset!r} gives images; set moby.{name}=false")

@@ -46,7 +46,7 @@ def build_moby(cfg: MoBYConfig, info: DistInfo) -> MoBY:
     target = build_model(cfg, num_classes=0, initial_weights=False, drop_path_rate=m.target_drop_path)
     task = MoBY(online, target, proj_dim=m.proj_dim, hidden_dim=m.hidden_dim, queue_len=m.queue_len,
                 temperature=m.temperature, momentum=m.momentum, knn_k=cfg.knn.k, knn_temperature=cfg.knn.temperature,
-                reverse_negatives=m.reverse_negatives)
+                reverse_negatives=m.reverse_negatives, reverse_views=m.reverse_views)
     if info.distributed and m.sync_bn:
         for name in ("projector", "predictor", "projector_k"):
             setattr(task, name, convert_sync_batchnorm(getattr(task, name), info.device))

@@ -8,7 +8,11 @@ target backbone -> projector, a symmetric contrastive loss against two key queue
 On clips, ``reverse_negatives=True`` makes the target also embed each key clip played backwards: that key has the
 positive's appearance and the opposite motion, an extra negative of the other view's query (not enqueued), so
 only the direction of time tells the positive from it (``time_top1``: % of queries that rank it below the
-positive; 50 = blind to the direction).
+positive; 50 = blind to the direction). That alone leaves a time-symmetric network where it starts (the gradient only
+reaches the query, and the keys differ from their reversals only as much as the target already tells time apart:
+measured, ``time_top1`` stays at 50); ``reverse_views=True`` also passes the reversed clips through the online
+encoder: each is a query of its own (positive: the other view's reversed key) and a negative of its forward
+embedding, with gradients through both, which is what breaks the symmetry.
 
 Everything (target weights, queues, pointer, momentum counter k) is a parameter or buffer, so the engine's
 checkpoints save and resume it; the backbone alone is the deliverable (``backbone_attr = "encoder"``).
@@ -58,11 +62,13 @@ def contrastive_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temp
                      extra_neg: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of [q.k, q.queue] / T with the positive at index 0 (q, k, queue rows L2-normalised).
 
-    ``extra_neg`` (N, D), paired row-wise with ``q``: one more negative per query, [q.k, q.extra_neg, q.queue]."""
+    ``extra_neg`` (N, D) or (N, E, D), paired row-wise with ``q``: more negatives per query,
+    [q.k, q.extra_neg, q.queue]."""
     pos = (q * k).sum(1, keepdim=True)
     neg = q @ queue.t()
     if extra_neg is not None:
-        neg = torch.cat([(q * extra_neg).sum(1, keepdim=True), neg], 1)
+        extra = extra_neg if extra_neg.dim() == 3 else extra_neg[:, None]
+        neg = torch.cat([torch.einsum("nd,ned->ne", q, extra), neg], 1)
     logits = torch.cat([pos, neg], 1) / temperature
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
@@ -90,7 +96,8 @@ class MoBY(Task):
 
     def __init__(self, encoder: nn.Module, encoder_k: nn.Module, *, proj_dim: int = 256, hidden_dim: int = 4096,
                  queue_len: int = 4096, temperature: float = 0.2, momentum: float = 0.99,
-                 knn_k: int = 20, knn_temperature: float = 0.07, reverse_negatives: bool = False) -> None:
+                 knn_k: int = 20, knn_temperature: float = 0.07, reverse_negatives: bool = False,
+                 reverse_views: bool = False) -> None:
         super().__init__()
         dim = encoder.num_features
         self.encoder = encoder
@@ -103,7 +110,7 @@ class MoBY(Task):
             p.requires_grad = False
         self.temperature, self.base_momentum = temperature, momentum
         self.knn_k, self.knn_temperature = knn_k, knn_temperature
-        self.reverse_negatives = reverse_negatives
+        self.reverse_negatives, self.reverse_views = reverse_negatives, reverse_views
         queues = F.normalize(torch.randn(2, queue_len, proj_dim), dim=-1)
         self.register_buffer("queue1", queues[0].clone())  # keys of view 1 (the negatives of view 2's predictions)
         self.register_buffer("queue2", queues[1].clone())
@@ -120,25 +127,40 @@ class MoBY(Task):
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
         x1, x2 = self._views(batch)
         n = len(x1)
-        feats = self.encoder(torch.cat([x1, x2]))          # the backbone sees both views in one pass (no BN in it)
-        p1, p2 = self.predictor(self.projector(feats[:n])), self.predictor(self.projector(feats[n:]))
-        views = [x1, x2, reverse_time(x1), reverse_time(x2)] if self.reverse_negatives else [x1, x2]
+        reversed_ = [reverse_time(x1), reverse_time(x2)] if self.reverse_negatives or self.reverse_views else []
+        online = [x1, x2, *reversed_] if self.reverse_views else [x1, x2]
+        feats = self.encoder(torch.cat(online))            # one pass over all views (no BN in the backbone)
+        preds = [self.predictor(self.projector(f)) for f in feats.split(n)]  # the heads' BN: one view at a time
         with torch.no_grad():
-            feats_k = self.encoder_k(torch.cat(views))     # one pass; the heads' BatchNorm sees one view at a time
+            feats_k = self.encoder_k(torch.cat([x1, x2, *reversed_]))
             dt = self.queue1.dtype  # float32 under autocast too
             keys = [F.normalize(self.projector_k(f).to(dt), dim=1) for f in feats_k.split(n)]
-        k1, k2 = keys[0], keys[1]
-        r1, r2 = (keys[2], keys[3]) if self.reverse_negatives else (None, None)
         with torch.autocast(x1.device.type, enabled=False):  # similarities / 0.2 in full precision
-            q1, q2 = F.normalize(p1.to(dt), dim=1), F.normalize(p2.to(dt), dim=1)
+            qs = [F.normalize(p.to(dt), dim=1) for p in preds]
             # the queues are cloned: the enqueue below writes into them while the graph still needs these values
-            loss = contrastive_loss(q1, k2, self.queue2.clone(), self.temperature, r2) + \
-                contrastive_loss(q2, k1, self.queue1.clone(), self.temperature, r1)
+            queues = (self.queue2.clone(), self.queue1.clone())
+            loss = sum(contrastive_loss(q, k, queue, self.temperature, neg)
+                       for q, k, queue, neg in self._pairs(qs, keys, queues)) * 2 / len(qs)
         out = {"loss": loss, "momentum": self.momentum.clone()}
-        if self.reverse_negatives:
-            out["time_top1"] = time_top1(torch.cat([q1, q2]), torch.cat([k2, k1]), torch.cat([r2, r1]))
-        self._enqueue(k1, k2)  # the reversed keys are not
+        if reversed_:
+            out["time_top1"] = time_top1(torch.cat(qs[:2]), torch.cat([keys[1], keys[0]]),
+                                         torch.cat([keys[3], keys[2]]))
+        self._enqueue(keys[0], keys[1])  # the reversed keys are not
         return out
+
+    def _pairs(self, qs: list[torch.Tensor], keys: list[torch.Tensor], queues: tuple[torch.Tensor, torch.Tensor]):
+        """(query, positive key, queue, extra negatives) of each term: the query of a view against the other view's
+        key in the same direction of time; the extra negatives are that key played the other way (target) and,
+        with reverse_views, the query's own clip played the other way (online, with gradient)."""
+        other = (1, 0, 3, 2)                                # view 1 <-> view 2, forward and reversed alike
+        flip = (2, 3, 0, 1)                                 # the same clip in the other direction
+        for i, q in enumerate(qs):
+            negs = []
+            if len(keys) == 4:
+                negs.append(keys[flip[other[i]]])
+            if self.reverse_views:
+                negs.append(qs[flip[i]])
+            yield q, keys[other[i]], queues[i % 2], torch.stack(negs, 1) if negs else None
 
     @torch.no_grad()
     def _enqueue(self, k1: torch.Tensor, k2: torch.Tensor) -> None:

@@ -22,22 +22,23 @@ VIDEO_KW = dict(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=(2, 4
 T = 0.2
 
 
-def _video_task(queue_len: int = 8) -> MoBY:
+def _video_task(queue_len: int = 8, reverse_views: bool = False) -> MoBY:
     online = create_model("video_swin_t", num_classes=0, drop_path_rate=0.0, **VIDEO_KW)
     target = create_model("video_swin_t", num_classes=0, drop_path_rate=0.0, **VIDEO_KW)
     return MoBY(online, target, proj_dim=6, hidden_dim=10, queue_len=queue_len, temperature=T,
-                reverse_negatives=True).double()
+                reverse_negatives=True, reverse_views=reverse_views).double()
 
 
 def _unit(*shape: int) -> torch.Tensor:
     return F.normalize(torch.randn(*shape, dtype=torch.double), dim=-1)
 
 
-def _direct(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, extra: torch.Tensor) -> float:
-    """-log softmax of the positive over [q.k, q.extra, q.queue] / T, one query at a time."""
+def _direct(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, *extras: torch.Tensor) -> float:
+    """-log softmax of the positive over [q.k, q.extra..., q.queue] / T, one query at a time."""
     total = 0.0
     for i in range(len(q)):
-        logits = [float(q[i] @ k[i]) / T, float(q[i] @ extra[i]) / T] + [float(q[i] @ r) / T for r in queue]
+        logits = [float(q[i] @ k[i]) / T] + [float(q[i] @ e[i]) / T for e in extras] + \
+            [float(q[i] @ r) / T for r in queue]
         total += -(logits[0] - math.log(sum(math.exp(v) for v in logits)))
     return total / len(q)
 
@@ -98,6 +99,50 @@ def test_reverse_negatives_forward_on_video_swin(monkeypatch):
     torch.testing.assert_close(task.queue2[:2], k2)
     torch.testing.assert_close(task.queue1[2:], queue1[2:], rtol=0, atol=0)
     torch.testing.assert_close(task.queue2[2:], queue2[2:], rtol=0, atol=0)
+
+
+def test_reverse_views_forward_on_video_swin(monkeypatch):
+    """Reversed clips through the online encoder too: four queries, each against the other view's key in its own
+    direction, with that key reversed (target) and its own clip reversed (online) as extra negatives."""
+    task = _video_task(queue_len=8, reverse_views=True)
+    x1, x2 = torch.randn(2, 3, 4, 16, 16, dtype=torch.double), torch.randn(2, 3, 4, 16, 16, dtype=torch.double)
+    queue1, queue2 = task.queue1.clone(), task.queue2.clone()
+    views = [x1, x2, x1.flip(2), x2.flip(2)]
+    q = [F.normalize(task.predictor(task.projector(task.encoder(v))), dim=1).detach() for v in views]
+    k = [_keys(task, v) for v in views]
+    expect = (_direct(q[0], k[1], queue2, k[3], q[2]) + _direct(q[1], k[0], queue1, k[2], q[3]) +
+              _direct(q[2], k[3], queue2, k[1], q[0]) + _direct(q[3], k[2], queue1, k[0], q[1])) / 2
+
+    calls = []
+    forward = task.encoder.forward
+    monkeypatch.setattr(task.encoder, "forward", lambda x: calls.append(x.shape) or forward(x))
+    out = task((x1, x2))
+    assert calls == [(8, 3, 4, 16, 16)]  # one online pass over [x1, x2, x1 reversed, x2 reversed]
+    assert float(out["loss"].detach()) == pytest.approx(expect, rel=1e-6)
+    out["loss"].backward()
+    assert int(task.queue_ptr) == 2
+    torch.testing.assert_close(task.queue1[:2], k[0])
+
+
+def test_reverse_views_push_a_clip_away_from_its_reversal():
+    """The online negative carries gradient on both sides: a gradient step lowers the similarity of a clip's
+    embedding and its reversal's, which the target-only negative cannot do (its keys take no gradient)."""
+    torch.manual_seed(0)
+    task = _video_task(queue_len=8, reverse_views=True)
+    x1, x2 = torch.randn(2, 4, 3, 4, 16, 16, dtype=torch.double)
+
+    def similarity() -> float:
+        with torch.no_grad():
+            q = F.normalize(task.predictor(task.projector(task.encoder(torch.cat([x1, x1.flip(2)])))), dim=1)
+        return float((q[:4] * q[4:]).sum(1).mean())
+
+    before = similarity()
+    opt = torch.optim.SGD([p for p in task.parameters() if p.requires_grad], lr=0.05)
+    for _ in range(3):
+        opt.zero_grad()
+        task((x1, x2))["loss"].backward()
+        opt.step()
+    assert similarity() < before
 
 
 def test_palindromic_clip_cannot_beat_its_reversed_key():

@@ -78,10 +78,9 @@ class SimMIMConfig(Config):
 
 @dataclass
 class FinetuneSection:
-    """Fine-tuning extras: a labelled subset, and the generated spin/zoom clip set."""
+    """Fine-tuning extras: a labelled subset (the clip set is data.dataset, a generated set or a folder)."""
     label_fraction: float = fld(1.0, gt=0.0, le=1.0, help="keep this fraction of the training labels per class")
     label_seed: int = fld(0, help="seed of the labelled subset")
-    spin_zoom: bool = fld(False, help="video: generate the spin/zoom set and train on it (data.root = its folder)")
 
 
 @dataclass

@@ -60,8 +60,6 @@ def setup_image_finetune(cfg: ImageFinetuneConfig, info: DistInfo) -> tuple[Clas
 
 def setup_video_finetune(cfg: VideoFinetuneConfig, info: DistInfo) -> tuple[Any, Any, Any]:
     d = cfg.data
-    if cfg.finetune.spin_zoom:
-        d.dataset = "spin_zoom"
     train_ds, val_ds, num_classes = run_datasets(cfg)
     return build_classification(cfg, info, label_subset(train_ds, cfg.finetune), val_ds, num_classes,
                                 task_cls=VideoClassificationTask, collate_fn=collate_videos,

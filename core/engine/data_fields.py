@@ -54,6 +54,10 @@ class VideoSource:
     decoder: str = fld("decord", help="decord | pyav | torchcodec (core.video.decoders)")
     decode_short_side: int = fld(0, ge=0, help="decode frames larger than this straight to this short side (0 = "
                                                "full size); set it to the transform's short side to skip that work")
+    decoded_cache_mb: int = fld(0, ge=0, help="keep up to this many MiB of whole decoded videos (uint8) per loader "
+                                              "process, each decoded once (workers kept between epochs); 0 = off. "
+                                              "For small sets that fit, not Kinetics; unused by data.backend "
+                                              "pytorchvideo")
 
     def check(self) -> None:
         from core.video.decoders import DECODERS
@@ -62,5 +66,6 @@ class VideoSource:
                               f"{sorted(DECODERS)}")
 
     def decoding(self) -> dict:
-        """The reader's arguments (VideoDataset's decoder and decode_short_side)."""
-        return {"decoder": self.decoder, "decode_short_side": self.decode_short_side}
+        """The reader's arguments (VideoDataset's decoder, decode_short_side and decoded_cache_mb)."""
+        return {"decoder": self.decoder, "decode_short_side": self.decode_short_side,
+                "decoded_cache_mb": self.decoded_cache_mb}

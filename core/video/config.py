@@ -35,6 +35,10 @@ class VideoDataConfig(LoaderConfig, ClipSampling, VideoSource):
         0.5, ge=0.0, le=1.0, help="stop the run (data error, exit 2) when more than this fraction of an epoch's "
                                   "training videos, or of a validation pass, is unreadable; none readable always stops")
 
+    def decoding(self) -> dict:
+        """VideoSource's reader arguments; no decoded cache under data.backend pytorchvideo (it decodes by itself)."""
+        return {**super().decoding(), **({"decoded_cache_mb": 0} if self.backend == "pytorchvideo" else {})}
+
 
 @dataclass
 class VideoConfig(ClassificationConfig):

@@ -7,16 +7,21 @@ resized at decode time (short side), so a 1080p source is never decoded to full-
 ``decord`` (default; the reader the recipes were measured with), ``pyav`` (PyAV, ships its own FFmpeg; maintained),
 ``torchcodec`` (PyTorch's decoder; needs the system FFmpeg libraries). The same indices give the same frames
 (``tests/test_decoders.py``: decord and PyAV equal on real clips).
+
+:class:`DecodedCache` keeps whole decoded videos of a small set in memory (``data.decoded_cache_mb``): a video is
+decoded once per process and its frames served from memory afterwards, equal to a fresh decode's.
 """
 from __future__ import annotations
 
 import importlib
+from collections import OrderedDict
 from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
 
-__all__ = ["DECODERS", "open_video", "check_decoder", "scaled_size", "Video", "decord_frames"]
+__all__ = ["DECODERS", "open_video", "check_decoder", "scaled_size", "Video", "decord_frames", "DecodedVideo",
+           "DecodedCache"]
 
 _INSTALL = {"decord": "pip install decord", "pyav": "pip install av",
             "torchcodec": "pip install torchcodec, and the FFmpeg shared libraries (e.g. apt install ffmpeg)"}
@@ -132,3 +137,75 @@ def check_decoder(name: str) -> None:
 def open_video(path: str, *, decoder: str = "decord", short_side: int = 0, num_threads: int = 1) -> Video:
     """Open ``path`` with ``decoder``; ``short_side`` > 0 decodes frames larger than it straight to that short side."""
     return DECODERS[decoder](path, short_side, num_threads)
+
+
+class DecodedVideo:
+    """A :class:`Video` over frames decoded beforehand, uint8 (N, H, W, C); ``get`` returns a new tensor."""
+
+    def __init__(self, frames: torch.Tensor) -> None:
+        self.frames, self.num_frames = frames, len(frames)
+
+    def get(self, inds: np.ndarray) -> torch.Tensor:
+        inds = np.asarray(inds, dtype=np.int64)
+        return _gather(self.frames, inds.ravel(), inds.shape)
+
+
+class DecodedCache:
+    """Whole videos decoded once and kept in this process as uint8 frames, the least recently used evicted first so
+    that at most ``max_mb`` MiB are held (a DataLoader worker has its own; a pickled copy starts empty).
+
+    ``open(path, opener)`` serves a kept video from memory; otherwise it opens the file with ``opener`` (whose errors
+    pass through), decodes all its frames and keeps them. A video larger than the whole budget (measured on its first
+    frame before decoding the rest), or one that does not decode whole, is never kept: ``opener``'s own reader serves
+    it, so its frames, and whether it counts as unreadable, are those of a run without the cache.
+    """
+
+    def __init__(self, max_mb: float) -> None:
+        self.max_bytes = int(max_mb * 2 ** 20)
+        self._frames: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._never: set[str] = set()  # too large, or not decodable whole: read through the decoder every time
+        self.nbytes = self.hits = self.misses = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["max_bytes"] / 2 ** 20)
+
+    def __contains__(self, path: str) -> bool:
+        return path in self._frames
+
+    def open(self, path: str, opener: Callable[[], Video]) -> Video:
+        """The video at ``path``: from memory, else opened by ``opener`` (and kept when it fits and decodes whole)."""
+        frames = self._frames.get(path)
+        if frames is not None:
+            self._frames.move_to_end(path)
+            self.hits += 1
+            return DecodedVideo(frames)
+        self.misses += 1
+        video = opener()
+        if path in self._never or video.num_frames < 1:
+            return video
+        try:
+            size = video.num_frames * video.get(np.zeros(1, np.int64)).numel()
+            if size > self.max_bytes:
+                self._never.add(path)
+                return video
+            frames = video.get(np.arange(video.num_frames))
+        except Exception:  # noqa: BLE001 -- a damaged part: read only the sampled frames, as without the cache
+            self._never.add(path)
+            return opener()
+        self._put(path, frames)
+        return DecodedVideo(frames)
+
+    def _put(self, path: str, frames: torch.Tensor) -> None:
+        size = frames.numel() * frames.element_size()
+        while self._frames and self.nbytes + size > self.max_bytes:
+            old = self._frames.popitem(last=False)[1]
+            self.nbytes -= old.numel() * old.element_size()
+        self._frames[path] = frames
+        self.nbytes += size
+
+    def info(self) -> dict[str, int]:
+        """Videos and bytes held, hits and misses in this process."""
+        return {"videos": len(self._frames), "bytes": self.nbytes, "hits": self.hits, "misses": self.misses}

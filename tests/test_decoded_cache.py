@@ -1,28 +1,32 @@
-"""The decoded-video cache (data.decoded_cache_mb): a fresh decode's frames, the decoder called once per video and
-process, LRU within the byte budget, off by default, broken files skipped and counted as without it, and loaders
-whose kept workers give the batches (and the final metrics) of fresh ones."""
+"""The decoded-video preload (data.decoded_cache_mb): the videos decoded whole once, in the main process, into shared
+memory that DataLoader workers read; a fresh decode's frames, the budget taken in list order, off by default, broken
+files left to the reader (skipped and counted as without it), and the same final metrics with it on and off."""
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import pickle
+import re
+import shutil
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import DataLoader, get_worker_info
 
 pytest.importorskip("decord")
 
 import core.video.data as video_data  # noqa: E402
-from core.engine.data import EpochLoader, build_loaders  # noqa: E402
+from core.engine.data import build_loaders  # noqa: E402
 from core.video.data import BrokenVideo, VideoDataset, build_video_dataset, collate_videos  # noqa: E402
-from core.video.decoders import DecodedCache, DecodedVideo, open_video  # noqa: E402
-from core.video.synthetic import ensure_moving_shapes  # noqa: E402
+from core.video.decoders import DecodedVideo, PreloadedVideos, open_video  # noqa: E402
+from core.video.synthetic import ensure_moving_shapes, write_mp4  # noqa: E402
 
-FRAME_BYTES = 32 * 32 * 3
-VIDEO_BYTES = 16 * FRAME_BYTES  # a generated clip: 16 frames of 32x32 RGB
+VIDEO_BYTES = 16 * 32 * 32 * 3  # a generated clip: 16 frames of 32x32 RGB
 INFO = SimpleNamespace(world_size=1, rank=0, device=torch.device("cpu"))
 
 
@@ -38,7 +42,7 @@ def paths(shapes) -> list[str]:
 
 @pytest.fixture
 def opens(monkeypatch) -> list[str]:
-    """The paths core.video.data opened with the decoder, in order."""
+    """The paths core.video.data opened with the decoder in this process, in order."""
     calls: list[str] = []
 
     def counting(path, **kwargs):
@@ -48,8 +52,8 @@ def opens(monkeypatch) -> list[str]:
     return calls
 
 
-def _dataset(shapes: Path, mb: int = 0, split: str = "train", **kwargs) -> VideoDataset:
-    return build_video_dataset(shapes, shapes / f"{split}.txt", split=split, clip_len=8, frame_interval=2,
+def _dataset(root: Path, mb: int = 0, split: str = "train", **kwargs) -> VideoDataset:
+    return build_video_dataset(root, root / f"{split}.txt", split=split, clip_len=8, frame_interval=2,
                                crop_size=32, short_side=32, scale=(0.5, 1.0), num_clips=1, num_crops=1,
                                decoded_cache_mb=mb, **kwargs)
 
@@ -59,32 +63,38 @@ def _cfg(num_workers: int, batch_size: int = 4) -> SimpleNamespace:
                                                 pin_memory=False), train=SimpleNamespace(seed=0))
 
 
+def _garbage(tmp_path: Path, good: str) -> tuple[str, str]:
+    garbage, truncated = tmp_path / "garbage.mp4", tmp_path / "truncated.mp4"
+    garbage.write_bytes(b"not a video at all" * 100)
+    truncated.write_bytes(Path(good).read_bytes()[:300])
+    return str(garbage), str(truncated)
+
+
 # ---- the frames ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("decoder,short_side", [("decord", 0), ("decord", 20), ("pyav", 0), ("pyav", 24)])
-def test_cached_frames_equal_a_fresh_decode(paths, decoder, short_side, one_thread):
+def test_preloaded_frames_equal_a_fresh_decode(paths, decoder, short_side, one_thread):
     if decoder == "pyav":
         pytest.importorskip("av")
     ds = VideoDataset([(p, 0) for p in paths], ["a"], decoder=decoder, decode_short_side=short_side,
                       decoded_cache_mb=1)
+    h = short_side or 32
+    assert len(ds.preloaded) == len(paths) and ds.preloaded.nbytes == len(paths) * 16 * h * h * 3
+    assert ds.preloaded.buffer.is_shared()
     rng = np.random.default_rng(0)
     for p in paths:
-        for _ in range(2):  # the first read decodes the whole video, the second is served from memory
-            video = ds.open(p)
-            inds = rng.integers(0, video.num_frames, size=(3, 8))
-            got, ref = video.get(inds), open_video(p, decoder=decoder, short_side=short_side).get(inds)
-            assert got.dtype == ref.dtype == torch.uint8 and got.shape == ref.shape
-            assert got.stride() == ref.stride() and torch.equal(got, ref)
-        assert isinstance(video, DecodedVideo) and p in ds._cache
-    h = short_side or 32
-    assert ds.cache_info == {"videos": len(paths), "bytes": len(paths) * 16 * h * h * 3, "hits": len(paths),
-                             "misses": len(paths)}
-    got[:] = 0  # a served clip is a copy: changing it leaves the cache alone
+        video = ds.open(p)
+        assert isinstance(video, DecodedVideo)
+        inds = rng.integers(0, video.num_frames, size=(3, 8))
+        got, ref = video.get(inds), open_video(p, decoder=decoder, short_side=short_side).get(inds)
+        assert got.dtype == ref.dtype == torch.uint8 and got.shape == ref.shape
+        assert got.stride() == ref.stride() and torch.equal(got, ref)
+    got[:] = 0  # a served clip is a copy: changing it leaves the preloaded frames alone
     assert ds.open(paths[-1]).get(inds).any()
 
 
-def test_items_do_not_depend_on_the_cache(shapes, one_thread):
-    """The same seed gives the same training items (random clip, crop and flip) with the cache on and off."""
+def test_items_do_not_depend_on_the_preload(shapes, one_thread):
+    """The same seed gives the same training items (random clip, crop and flip) with the preload on and off."""
     items = []
     for mb in (0, 1):
         ds = _dataset(shapes, mb)
@@ -94,20 +104,46 @@ def test_items_do_not_depend_on_the_cache(shapes, one_thread):
         assert torch.equal(a, b)
 
 
-# ---- decoding once, the budget, off by default -----------------------------------------------------------------
+# ---- decoded once, in the main process; workers read the shared memory -----------------------------------------
 
-def test_second_read_does_not_call_the_decoder(shapes, paths, opens, one_thread):
-    ds = _dataset(shapes, mb=1)
-    for _ in range(3):
-        for i in range(len(ds)):
-            ds[i]
-    assert sorted(opens) == sorted(paths)  # each video opened once
-    assert ds.cache_info["hits"] == 2 * len(paths) and ds.cache_info["misses"] == len(paths)
+def test_preload_decodes_each_video_once_and_workers_read_it_from_memory(shapes, paths, opens, tmp_path, one_thread):
+    """Each video opened once, in list order, while the data set is built; the loader's 2 workers then give every
+    item with the files gone, the batches of a loader over the files."""
+    root = shutil.copytree(shapes, tmp_path / "copy")
+    ds = _dataset(root, mb=1)
+    assert opens == [p.replace(str(shapes), str(root)) for p in paths]
+    shutil.rmtree(root / "train")  # the mp4 files are gone: only the preloaded frames remain
+    batches = []
+    for train in (build_loaders(_cfg(2), ds, None, INFO, collate_fn=collate_videos)[0],
+                  build_loaders(_cfg(2), _dataset(shapes), None, INFO, collate_fn=collate_videos)[0]):
+        torch.manual_seed(2)
+        batches.append([(b["index"].tolist(), b["skipped"], b["video"]) for b in train])
+    assert sorted(i for idx, _, _ in batches[0] for i in idx) == list(range(len(ds)))
+    assert all(not skipped for _, skipped, _ in batches[0]) and ds.num_skipped == 0
+    for (i0, _, v0), (i1, _, v1) in zip(*batches, strict=True):
+        assert i0 == i1 and torch.equal(v0, v1)
+    assert len(opens) == len(paths)  # this process decoded nothing after the preload
+
+
+def _flip_first_byte(_worker_id: int) -> None:
+    buffer = get_worker_info().dataset.preloaded.buffer
+    buffer[0] = 255 - buffer[0]
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_workers_share_the_preloaded_memory(paths, start, one_thread):
+    """A worker's write to the preloaded frames is seen by the main process: one memory, not a copy per worker."""
+    ds = VideoDataset([(p, 0) for p in paths[:2]], ["a"], clip_len=4, frame_interval=1, decoded_cache_mb=1)
+    first = int(ds.preloaded.buffer[0])
+    loader = DataLoader(ds, batch_size=2, num_workers=1, collate_fn=collate_videos, multiprocessing_context=start,
+                        worker_init_fn=_flip_first_byte)
+    assert len(list(loader)) == 1
+    assert int(ds.preloaded.buffer[0]) == 255 - first
 
 
 def test_off_by_default_decodes_every_time(shapes, paths, opens, one_thread):
     ds = VideoDataset.from_list_file(shapes / "train.txt", clip_len=8, frame_interval=2)
-    assert ds.cache_info is None and ds.worker_seed is None
+    assert ds.preloaded is None and not opens
     for _ in range(2):
         for i in range(len(ds)):
             ds[i]
@@ -115,62 +151,60 @@ def test_off_by_default_decodes_every_time(shapes, paths, opens, one_thread):
     assert not isinstance(ds.open(paths[0]), DecodedVideo)
 
 
-def test_lru_keeps_the_budget(paths):
-    cache = DecodedCache(2.5 * VIDEO_BYTES / 2 ** 20)  # room for two videos
+# ---- the budget ------------------------------------------------------------------------------------------------
 
-    def read(p):
-        return cache.open(p, lambda: open_video(p))
-    a, b, c, d = paths[:4]
-    read(a), read(b)
-    assert a in cache and b in cache and cache.nbytes == 2 * VIDEO_BYTES
-    read(c)  # the oldest goes
-    assert a not in cache and b in cache and c in cache and cache.nbytes == 2 * VIDEO_BYTES
-    read(b)  # a hit makes b the most recent: d pushes c out
-    read(d)
-    assert b in cache and d in cache and c not in cache
-    assert cache.info() == {"videos": 2, "bytes": 2 * VIDEO_BYTES, "hits": 1, "misses": 4}
+def test_the_budget_takes_the_videos_that_fit_in_list_order(paths):
+    opened: list[str] = []
 
-
-def test_a_video_larger_than_the_budget_is_read_but_never_kept(paths):
-    cache = DecodedCache(0.5 * VIDEO_BYTES / 2 ** 20)
+    def opener(p):
+        opened.append(p)
+        return open_video(p)
+    pre = PreloadedVideos(paths[:4] + paths[:1], opener, int(2.5 * VIDEO_BYTES))  # room for two videos
+    assert [p for p in paths if p in pre] == paths[:2] and len(pre) == 2 and pre.nbytes == 2 * VIDEO_BYTES
+    assert opened == paths[:3]  # the third does not fit: the preload ends there
     inds = np.array([[0, 3, 15]])
-    for _ in range(2):
-        video = cache.open(paths[0], lambda: open_video(paths[0]))
-        assert not isinstance(video, DecodedVideo) and torch.equal(video.get(inds), open_video(paths[0]).get(inds))
-    assert paths[0] not in cache and cache.nbytes == 0
+    assert torch.equal(pre.open(paths[1]).get(inds), open_video(paths[1]).get(inds))
+    assert pre.open(paths[2]) is None
+    empty = PreloadedVideos(paths, open_video, VIDEO_BYTES - 1)
+    assert len(empty) == 0 and empty.nbytes == 0 and empty.open(paths[0]) is None
 
 
-def test_a_copy_of_the_data_set_starts_with_an_empty_cache(shapes):
-    import copy
-    import pickle
-    ds = _dataset(shapes, mb=1)
-    ds[0]
-    assert ds.cache_info["videos"] == 1
-    for other in (copy.deepcopy(ds), pickle.loads(pickle.dumps(ds))):
-        assert other.cache_info == {"videos": 0, "bytes": 0, "hits": 0, "misses": 0}
-        assert other._cache.max_bytes == 2 ** 20
+def test_videos_past_the_budget_are_read_from_their_files(shapes, paths, tmp_path, opens, one_thread):
+    big = tmp_path / "big.mp4"  # 16 frames of 160x160: 1.2 MiB, more than the whole budget
+    write_mp4(big, np.random.default_rng(0).integers(0, 256, (16, 160, 160, 3), dtype=np.uint8))
+    ds = VideoDataset([(paths[0], 0), (str(big), 0), (paths[1], 0)], ["a"], clip_len=4, frame_interval=2,
+                      decoded_cache_mb=1)
+    assert paths[0] in ds.preloaded and str(big) not in ds.preloaded and paths[1] not in ds.preloaded
+    opens.clear()
+    torch.manual_seed(0)
+    items = [ds[i]["video"] for i in range(3)]
+    assert opens == [str(big), paths[1]]
+    torch.manual_seed(0)
+    assert all(torch.equal(a, VideoDataset(ds.samples, ["a"], clip_len=4, frame_interval=2)[i]["video"])
+               for i, a in enumerate(items))
 
 
 # ---- broken files ----------------------------------------------------------------------------------------------
 
-def test_broken_files_are_skipped_counted_and_not_cached(shapes, paths, tmp_path, opens):
-    garbage = tmp_path / "garbage.mp4"
-    garbage.write_bytes(b"not a video at all" * 100)
-    truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes(Path(paths[0]).read_bytes()[:300])
-    ds = VideoDataset([(str(garbage), 0), (str(truncated), 0), (paths[0], 0)], ["a"], clip_len=8,
-                      frame_interval=2, decoded_cache_mb=1)
+def test_broken_files_are_not_preloaded_and_counted_once_when_read(paths, tmp_path, opens, one_thread):
+    garbage, truncated = _garbage(tmp_path, paths[0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = VideoDataset([(garbage, 0), (truncated, 0), (paths[0], 0)], ["a"], clip_len=8, frame_interval=2,
+                          decoded_cache_mb=1)
+    assert not caught and ds.num_skipped == 0  # the preload neither warns nor counts
+    assert garbage not in ds.preloaded and truncated not in ds.preloaded and paths[0] in ds.preloaded
+    assert opens.count(paths[0]) == 1
+    _, val = build_loaders(_cfg(2), None, ds, INFO, collate_fn=collate_videos)
+    assert sorted(p for b in val for p in b["skipped"]) == sorted([garbage, truncated])
+    assert ds.num_skipped == 2  # once each, counted by the workers in the counter they share with this process
     with pytest.warns(UserWarning, match="skipping undecodable video"):
-        for _ in range(2):
-            assert isinstance(ds[0], BrokenVideo) and isinstance(ds[1], BrokenVideo)
-            assert not isinstance(ds[2], BrokenVideo)
-    assert ds.num_skipped == 4
-    assert str(garbage) not in ds._cache and str(truncated) not in ds._cache and paths[0] in ds._cache
-    assert opens.count(paths[0]) == 1 and opens.count(str(garbage)) == 2
+        assert isinstance(ds[0], BrokenVideo) and isinstance(ds[1], BrokenVideo) and not isinstance(ds[2], BrokenVideo)
+    assert ds.num_skipped == 4 and opens.count(paths[0]) == 1
 
 
-def test_a_video_that_does_not_decode_whole_reads_as_without_the_cache(paths):
-    """Frames past a damaged part: the sampled frames come from the decoder (as without the cache); never kept."""
+def test_a_video_that_does_not_decode_whole_is_left_to_the_reader(paths):
+    """Frames past a damaged part fail: the video is not preloaded, so its sampled frames are read as without it."""
     class Damaged:
         num_frames = 16
 
@@ -178,93 +212,37 @@ def test_a_video_that_does_not_decode_whole_reads_as_without_the_cache(paths):
             if np.max(inds) > 9:
                 raise RuntimeError("damaged")
             return open_video(paths[0]).get(inds)
-    cache = DecodedCache(1)
-    for _ in range(2):
-        video = cache.open(paths[0], Damaged)
-        assert torch.equal(video.get(np.array([[0, 9]])), open_video(paths[0]).get(np.array([[0, 9]])))
-        with pytest.raises(RuntimeError, match="damaged"):
-            video.get(np.array([[12]]))
-    assert paths[0] not in cache
+    pre = PreloadedVideos(paths[:2], lambda p: Damaged() if p == paths[0] else open_video(p), 2 ** 20)
+    assert paths[0] not in pre and paths[1] in pre and pre.nbytes == VIDEO_BYTES
 
 
-# ---- loaders ---------------------------------------------------------------------------------------------------
+# ---- copies, MoBY's two-clip set, the log, the config ----------------------------------------------------------
 
-def test_build_loaders_keeps_workers_only_with_the_cache_on(shapes):
-    on, off = _dataset(shapes, mb=1), _dataset(shapes)
-    for ds, workers, kept in [(on, 2, True), (off, 2, False), (on, 0, False), (Subset(on, range(4)), 1, True)]:
-        train, val = build_loaders(_cfg(workers), ds, ds, INFO)
-        assert isinstance(train, EpochLoader) and train.persistent_workers is kept and val.persistent_workers is kept
-    train, _ = build_loaders(_cfg(2), torch.utils.data.TensorDataset(torch.zeros(8, 1)), None, INFO)
-    assert not train.persistent_workers
-
-
-def _epochs(loader, epochs: int, cut: int | None = None) -> list[list]:
-    """Each epoch's (index, video) batches; ``cut``: the first epoch stops after that many batches."""
-    out = []
-    for e in range(epochs):
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(e)
-        batches = []
-        for i, b in enumerate(loader):
-            batches.append((b["index"].tolist(), b["video"]))
-            if cut is not None and e == 0 and i + 1 == cut:
-                break
-        out.append(batches)
-    return out
+def test_a_copy_of_the_data_set_keeps_the_preloaded_frames(shapes, opens):
+    ds = _dataset(shapes, mb=1)
+    n = len(opens)
+    for other in (copy.deepcopy(ds), pickle.loads(pickle.dumps(ds))):
+        assert len(other.preloaded) == len(ds) and torch.equal(other.preloaded.buffer, ds.preloaded.buffer)
+        assert isinstance(other.open(ds.samples[0][0]), DecodedVideo)
+    assert len(opens) == n
 
 
-@pytest.mark.parametrize("cut", [None, 1])
-def test_kept_workers_give_the_batches_of_fresh_ones(shapes, one_thread, cut):
-    """Reshuffled every epoch (set_epoch), and the same random clips and crops as fresh workers each epoch (the kept
-    workers are reseeded), also after an epoch cut short and in new loaders over the same data sets; the main
-    process's RNG ends the same."""
-    runs = []
-    for mb in (0, 1):
-        torch.manual_seed(3)
-        sets = _dataset(shapes, mb), _dataset(shapes, mb, "val")
-        train, val = build_loaders(_cfg(2), *sets, INFO, collate_fn=collate_videos)
-        assert train.persistent_workers is bool(mb)
-        epochs = _epochs(train, 3, cut) + _epochs(val, 2)
-        del train, val
-        train, _ = build_loaders(_cfg(2), sets[0], None, INFO, collate_fn=collate_videos)  # new workers, same set
-        runs.append((epochs + _epochs(train, 1), torch.get_rng_state()))
-    (epochs0, rng0), (epochs1, rng1) = runs
-    for a, b in zip(epochs0, epochs1, strict=True):
-        assert [i for i, _ in a] == [i for i, _ in b]
-        assert all(torch.equal(x, y) for (_, x), (_, y) in zip(a, b))
-    assert [i for i, _ in epochs1[1]] != [i for i, _ in epochs1[2]]  # reshuffled each epoch
-    assert torch.equal(rng0, rng1)
-
-
-def test_kept_workers_still_count_skipped_videos(shapes, paths, tmp_path, one_thread):
-    garbage = tmp_path / "garbage.mp4"
-    garbage.write_bytes(b"not a video at all" * 100)
-    ds = VideoDataset([(str(garbage), 0)] + [(p, 0) for p in paths[:3]], ["a"], clip_len=8, frame_interval=2,
-                      decoded_cache_mb=1)
-    train, _ = build_loaders(_cfg(1), ds, None, INFO, collate_fn=collate_videos)
-    assert train.persistent_workers
-    for e in range(2):
-        train.sampler.set_epoch(e)
-        assert sum(len(b["skipped"]) for b in train) == 1
-    assert ds.num_skipped == 2  # the counter the workers share with the main process
-
-
-def test_twoclip_dataset_reads_through_the_cache(shapes, paths, opens, one_thread):
+def test_twoclip_dataset_reads_the_preloaded_frames(paths, opens, one_thread):
     from moby.data import TwoClipDataset
     views = []
     for mb in (0, 1):
+        opens.clear()
         ds = TwoClipDataset([(p, 0) for p in paths], ["a"], view1=lambda v: v, view2=lambda v: v, clip_len=4,
                             frame_interval=1, decoded_cache_mb=mb)
-        assert (ds.worker_seed is not None) is bool(mb)
+        assert len(opens) == (len(paths) if mb else 0)  # built: each video decoded once with the preload
         opens.clear()
         torch.manual_seed(0)
         views.append([ds[i]["view1"] for i in range(len(ds)) for _ in range(2)])
-        assert len(opens) == (len(paths) if mb else 2 * len(paths))
+        assert len(opens) == (0 if mb else 2 * len(paths))
     assert all(torch.equal(a, b) for a, b in zip(*views))
 
 
-def test_the_cache_is_announced_once(shapes, monkeypatch):
-    monkeypatch.setattr(video_data, "_CACHE_ANNOUNCED", set())
+def test_the_preload_is_logged_once_per_data_set(shapes, tmp_path):
     records: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda r: records.append(r.getMessage())
@@ -277,8 +255,11 @@ def test_the_cache_is_announced_once(shapes, monkeypatch):
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
-    assert records == ["decoded-video cache on: up to 5 MiB of decoded frames per data set and loader process "
-                       "(data.decoded_cache_mb); DataLoader workers, if any, are kept between epochs"]
+    assert len(records) == 2
+    for record, n in zip(records, (8, 4)):
+        mib = n * VIDEO_BYTES / 2 ** 20
+        assert re.fullmatch(rf"decoded-video preload: {n} of {n} videos, {mib:.1f} MiB in \d+\.\d s "
+                            rf"\(data\.decoded_cache_mb = 5\)", record), record
 
 
 def test_config_field_reaches_every_video_recipe():
@@ -327,14 +308,16 @@ def _same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_training_with_the_cache_gives_the_same_metrics(clips32, tmp_path, one_thread):
-    """The same seed: the cache and its kept workers change no number and no weight."""
+def test_training_with_the_preload_gives_the_same_metrics(clips32, tmp_path, one_thread):
+    """The same seed: the preload changes no number and no weight, and its line is in the run's log."""
     (numbers0, w0), (numbers1, w1) = (_train(tmp_path / f"cache{mb}", clips32, mb) for mb in (0, 64))
     assert len(numbers0) == 3 and numbers0 == numbers1 and _same_weights(w0, w1)
+    log = (tmp_path / "cache64" / "log.txt").read_text()
+    assert "decoded-video preload: 32 of 32 videos" in log and "decoded-video preload: 8 of 8 videos" in log
 
 
-def test_a_killed_run_with_the_cache_resumes_exactly(clips32, tmp_path, monkeypatch, one_thread):
-    """Kept workers, killed mid-epoch 2 and resumed from its mid-epoch checkpoint: the uninterrupted run's weights."""
+def test_a_killed_run_with_the_preload_resumes_exactly(clips32, tmp_path, monkeypatch, one_thread):
+    """Killed mid-epoch 2 and resumed from its mid-epoch checkpoint: the uninterrupted run's weights."""
     from helpers import interrupt_at
     every = ["train.checkpoint_interval=3", "train.log_interval=1"]
     _, straight = _train(tmp_path / "straight", clips32, 64, *every)

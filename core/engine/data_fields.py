@@ -54,9 +54,10 @@ class VideoSource:
     decoder: str = fld("decord", help="decord | pyav | torchcodec (core.video.decoders)")
     decode_short_side: int = fld(0, ge=0, help="decode frames larger than this straight to this short side (0 = "
                                                "full size); set it to the transform's short side to skip that work")
-    decoded_cache_mb: int = fld(0, ge=0, help="keep up to this many MiB of whole decoded videos (uint8) per loader "
-                                              "process, each decoded once (workers kept between epochs); 0 = off. "
-                                              "For small sets that fit, not Kinetics; unused by data.backend "
+    decoded_cache_mb: int = fld(0, ge=0, help="decode each data set's videos once, at start in the main process, "
+                                              "into up to this many MiB of shared memory (uint8) that the loader "
+                                              "workers read; 0 = off. For small sets whose frames fit, not Kinetics; "
+                                              "under DDP each rank holds its own copy; unused by data.backend "
                                               "pytorchvideo")
 
     def check(self) -> None:

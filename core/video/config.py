@@ -36,7 +36,7 @@ class VideoDataConfig(LoaderConfig, ClipSampling, VideoSource):
                                   "training videos, or of a validation pass, is unreadable; none readable always stops")
 
     def decoding(self) -> dict:
-        """VideoSource's reader arguments; no decoded cache under data.backend pytorchvideo (it decodes by itself)."""
+        """VideoSource's reader arguments; no preload (decoded_cache_mb) under data.backend pytorchvideo."""
         return {**super().decoding(), **({"decoded_cache_mb": 0} if self.backend == "pytorchvideo" else {})}
 
 

@@ -2,8 +2,9 @@
 
 Annotations: an mmaction2 list file (``relative/path.mp4 label`` per line), the official Kinetics CSV
 (``label,youtube_id,time_start,time_end,split``) or a class-folder tree. Decoding opens a decord reader per item
-(in the DataLoader worker) and reads only the sampled frames; with ``decoded_cache_mb`` > 0 each process decodes a
-video whole once and serves its clips from memory afterwards (small sets; :class:`core.video.decoders.DecodedCache`).
+(in the DataLoader worker) and reads only the sampled frames; with ``decoded_cache_mb`` > 0 the data set decodes its
+videos whole once, when it is built, into shared memory and serves their clips from there (small sets;
+:class:`core.video.decoders.PreloadedVideos`).
 A video that cannot be decoded yields a ``BrokenVideo`` item that ``collate_videos`` drops and reports in
 ``batch["skipped"]``.
 ``data.backend: pytorchvideo`` reads the same sets through pytorchvideo instead (:mod:`core.video.pytorchvideo_data`).
@@ -24,8 +25,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 
-from ..engine.data import WorkerSeed
-from .decoders import DecodedCache, Video, decord_frames, open_video
+from .decoders import PreloadedVideos, Video, decord_frames, open_video
 from .transforms import build_video_transform
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 Samples = list[tuple[str, int]]
-_CACHE_ANNOUNCED: set[int] = set()
 
 
 def sample_frame_indices(
@@ -205,9 +204,10 @@ class VideoDataset(Dataset):
     Items are dicts ``video`` (C, T, H, W) in train mode or (num_clips * num_crops, C, T, H, W) in test mode,
     ``label`` and ``index``; an undecodable video gives a ``BrokenVideo``. Use ``collate_videos``.
 
-    ``decoded_cache_mb`` > 0 keeps up to that many MiB of whole decoded videos per process (each DataLoader worker
-    its own; :class:`core.video.decoders.DecodedCache`): the same frames, decoded once. The data set then holds a
-    :class:`core.engine.data.WorkerSeed`, so ``build_loaders`` keeps its workers (and their caches) between epochs.
+    ``decoded_cache_mb`` > 0 decodes the videos whole here, in list order while they fit in that many MiB, into
+    shared memory (``preloaded``, a :class:`core.video.decoders.PreloadedVideos`) that DataLoader workers read without
+    copying; their clips are the frames of a fresh decode. Videos left out (over the budget, unreadable) are read
+    from their files as without it: an unreadable one is warned about and counted when read, never by the preload.
     """
 
     def __init__(
@@ -232,13 +232,6 @@ class VideoDataset(Dataset):
         self.test_mode, self.test_offsets = test_mode, test_offsets
         self.transform, self.num_threads = transform, num_threads
         self.decoder, self.decode_short_side = decoder, decode_short_side
-        self._cache = DecodedCache(decoded_cache_mb) if decoded_cache_mb > 0 else None
-        self.worker_seed = WorkerSeed() if self._cache is not None else None
-        if self._cache is not None and decoded_cache_mb not in _CACHE_ANNOUNCED:  # once per process
-            _CACHE_ANNOUNCED.add(decoded_cache_mb)
-            logging.getLogger("swin").info(f"decoded-video cache on: up to {decoded_cache_mb} MiB of decoded frames per "
-                                           f"data set and loader process (data.decoded_cache_mb); DataLoader workers, "
-                                           f"if any, are kept between epochs")
         self.missing: list[str] = []
         self._skipped = mp.get_context("spawn").Value("i", 0)  # shared with DataLoader workers (any start method)
         self._seen_bad: set[str] = set()
@@ -255,6 +248,12 @@ class VideoDataset(Dataset):
         # numpy arrays instead of lists of str: no copy-on-read refcount growth in forked workers
         self._paths = np.array([p for p, _ in samples], dtype=np.str_)
         self._labels = np.array([y for _, y in samples], dtype=np.int64)
+        self.preloaded: PreloadedVideos | None = None
+        if decoded_cache_mb > 0:
+            self.preloaded = pre = PreloadedVideos(self._paths.tolist(), self._decode, decoded_cache_mb * 2 ** 20)
+            logging.getLogger("swin").info(
+                f"decoded-video preload: {sum(str(p) in pre for p in self._paths)} of {len(self)} videos, "
+                f"{pre.nbytes / 2 ** 20:.1f} MiB in {pre.seconds:.1f} s (data.decoded_cache_mb = {decoded_cache_mb})")
 
     @classmethod
     def from_list_file(cls, list_file: str | os.PathLike, root: str | os.PathLike | None = None, *,
@@ -328,22 +327,12 @@ class VideoDataset(Dataset):
         return video.get(self.frame_indices(video.num_frames)).permute(0, 1, 4, 2, 3)
 
     def open(self, path: str) -> Video:
-        """The video at ``path``: from this process's decoded cache when it is on, else opened by the decoder."""
-        def opener() -> Video:
-            return open_video(path, decoder=self.decoder, short_side=self.decode_short_side,
-                              num_threads=self.num_threads)
-        return opener() if self._cache is None else self._cache.open(path, opener)
+        """The video at ``path``: its preloaded frames (``decoded_cache_mb``), else opened by the decoder."""
+        video = self.preloaded.open(path) if self.preloaded is not None else None
+        return video if video is not None else self._decode(path)
 
-    @property
-    def cache_info(self) -> dict[str, int] | None:
-        """This process's decoded cache (videos, bytes, hits, misses), None when it is off."""
-        return None if self._cache is None else self._cache.info()
-
-    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
-        """A batch (the DataLoader's fetcher calls this): kept workers first take the epoch's seed."""
-        if self.worker_seed is not None:
-            self.worker_seed.apply()
-        return [self[i] for i in indices]
+    def _decode(self, path: str) -> Video:
+        return open_video(path, decoder=self.decoder, short_side=self.decode_short_side, num_threads=self.num_threads)
 
     def __getitem__(self, index: int) -> dict[str, Any] | BrokenVideo:
         path = str(self._paths[index])

@@ -8,20 +8,22 @@ resized at decode time (short side), so a 1080p source is never decoded to full-
 ``torchcodec`` (PyTorch's decoder; needs the system FFmpeg libraries). The same indices give the same frames
 (``tests/test_decoders.py``: decord and PyAV equal on real clips).
 
-:class:`DecodedCache` keeps whole decoded videos of a small set in memory (``data.decoded_cache_mb``): a video is
-decoded once per process and its frames served from memory afterwards, equal to a fresh decode's.
+:class:`PreloadedVideos` decodes the whole videos of a small set once, up front, into shared memory
+(``data.decoded_cache_mb``); their clips are then served from memory, equal to a fresh decode's.
 """
 from __future__ import annotations
 
 import importlib
-from collections import OrderedDict
-from typing import Any, Callable, Protocol
+import math
+import time
+import warnings
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 import torch
 
 __all__ = ["DECODERS", "open_video", "check_decoder", "scaled_size", "Video", "decord_frames", "DecodedVideo",
-           "DecodedCache"]
+           "PreloadedVideos"]
 
 _INSTALL = {"decord": "pip install decord", "pyav": "pip install av",
             "torchcodec": "pip install torchcodec, and the FFmpeg shared libraries (e.g. apt install ffmpeg)"}
@@ -150,62 +152,64 @@ class DecodedVideo:
         return _gather(self.frames, inds.ravel(), inds.shape)
 
 
-class DecodedCache:
-    """Whole videos decoded once and kept in this process as uint8 frames, the least recently used evicted first so
-    that at most ``max_mb`` MiB are held (a DataLoader worker has its own; a pickled copy starts empty).
+class PreloadedVideos:
+    """Whole videos decoded once, up front, into one uint8 buffer in shared memory (``data.decoded_cache_mb``).
 
-    ``open(path, opener)`` serves a kept video from memory; otherwise it opens the file with ``opener`` (whose errors
-    pass through), decodes all its frames and keeps them. A video larger than the whole budget (measured on its first
-    frame before decoding the rest), or one that does not decode whole, is never kept: ``opener``'s own reader serves
-    it, so its frames, and whether it counts as unreadable, are those of a run without the cache.
+    Built in the process that builds the data set, before any DataLoader exists, so that its workers, started by fork
+    or spawn, read the same memory without copying it (one buffer: one shared segment). The videos of ``paths`` are
+    decoded by ``opener`` in list order while they fit in ``max_bytes`` (the first that does not fit ends the
+    preload). One that cannot be opened or decoded whole is passed over silently, so it is read from its file as
+    without the preload, which reports it. ``open(path)`` gives a preloaded video (a :class:`DecodedVideo`, the frames
+    of a fresh decode), else None.
     """
 
-    def __init__(self, max_mb: float) -> None:
-        self.max_bytes = int(max_mb * 2 ** 20)
-        self._frames: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._never: set[str] = set()  # too large, or not decodable whole: read through the decoder every time
-        self.nbytes = self.hits = self.misses = 0
+    def __init__(self, paths: Iterable[str], opener: Callable[[str], Video], max_bytes: int) -> None:
+        start = time.perf_counter()
+        decoded: dict[str, torch.Tensor] = {}
+        total = 0
+        for path in dict.fromkeys(paths):  # each path once, in order
+            try:
+                video = opener(path)
+                if video.num_frames < 1:
+                    continue
+                if total + video.num_frames * video.get(np.zeros(1, np.int64)).numel() > max_bytes:
+                    break
+                frames = video.get(np.arange(video.num_frames))
+            except Exception:  # noqa: BLE001 -- unreadable or damaged: left to the reader, which warns and counts
+                continue
+            decoded[path] = frames
+            total += frames.numel()
+        self.buffer = torch.empty(total, dtype=torch.uint8)
+        if total:
+            try:
+                self.buffer.share_memory_()
+            except RuntimeError as e:  # e.g. /dev/shm too small: fork still shares it, spawn copies it
+                warnings.warn(f"decoded-video preload: not in shared memory ({e}); each worker started by spawn gets "
+                              f"a copy", stacklevel=2)
+        self._index: dict[str, tuple[int, tuple[int, ...]]] = {}
+        offset = 0
+        for path in list(decoded):
+            frames = decoded.pop(path)
+            self.buffer[offset:offset + frames.numel()] = frames.reshape(-1)
+            self._index[path] = (offset, tuple(frames.shape))
+            offset += frames.numel()
+        self.seconds = time.perf_counter() - start
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"max_bytes": self.max_bytes}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["max_bytes"] / 2 ** 20)
+    def __len__(self) -> int:
+        return len(self._index)
 
     def __contains__(self, path: str) -> bool:
-        return path in self._frames
+        return path in self._index
 
-    def open(self, path: str, opener: Callable[[], Video]) -> Video:
-        """The video at ``path``: from memory, else opened by ``opener`` (and kept when it fits and decodes whole)."""
-        frames = self._frames.get(path)
-        if frames is not None:
-            self._frames.move_to_end(path)
-            self.hits += 1
-            return DecodedVideo(frames)
-        self.misses += 1
-        video = opener()
-        if path in self._never or video.num_frames < 1:
-            return video
-        try:
-            size = video.num_frames * video.get(np.zeros(1, np.int64)).numel()
-            if size > self.max_bytes:
-                self._never.add(path)
-                return video
-            frames = video.get(np.arange(video.num_frames))
-        except Exception:  # noqa: BLE001 -- a damaged part: read only the sampled frames, as without the cache
-            self._never.add(path)
-            return opener()
-        self._put(path, frames)
-        return DecodedVideo(frames)
+    @property
+    def nbytes(self) -> int:
+        """Bytes of decoded frames held."""
+        return self.buffer.numel()
 
-    def _put(self, path: str, frames: torch.Tensor) -> None:
-        size = frames.numel() * frames.element_size()
-        while self._frames and self.nbytes + size > self.max_bytes:
-            old = self._frames.popitem(last=False)[1]
-            self.nbytes -= old.numel() * old.element_size()
-        self._frames[path] = frames
-        self.nbytes += size
-
-    def info(self) -> dict[str, int]:
-        """Videos and bytes held, hits and misses in this process."""
-        return {"videos": len(self._frames), "bytes": self.nbytes, "hits": self.hits, "misses": self.misses}
+    def open(self, path: str) -> DecodedVideo | None:
+        """The preloaded frames of ``path`` (uint8 (N, H, W, C), read in place), or None when it was not preloaded."""
+        entry = self._index.get(path)
+        if entry is None:
+            return None
+        offset, shape = entry
+        return DecodedVideo(self.buffer[offset:offset + math.prod(shape)].view(shape))

@@ -47,3 +47,13 @@ def test_speed_change_set_is_real_decodable_mp4(tmp_path):
     assert np.abs(frames - clip).mean() < 0.5 * np.abs(frames - other).mean()  # up to the lossy codec
     assert ensure_speed_change(tmp_path / "sc", num_train=8, num_val=4, num_frames=8) == root  # cached
     assert is_video_set("speed_change")
+
+
+def test_another_size_of_a_generated_set_gets_its_own_cache_folder(tmp_path, monkeypatch):
+    """The default folder is <cache>/<name> at 400 + 100 clips and <cache>/<name>_<train>_<val> otherwise, so
+    pretraining on more generated clips (--opt data.num_train=2000) needs no data.root."""
+    from core.video.synthetic import _default_root
+    monkeypatch.setenv("SWIN_SUITE_CACHE", str(tmp_path))
+    assert _default_root("spin_zoom", 400, 100) == tmp_path / "spin_zoom"
+    assert _default_root("spin_zoom", 2000, 100) == tmp_path / "spin_zoom_2000_100"
+    assert ensure_speed_change(num_train=8, num_val=4, num_frames=4) == tmp_path / "speed_change_8_4"

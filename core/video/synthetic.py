@@ -34,6 +34,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SWIN_SUITE_CACHE") or Path.home() / ".cache" / "swin_suite")
 
 
+def _default_root(name: str, num_train: int, num_val: int) -> Path:
+    """The cache folder of a generated set: ``<cache>/<name>`` at the default 400 + 100 clips, else
+    ``<cache>/<name>_<num_train>_<num_val>`` (another size is another set, never a clash with the default one)."""
+    suffix = "" if (num_train, num_val) == (400, 100) else f"_{num_train}_{num_val}"
+    return default_cache_dir() / f"{name}{suffix}"
+
+
 def render_clip(rng: np.random.Generator, direction: str, num_frames: int = 16, size: int = 32, *,
                 pan: bool = True) -> np.ndarray:
     """Frames (T, H, W, 3) uint8 of 2-4 shapes moving in ``direction`` over a random texture that pans with them
@@ -127,7 +134,8 @@ def ensure_moving_shapes(root: str | os.PathLike | None = None, *, num_train: in
     """Generate the data set once (atomically, into a temp folder then renamed) and return its folder.
 
     ``pan=False``: the same clips over a still background (the shapes are the only motion; another folder)."""
-    root = Path(root) if root is not None else default_cache_dir() / ("moving_shapes" if pan else "moving_shapes_still")
+    root = Path(root) if root is not None else _default_root("moving_shapes" if pan else "moving_shapes_still",
+                                                             num_train, num_val)
     if codec is None:
         import av
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
@@ -249,7 +257,7 @@ def _generate_set(out: Path, params: dict, classes: tuple[str, ...], render) -> 
 def ensure_spin_zoom(root: str | os.PathLike | None = None, *, num_train: int = 400, num_val: int = 100,
                      num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None) -> Path:
     """Generate the spin/zoom set once (same layout as moving shapes) and return its folder."""
-    root = Path(root) if root is not None else default_cache_dir() / "spin_zoom"
+    root = Path(root) if root is not None else _default_root("spin_zoom", num_train, num_val)
     if codec is None:
         import av
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
@@ -315,7 +323,7 @@ def render_speed_change_clip(rng: np.random.Generator, profile: str, num_frames:
 def ensure_speed_change(root: str | os.PathLike | None = None, *, num_train: int = 400, num_val: int = 100,
                         num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None) -> Path:
     """Generate the speed-change set once (same layout as moving shapes) and return its folder."""
-    root = Path(root) if root is not None else default_cache_dir() / "speed_change"
+    root = Path(root) if root is not None else _default_root("speed_change", num_train, num_val)
     if codec is None:
         import av
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"

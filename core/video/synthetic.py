@@ -34,6 +34,15 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SWIN_SUITE_CACHE") or Path.home() / ".cache" / "swin_suite")
 
 
+def _shape_mask(kind: int, dy: np.ndarray, dx: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels of a square (0), disc (1) or diamond (2) of ``radius`` at (wrapped) offsets dy, dx from its centre."""
+    if kind == 0:
+        return np.maximum(abs(dy), abs(dx)) <= radius
+    if kind == 1:
+        return dy * dy + dx * dx <= radius ** 2
+    return abs(dy) + abs(dx) <= radius * 1.3
+
+
 def _default_root(name: str, num_train: int, num_val: int) -> Path:
     """The cache folder of a generated set: ``<cache>/<name>`` at the default 400 + 100 clips, else
     ``<cache>/<name>_<num_train>_<num_val>`` (another size is another set, never a clash with the default one)."""
@@ -97,12 +106,7 @@ def _render_moving_shapes(rng: np.random.Generator, direction: str, num_frames: 
             cy, cx = start[k] + t * vel[k]
             dy = (yy - cy + size / 2) % size - size / 2    # wrapped distances: shapes re-enter on the other side
             dx = (xx - cx + size / 2) % size - size / 2
-            if kinds[k] == 0:
-                mask = np.maximum(abs(dy), abs(dx)) <= radius[k]
-            elif kinds[k] == 1:
-                mask = dy * dy + dx * dx <= radius[k] ** 2
-            else:
-                mask = abs(dy) + abs(dx) <= radius[k] * 1.3
+            mask = _shape_mask(kinds[k], dy, dx, radius[k])
             if shapes:
                 img[mask] = colors[k]
             masks[t] |= mask
@@ -136,9 +140,7 @@ def ensure_moving_shapes(root: str | os.PathLike | None = None, *, num_train: in
     ``pan=False``: the same clips over a still background (the shapes are the only motion; another folder)."""
     root = Path(root) if root is not None else _default_root("moving_shapes" if pan else "moving_shapes_still",
                                                              num_train, num_val)
-    if codec is None:
-        import av
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    codec = codec or _default_codec()
     params = dict(version=_VERSION, num_train=num_train, num_val=num_val, num_frames=num_frames, size=size,
                   seed=seed, codec=codec)
     if not pan:
@@ -203,8 +205,7 @@ def _periodic_texture(rng: np.random.Generator, size: int) -> np.ndarray:
         dy = (yy - cy + size / 2) % size - size / 2
         dx = (xx - cx + size / 2) % size - size / 2
         kind = int(rng.integers(0, 3))
-        mask = (np.maximum(abs(dy), abs(dx)) <= r if kind == 0 else dy * dy + dx * dx <= r * r if kind == 1
-                else abs(dy) + abs(dx) <= r * 1.3)
+        mask = _shape_mask(kind, dy, dx, r)
         img[mask] = rng.uniform(0, 255, 3)
     return img
 
@@ -257,13 +258,21 @@ def _generate_set(out: Path, params: dict, classes: tuple[str, ...], render) -> 
 def ensure_spin_zoom(root: str | os.PathLike | None = None, *, num_train: int = 400, num_val: int = 100,
                      num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None) -> Path:
     """Generate the spin/zoom set once (same layout as moving shapes) and return its folder."""
-    root = Path(root) if root is not None else _default_root("spin_zoom", num_train, num_val)
-    if codec is None:
-        import av
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    params = dict(kind="spin_zoom", version=_SPIN_ZOOM_VERSION, num_train=num_train, num_val=num_val,
-                  num_frames=num_frames, size=size, seed=seed, codec=codec)
-    return _materialise(root, params, SPIN_ZOOM_CLASSES, render_spin_zoom_clip)
+    return _ensure_kind("spin_zoom", _SPIN_ZOOM_VERSION, SPIN_ZOOM_CLASSES, render_spin_zoom_clip, root,
+                        dict(num_train=num_train, num_val=num_val, num_frames=num_frames, size=size, seed=seed), codec)
+
+
+def _ensure_kind(kind: str, version: int, classes: tuple[str, ...], render, root: str | os.PathLike | None,
+                 sizes: dict, codec: str | None) -> Path:
+    """Generate the set ``kind`` once into ``root`` (default: its cache folder) and return that folder."""
+    root = Path(root) if root is not None else _default_root(kind, sizes["num_train"], sizes["num_val"])
+    params = dict(kind=kind, version=version, **sizes, codec=codec or _default_codec())
+    return _materialise(root, params, classes, render)
+
+
+def _default_codec() -> str:
+    import av
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
 # ---------------------------------------------------------------------------------------------- speed change
@@ -313,8 +322,7 @@ def render_speed_change_clip(rng: np.random.Generator, profile: str, num_frames:
             cy, cx = mid[k] + offset[t] * direction[k]
             dy = (yy - cy + size / 2) % size - size / 2
             dx = (xx - cx + size / 2) % size - size / 2
-            mask = (np.maximum(abs(dy), abs(dx)) <= radius[k] if kinds[k] == 0 else
-                    dy * dy + dx * dx <= radius[k] ** 2 if kinds[k] == 1 else abs(dy) + abs(dx) <= radius[k] * 1.3)
+            mask = _shape_mask(kinds[k], dy, dx, radius[k])
             img[mask] = colors[k]
         frames[t] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
     return frames
@@ -323,10 +331,5 @@ def render_speed_change_clip(rng: np.random.Generator, profile: str, num_frames:
 def ensure_speed_change(root: str | os.PathLike | None = None, *, num_train: int = 400, num_val: int = 100,
                         num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None) -> Path:
     """Generate the speed-change set once (same layout as moving shapes) and return its folder."""
-    root = Path(root) if root is not None else _default_root("speed_change", num_train, num_val)
-    if codec is None:
-        import av
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    params = dict(kind="speed_change", version=_SPEED_CHANGE_VERSION, num_train=num_train, num_val=num_val,
-                  num_frames=num_frames, size=size, seed=seed, codec=codec)
-    return _materialise(root, params, SPEED_CHANGE_CLASSES, render_speed_change_clip)
+    return _ensure_kind("speed_change", _SPEED_CHANGE_VERSION, SPEED_CHANGE_CLASSES, render_speed_change_clip, root,
+                        dict(num_train=num_train, num_val=num_val, num_frames=num_frames, size=size, seed=seed), codec)

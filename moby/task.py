@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.nn as nn
@@ -148,7 +148,8 @@ class MoBY(Task):
         self._enqueue(keys[0], keys[1])  # the reversed keys are not
         return out
 
-    def _pairs(self, qs: list[torch.Tensor], keys: list[torch.Tensor], queues: tuple[torch.Tensor, torch.Tensor]):
+    def _pairs(self, qs: list[torch.Tensor], keys: list[torch.Tensor], queues: tuple[torch.Tensor, torch.Tensor]
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         """(query, positive key, queue, extra negatives) of each term: the query of a view against the other view's
         key in the same direction of time; the extra negatives are that key played the other way (target) and,
         with reverse_views, the query's own clip played the other way (online, with gradient)."""

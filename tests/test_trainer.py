@@ -238,6 +238,10 @@ def test_data_wait_is_measured_and_a_loader_bound_epoch_warned(tmp_path):
     fast = Trainer(engine_cfg("train.epochs=1", "sched.warmup_epochs=0", output_dir=str(tmp_path / "fast")),
                    _ce(_Linear()), _batches(4, 4), None).fit()
     assert fast["final"]["data_wait"] < 0.3
+    # a sub-second epoch that mostly waits (a linear probe on cached features) is not warned about
+    short = Trainer(engine_cfg("train.epochs=1", "sched.warmup_epochs=0", output_dir=str(tmp_path / "short")),
+                    _ce(_Linear()), _SlowLoader(_batches(4, 4), 0.02), None).fit()
+    assert short["final"]["data_wait"] > 0.3 and "loader-bound" not in (tmp_path / "short" / "log.txt").read_text()
 
 
 # ----------------------------------------------------------------------------------------------- callbacks

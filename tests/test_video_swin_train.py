@@ -203,3 +203,21 @@ def test_official_kinetics_csv_layout_with_separate_val_folder(shapes, tmp_path)
                      f"data.ann_val={tmp_path}/val.csv") == 0
     assert (out / "classes.txt").read_text().split() == sorted(classes)
     assert json.loads((out / "results.json").read_text())["final"]["count"] == 16
+
+
+def test_own_videos_without_data_dataset_or_without_a_validation_list_are_config_errors(shapes, tmp_path, capsys):
+    """A user's folder named with a generated data.dataset, list files with a generated set, a training list
+    without a validation list: each stops at start (exit 2) naming the field; the user's folder is left as it was."""
+    mine = tmp_path / "my_clips"
+    shutil.copytree(shapes, mine)
+    (mine / ".complete.json").unlink()
+    before = sorted(p.name for p in mine.rglob("*"))
+    assert run_train(tmp_path / "a", mine, "train.epochs=1") == 2
+    err = capsys.readouterr().err
+    assert "data.dataset = 'moving_shapes'" in err and "set data.dataset=kinetics" in err
+    assert sorted(p.name for p in mine.rglob("*")) == before
+    assert run_train(tmp_path / "b", shapes, "train.epochs=1", f"data.ann_train={mine}/train.txt") == 2
+    assert "data.ann_train given, but data.dataset = 'moving_shapes' is a generated set" in capsys.readouterr().err
+    assert run_train(tmp_path / "c", mine, "train.epochs=1", "data.dataset=kinetics",
+                     f"data.ann_train={mine}/train.txt") == 2
+    assert "no validation videos in" in capsys.readouterr().err

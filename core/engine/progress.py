@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EpochProgress", "hms", "LOADER_BOUND"]
 
-LOADER_BOUND = 0.3  # an epoch that waited longer than this fraction for data gets a warning
+LOADER_BOUND = 0.3  # an epoch that waited longer than this fraction for data gets a warning,
+LOADER_BOUND_MIN_S = 0.5  # if the waiting cost it at least this long (not the sub-second epochs of a cached probe)
 
 
 def hms(seconds: float) -> str:
@@ -90,7 +91,7 @@ class EpochProgress:
         means = {k: float(stats[j] / max(1.0, float(stats[-1]))) for j, k in enumerate(keys)}
         elapsed = time.perf_counter() - self.t0
         wait = {"data_wait_s": self.wait, "data_wait": self.wait / max(elapsed, 1e-9)}
-        if wait["data_wait"] > LOADER_BOUND and self.n - self.start > 1:
+        if wait["data_wait"] > LOADER_BOUND and self.wait >= LOADER_BOUND_MIN_S and self.n - self.start > 1:
             workers = getattr(getattr(self.tr.cfg, "data", None), "num_workers", "?")
             self.tr.log.warning(f"epoch {self.epoch + 1} waited {wait['data_wait']:.0%} of its time for data "
                                 f"(loader-bound): raise data.num_workers (now {workers}), or store the videos "

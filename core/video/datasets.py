@@ -41,6 +41,10 @@ def build_datasets(cfg: VideoConfig, split: str = "val") -> tuple[Any, Any, int]
         evalset = _eval_set(cfg, split, val_root, ann_val, ann_test, train.classes, common)
     except (ValueError, OSError, ImportError) as e:  # malformed list / CSV files, unreadable folders: name the file
         raise DataError(str(e)) from None
+    if len(evalset) == 0:
+        raise DataError(f"no {'test' if split == 'test' else 'validation'} videos in {val_root}"
+                        f"{'' if ann_val is None else f' (data.ann_val = {ann_val!r})'}: give data.ann_val (a list file "
+                        f"or CSV) when data.ann_train is one, or a val/ folder of class folders")
     if list(evalset.classes) != list(train.classes):
         raise ConfigError(f"validation classes differ from training classes ({len(evalset.classes)} vs "
                           f"{len(train.classes)})")

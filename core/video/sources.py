@@ -43,7 +43,16 @@ def video_paths(d: Any, name: str | None = None) -> tuple[str, str | None, str |
     otherwise ``d.root`` must be a folder and the list files, when given, files."""
     name = name or d.dataset
     if name in GENERATED:
-        root = GENERATED[name](d.root or None, num_train=d.num_train, num_val=d.num_val)
+        given = [f"data.{k}" for k in ("ann_train", "ann_val") if getattr(d, k, "")]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} given, but data.dataset = {name!r} is a generated set with its "
+                              f"own lists: for your own videos set data.dataset={FOLDER}")
+        try:
+            root = GENERATED[name](d.root or None, num_train=d.num_train, num_val=d.num_val)
+        except (FileExistsError, ValueError) as e:
+            raise ConfigError(f"data.root = {d.root!r} cannot hold the generated set data.dataset = {name!r}: {e}. "
+                              f"For your own videos set data.dataset={FOLDER}; for the generated set leave data.root "
+                              f"empty (the cache) or name a new folder") from None
         if str(root) not in _ANNOUNCED:  # once per process
             _ANNOUNCED.add(str(root))
             logging.getLogger("swin").info(f"{name} clips: {root} ({d.num_train} train, {d.num_val} val)")

@@ -174,7 +174,7 @@ def _check(root: Path, params: dict) -> bool:
         return False
     marker = root / _MARKER
     if not marker.is_file():
-        raise FileExistsError(f"{root} exists but is not a complete moving-shapes data set; remove it")
+        raise FileExistsError(f"{root} exists but is not a generated clip set (no {_MARKER} in it)")
     found = json.loads(marker.read_text())
     if found != params:
         raise ValueError(f"{root} was generated with {found}, not {params}; remove it or pass another root")

@@ -24,7 +24,14 @@ from core.video.data import (
     sample_frame_indices,
     scan_class_folders,
 )
-from core.video.synthetic import CLASSES, MOVING_SHAPES_RECIPE, ensure_moving_shapes, render_clip, write_mp4
+from core.video.synthetic import (
+    CLASSES,
+    MOVING_SHAPES_RECIPE,
+    ensure_moving_shapes,
+    moving_shapes_item,
+    render_clip,
+    write_mp4,
+)
 from core.video.transforms import ThreeCrop, build_video_transform, video_eval_transform
 
 
@@ -267,12 +274,16 @@ def test_synthetic_deterministic(tmp_path):
     b = ensure_moving_shapes(tmp_path / "b", num_train=8, num_val=4)
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert len(files) == 12 + 4
-    # the same lists and the same decoded frames (the encoder's container bytes may vary under load)
+    # the same lists, the same rendered frames, and decoded frames equal up to the encoder (libx264 has given
+    # slightly different streams for the same frames under load: a few pixels off by a few levels)
+    for i in range(4):
+        np.testing.assert_array_equal(moving_shapes_item("train", i, num_frames=16)[0],
+                                      moving_shapes_item("train", i, num_frames=16)[0])
     for f in files:
         if f.suffix == ".mp4":
             fa, fb = (decord.VideoReader(str(r / f), num_threads=1) for r in (a, b))
-            assert np.array_equal(fa.get_batch(list(range(len(fa)))).asnumpy(),
-                                  fb.get_batch(list(range(len(fb)))).asnumpy()), f
+            da, db = (v.get_batch(list(range(len(v)))).asnumpy().astype(float) for v in (fa, fb))
+            assert da.shape == db.shape and np.abs(da - db).mean() < 1.0, f
         else:
             assert (a / f).read_bytes() == (b / f).read_bytes(), f
     assert not any(p.name.startswith(".a.tmp") for p in tmp_path.iterdir())  # temp folder renamed away

@@ -159,14 +159,15 @@ def _image_base(cfg: MoBYConfig, split: str) -> Dataset:
     return IMAGE_SETS[cfg.data.dataset][0](cfg, split)
 
 
-def build_labelled_set(cfg: MoBYConfig, split: str) -> Dataset:
-    """A labelled split with the fixed evaluation view (centre crop; one centred clip)."""
+def build_labelled_set(cfg: MoBYConfig, split: str, preloaded: Any = None) -> Dataset:
+    """A labelled split with the fixed evaluation view (centre crop; one centred clip); ``preloaded``: the decoded
+    clips of a data set over the same videos (the training set's, for the kNN bank), reused."""
     d = cfg.data
     if d.video:
         root, ann = _video_split(d, split)
         return build_video_dataset(root, ann, split="val", clip_len=d.clip_len, frame_interval=d.frame_interval,
                                    **d.decoding(), crop_size=d.img_size, short_side=d.img_size, num_clips=1, num_crops=1,
-                                   transform=_video_eval_transform(d))
+                                   transform=_video_eval_transform(d), preloaded=preloaded)
     resize = d.img_size if IMAGE_SETS.get(d.dataset, (None, False))[1] else None
     return Indexed(_image_base(cfg, split), eval_transform(d.img_size, d.mean, d.std, resize))
 
@@ -190,7 +191,8 @@ def build_pretrain_sets(cfg: MoBYConfig) -> tuple[Dataset, Dataset, Dataset]:
         train = TwoViewDataset(_image_base(cfg, d.train_split), *views)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # missing files were reported once by the training set
-        bank, query = build_labelled_set(cfg, d.train_split), build_labelled_set(cfg, d.val_split)
+        bank = build_labelled_set(cfg, d.train_split, getattr(train, "preloaded", None))
+        query = build_labelled_set(cfg, d.val_split)
     return train, bank, query
 
 

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EpochProgress", "hms", "LOADER_BOUND"]
 
-LOADER_BOUND = 0.3  # an epoch that waited longer than this fraction for data gets a warning,
-LOADER_BOUND_MIN_S = 0.5  # if the waiting cost it at least this long (not the sub-second epochs of a cached probe)
+LOADER_BOUND = 0.3  # an epoch that waited longer than this fraction for data gets a warning ...
+LOADER_BOUND_MIN_S = 0.5  # ... if the waiting cost it at least this long (not a cached probe's sub-second epochs)
 
 
 def hms(seconds: float) -> str:

@@ -226,6 +226,7 @@ class VideoDataset(Dataset):
             decoder: str = "decord",
             decode_short_side: int = 0,
             decoded_cache_mb: int = 0,
+            preloaded: PreloadedVideos | None = None,
     ) -> None:
         self.classes = list(classes)
         self.clip_len, self.frame_interval, self.num_clips = clip_len, frame_interval, num_clips
@@ -248,11 +249,11 @@ class VideoDataset(Dataset):
         # numpy arrays instead of lists of str: no copy-on-read refcount growth in forked workers
         self._paths = np.array([p for p, _ in samples], dtype=np.str_)
         self._labels = np.array([y for _, y in samples], dtype=np.int64)
-        self.preloaded: PreloadedVideos | None = None
-        if decoded_cache_mb > 0:
+        self.preloaded = preloaded  # another data set's preload over the same videos (same decoding), shared
+        if decoded_cache_mb > 0 and preloaded is None:
             self.preloaded = pre = PreloadedVideos(self._paths.tolist(), self._decode, decoded_cache_mb * 2 ** 20)
             logging.getLogger("swin").info(
-                f"decoded-video preload: {sum(str(p) in pre for p in self._paths)} of {len(self)} videos, "
+                f"decoded-video preload: {len(pre)} of {len(self)} videos, "
                 f"{pre.nbytes / 2 ** 20:.1f} MiB in {pre.seconds:.1f} s (data.decoded_cache_mb = {decoded_cache_mb})")
 
     @classmethod

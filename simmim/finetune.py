@@ -8,6 +8,7 @@ leave ``model.pretrained`` empty for the same recipe from random weights.
 """
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from typing import Any, Sequence
@@ -49,6 +50,9 @@ def label_subset(ds: Dataset, ft: FinetuneSection) -> Dataset:
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         keep += sorted(rng.choice(idx, math.ceil(ft.label_fraction * len(idx)), replace=False).tolist())
+    logging.getLogger("swin").info(f"finetune.label_fraction = {ft.label_fraction}: {len(keep)} of {len(labels)} "
+                                   f"training labels kept ({len(np.unique(labels))} classes, label_seed "
+                                   f"{ft.label_seed})")
     return Subset(ds, sorted(keep))
 
 

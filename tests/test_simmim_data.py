@@ -55,9 +55,11 @@ def test_photo_crops_hold_out_the_bottom_third():
     assert len(val) == 2 * 1 * len(range(0, load_photos(0.25)[0].shape[2] - 32 + 1, 16))  # 2 photos, 1 row
 
 
-def test_label_subset_keeps_a_stratified_fraction():
+def test_label_subset_keeps_a_stratified_fraction(caplog):
     ds = DigitsDataset("train", img_size=8)
-    sub = label_subset(ds, FinetuneSection(label_fraction=0.1, label_seed=0))
+    with caplog.at_level("INFO", logger="swin"):
+        sub = label_subset(ds, FinetuneSection(label_fraction=0.1, label_seed=0))
+    assert f"{len(sub)} of {len(ds)} training labels kept (10 classes" in caplog.text
     labels = ds.targets.numpy()
     kept = labels[sub.indices]
     for c in range(10):

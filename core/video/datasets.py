@@ -2,6 +2,7 @@
 with the classes checked against (and written to) the run folder."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -86,4 +87,6 @@ def run_datasets(cfg: VideoConfig) -> tuple[Any, Any, int]:
         check_classes(folder, train_ds.classes)
     write_classes(out, train_ds.classes)
     check_num_classes(cfg, num_classes)
+    logging.getLogger("swin").info(f"videos: {len(train_ds)} training, {len(val_ds)} validation, {num_classes} classes "
+                                   f"({data_paths(cfg)[0]})")
     return train_ds, val_ds, num_classes

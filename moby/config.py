@@ -14,9 +14,9 @@ __all__ = ["MoBYDataConfig", "ViewAugConfig", "MoBYHeadConfig", "KNNConfig", "Pr
 @dataclass
 class MoBYDataConfig(LoaderConfig, Normalize, ClipSampling, VideoSource):
     """Images (ImageFolder root/train, root/val; embedded shapes or digits) or clips (Kinetics, generated moving
-    shapes, spin/zoom or speed change)."""
+    shapes, spin/zoom, speed change or spiral)."""
     dataset: Literal["imagefolder", "shapes", "digits", "kinetics", "moving_shapes", "spin_zoom",
-                     "speed_change"] = "imagefolder"
+                     "speed_change", "spiral"] = "imagefolder"
     root: str = fld("", help="ImageFolder / video folder; generated clip sets: cache folder ('' = "
                              "~/.cache/swin_suite/<name>)")
     train_split: str = "train"

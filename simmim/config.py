@@ -36,9 +36,9 @@ class MIMConfig:
 @dataclass
 class PretrainDataConfig(LoaderConfig, Normalize, ResizedCrop, ClipSampling, VideoSource):
     """Unlabelled images (ImageFolder, digits, crops of the scikit-learn photos) or clips (Kinetics-style,
-    the generated moving-shapes, spin/zoom and speed-change sets); labels, where there are any, are ignored."""
+    the generated moving-shapes, spin/zoom, speed-change and spiral sets); labels, where there are any, are ignored."""
     dataset: Literal["imagefolder", "digits", "photos", "moving_shapes", "spin_zoom", "speed_change",
-                     "kinetics"] = "imagefolder"
+                     "spiral", "kinetics"] = "imagefolder"
     root: str = fld("", help="image/video folder; generated clip sets: cache folder ('' = ~/.cache/swin_suite/<set>)")
     train_split: str = "train"
     val_split: str = "val"

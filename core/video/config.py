@@ -13,7 +13,7 @@ from core.engine.data_fields import ClipSampling, VideoSource
 @dataclass
 class VideoDataConfig(LoaderConfig, ClipSampling, VideoSource):
     """Kinetics-style clips (list file, official CSV or class folders) or the embedded moving-shapes set."""
-    dataset: Literal["kinetics", "moving_shapes", "spin_zoom", "speed_change"] = "kinetics"
+    dataset: Literal["kinetics", "moving_shapes", "spin_zoom", "speed_change", "spiral"] = "kinetics"
     backend: Literal["decord", "pytorchvideo"] = fld(
         "decord", help="decord: this suite's reader (SampleFrames frame indices); pytorchvideo: the same files through "
                        "pytorchvideo.data.LabeledVideoDataset (time-based clips of clip_len * frame_interval / fps s)")

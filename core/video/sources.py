@@ -72,3 +72,4 @@ def video_paths(d: Any, name: str | None = None) -> tuple[str, str | None, str |
 register_generated("moving_shapes", synthetic.ensure_moving_shapes)
 register_generated("spin_zoom", synthetic.ensure_spin_zoom)
 register_generated("speed_change", synthetic.ensure_speed_change)
+register_generated("spiral", synthetic.ensure_spiral)

@@ -181,7 +181,9 @@ def test_misspelled_annotation_file_and_class_names_of_a_list_file(shapes, tmp_p
     assert run_train(out, shapes, "data.dataset=kinetics", f"data.ann_train={shapes}/train.txt", "train.epochs=1",
                      f"data.ann_val={shapes}/val.txt", f"data.classes_file={names}") == 0
     assert (out / "classes.txt").read_text().splitlines() == ["to the left", "to the right", "upwards", "downwards"]
-    assert f"videos: 48 training, 16 validation, 4 classes ({shapes})" in (out / "log.txt").read_text()
+    log = (out / "log.txt").read_text()
+    assert f"videos: 48 training, 16 validation, 4 classes ({shapes})" in log and "set up in " in log
+    assert log.index("decoded-video preload") < log.index("set up in ") < log.index("done in ")
     assert "top5" not in json.loads((out / "results.json").read_text())["final"]  # 4 classes: no top-5
 
 

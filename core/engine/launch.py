@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from typing import Any, Callable, Sequence
 
 import torch.nn as nn
@@ -170,7 +171,10 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
             logging.getLogger("swin").warning(taken)
         if info.is_main:
             print("resolved config:\n" + dump_config(cfg), flush=True)
+        started = time.perf_counter()
         task, train_loader, val_loader = setup(cfg, info)
+        logging.getLogger("swin").info(f"set up in {time.perf_counter() - started:.1f}s (data sets, model, loaders; "
+                                       f"'done in' below counts the training alone)")
         Trainer(cfg, task, None if run.eval_only else train_loader, val_loader, info=info, run=run).fit()
         return 0
     except Preempted:

@@ -26,6 +26,8 @@ class MIMConfig:
     mask_mode: Literal["tube", "frame"] = fld(
         "tube", help="clips: tube = one spatial mask on every temporal patch; frame = an independent spatial mask "
                      "per temporal patch (a masked place is mostly visible in another frame); images: the same")
+    mask_last: int = fld(0, ge=0, help="clips: also mask the last N temporal patches entirely (predict the future "
+                                       "from the past: needs the direction of motion); 0 = off")
     target: Literal["pixels", "norm_pixels", "frame_diff"] = fld(
         "pixels", help="what is regressed at masked positions: pixels (SimMIM); norm_pixels = pixels normalised "
                        "per mask patch (MAE's norm_pix_loss); frame_diff = x[t+1] - x[t] (clips only)")
@@ -74,6 +76,9 @@ class SimMIMConfig(Config):
             raise ConfigError(f"model.num_classes = {self.model.num_classes}: the SimMIM encoder is headless, "
                               f"expected 0")
         check_target(self.mim.target, self.data.input_size)
+        if self.mim.mask_last and not self.data.is_video:
+            raise ConfigError(f"mim.mask_last = {self.mim.mask_last} hides the last temporal patches of a clip, but "
+                              f"data.dataset = {self.data.dataset!r} gives images; set mim.mask_last=0")
 
 
 @dataclass

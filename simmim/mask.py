@@ -8,7 +8,9 @@ For clips, ``input_size=(T, H, W)`` and ``model_patch_size=(pt, ph, pw)`` give m
 ``mode="tube"`` (default) one spatial mask repeated on every temporal patch (a masked place is hidden in every
 frame); ``mode="frame"`` an independent spatial mask per temporal patch (each with the same count), so a masked
 place is usually visible in another frame and reconstruction becomes correspondence over time. For images the
-two modes are the same. Masks come from torch's RNG (or ``generator``), so they follow the run's seed and its
+two modes are the same. ``mask_last=K`` (clips) also hides the last K temporal patches entirely: they can only be
+extrapolated from the earlier frames, which needs the direction and speed of the motion, not only
+correspondence. Masks come from torch's RNG (or ``generator``), so they follow the run's seed and its
 resume.
 """
 from __future__ import annotations
@@ -36,7 +38,8 @@ class MaskGenerator:
     """Random SimMIM masks (2D), tube or per-frame masks (3D) on the model's patch grid."""
 
     def __init__(self, input_size: int | Sequence[int] = 192, mask_patch_size: int = 32,
-                 model_patch_size: int | Sequence[int] = 4, mask_ratio: float = 0.6, mode: str = "tube") -> None:
+                 model_patch_size: int | Sequence[int] = 4, mask_ratio: float = 0.6, mode: str = "tube",
+                 mask_last: int = 0) -> None:
         if not 0.0 < float(mask_ratio) < 1.0:
             raise ConfigError(f"mask_ratio = {mask_ratio}, expected a value in (0, 1)")
         if mode not in MASK_MODES:
@@ -66,7 +69,14 @@ class MaskGenerator:
                               f"(ceil({self.token_count} x {mask_ratio}) = {self.mask_count}): no visible patch is "
                               f"left; use a ratio <= {(self.token_count - 1) / self.token_count:.4g} or a smaller "
                               f"mim.mask_patch_size")
-        self.mode = mode
+        if mask_last and not self.frames:
+            raise ConfigError(f"mim.mask_last = {mask_last} hides the last temporal patches of a clip, but the input "
+                              f"is an image; set mim.mask_last=0")
+        if not 0 <= mask_last < max(self.frames, 1):
+            raise ConfigError(f"mim.mask_last = {mask_last} hides all {self.frames} temporal patches (clip length "
+                              f"{size[0]} / temporal patch {patch[0]}): nothing is left to predict them from; use "
+                              f"0 to {self.frames - 1}")
+        self.mode, self.mask_last = mode, int(mask_last)
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -89,9 +99,12 @@ class MaskGenerator:
             m = m.view(n, self.frames, *m.shape[1:])
         elif self.frames:
             m = m.unsqueeze(1).expand(n, self.frames, *m.shape[1:]).contiguous()
+        if self.mask_last:
+            m[:, self.frames - self.mask_last:] = 1
         return m[0] if batch is None else m
 
     def __repr__(self) -> str:
         return (f"MaskGenerator(input_size={self.input_size}, mask_patch_size={self.mask_patch_size}, "
                 f"model_patch_size={self.model_patch_size}, mask_ratio={self.mask_ratio}, "
-                f"{self.mask_count}/{self.token_count} mask patches{', ' + self.mode if self.frames else ''})")
+                f"{self.mask_count}/{self.token_count} mask patches{', ' + self.mode if self.frames else ''}"
+                f"{f', last {self.mask_last} temporal patches' if self.mask_last else ''})")

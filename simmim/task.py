@@ -196,7 +196,7 @@ def build_simmim(cfg: Any, initial_weights: bool = True) -> SimMIM:
     """The headless encoder (model.*), the mask generator (mim.*, data.img_size / clip_len) and the task."""
     encoder = build_model(cfg, 0, initial_weights=initial_weights)
     gen = MaskGenerator(cfg.data.input_size, cfg.mim.mask_patch_size, encoder.patch_size, cfg.mim.mask_ratio,
-                        cfg.mim.mask_mode)
+                        cfg.mim.mask_mode, cfg.mim.mask_last)
     task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target, cfg.mim.loss)
     task.eval_seed = cfg.mim.eval_seed
     return task

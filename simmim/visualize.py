@@ -49,7 +49,7 @@ def load_task(path: str, size: Sequence[int] | None = None) -> tuple[SimMIM, Sim
     if size:
         input_size = (*cfg.data.input_size[:-2], *size)
         task.mask_generator = MaskGenerator(input_size, cfg.mim.mask_patch_size, task.encoder.patch_size,
-                                            cfg.mim.mask_ratio, cfg.mim.mask_mode)
+                                            cfg.mim.mask_ratio, cfg.mim.mask_mode, cfg.mim.mask_last)
     task.load_split_state(ckpt["model"], ckpt["task"])
     return task.eval(), cfg
 

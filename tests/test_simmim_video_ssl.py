@@ -55,9 +55,23 @@ def test_tube_masks_are_unchanged_and_images_ignore_the_mode():
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("mode", ["frame", "tube"])
+def test_mask_last_hides_the_last_temporal_patches_and_keeps_the_rest(mode):
+    plain = MaskGenerator((8, 32, 32), 8, (2, 4, 4), 0.6, mode)(3, generator=torch.Generator().manual_seed(7))
+    gen = MaskGenerator((8, 32, 32), 8, (2, 4, 4), 0.6, mode, mask_last=1)
+    masks = gen(3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(masks[:, :3], plain[:, :3])           # the same draws on the earlier temporal patches
+    assert bool((masks[:, 3] == 1).all())                     # the last one (frames 6-7) hidden entirely
+    assert int(masks.sum()) == int(plain[:, :3].sum()) + 3 * 64
+    assert "last 1 temporal patches" in repr(gen)
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(mask_ratio=0.95), "mim.mask_ratio = 0.95 masks all 16 mask patches (ceil(16 x 0.95) = 16): no visible"),
     (dict(mode="moving"), "mim.mask_mode = 'moving', expected one of tube, frame"),
+    (dict(mask_last=4), "mim.mask_last = 4 hides all 4 temporal patches (clip length 8 / temporal patch 2)"),
+    (dict(input_size=32, model_patch_size=4, mask_last=1), "mim.mask_last = 1 hides the last temporal patches of a "
+                                                           "clip, but the input is an image"),
 ])
 def test_bad_mask_settings_name_the_field(kwargs, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -169,6 +183,8 @@ def test_image_task_takes_norm_pixels_and_frame_masks():
      "mim.target = frame_diff needs at least 2 frames, data.clip_len = 1"),
     ("tiny_spin_zoom.yaml", ["mim.target=hog"], "config key 'mim.target'"),
     ("tiny_spin_zoom.yaml", ["mim.mask_mode=moving"], "one of 'tube', 'frame'"),
+    ("tiny_digits.yaml", ["mim.mask_last=1"], "mim.mask_last = 1 hides the last temporal patches of a clip, but "
+                                              "data.dataset = 'digits' gives images"),
 ])
 def test_recipe_errors_name_the_field(recipe, opt, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -1,11 +1,20 @@
-"""The generated spiral clip set: its motions, their time reversal, the rendered frames and real decodable mp4s."""
+"""The generated spiral clip set (its motions, their time reversal, the rendered frames) and the generated motion sets' real
+decodable mp4s."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from core.video.sources import is_video_set
-from core.video.synthetic import SPIRAL_CLASSES, ensure_spiral, render_spiral_clip, spiral_motion
+from core.video.synthetic import (
+    SPEED_CHANGE_CLASSES,
+    SPIRAL_CLASSES,
+    ensure_speed_change,
+    ensure_spiral,
+    render_speed_change_clip,
+    render_spiral_clip,
+    spiral_motion,
+)
 
 
 def test_spiral_motions_and_their_time_reversal():
@@ -34,15 +43,19 @@ def test_spiral_clips_move_and_one_frame_does_not_tell_the_class():
     assert np.ptp(mids.mean(1)) < 3 * mids.std(1).mean()                 # middle frames alike across classes
 
 
-def test_spiral_set_is_real_decodable_mp4(tmp_path):
+@pytest.mark.parametrize("name,ensure,render,classes", [
+    ("speed_change", ensure_speed_change, render_speed_change_clip, SPEED_CHANGE_CLASSES),
+    ("spiral", ensure_spiral, render_spiral_clip, SPIRAL_CLASSES),
+])
+def test_generated_motion_set_is_real_decodable_mp4(name, ensure, render, classes, tmp_path):
     import decord
-    root = ensure_spiral(tmp_path / "sp", num_train=8, num_val=4, num_frames=8)
-    assert (root / "classes.txt").read_text().split() == list(SPIRAL_CLASSES)
+    root = ensure(tmp_path / name, num_train=8, num_val=4, num_frames=8)
+    assert (root / "classes.txt").read_text().split() == list(classes)
     lines = (root / "val.txt").read_text().split("\n")[:-1]
     assert [int(ln.split()[1]) for ln in lines] == [0, 1, 2, 3]
     frames = decord.VideoReader(str(root / lines[1].split()[0])).get_batch(list(range(8))).asnumpy()
-    clip = render_spiral_clip(np.random.default_rng([0, 1, 1]), "clockwise_out", 8, 32).astype(float)
-    other = render_spiral_clip(np.random.default_rng([0, 1, 2]), "anticlockwise_in", 8, 32).astype(float)
+    clip = render(np.random.default_rng([0, 1, 1]), classes[1], 8, 32).astype(float)
+    other = render(np.random.default_rng([0, 1, 2]), classes[2], 8, 32).astype(float)
     assert np.abs(frames - clip).mean() < 0.5 * np.abs(frames - other).mean()  # up to the lossy codec
-    assert ensure_spiral(tmp_path / "sp", num_train=8, num_val=4, num_frames=8) == root  # cached
-    assert is_video_set("spiral")
+    assert ensure(tmp_path / name, num_train=8, num_val=4, num_frames=8) == root  # cached
+    assert is_video_set(name) and ensure.__name__ == f"ensure_{name}"

@@ -275,7 +275,8 @@ def test_synthetic_deterministic(tmp_path):
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert len(files) == 12 + 4
     # the same lists, the same rendered frames, and decoded frames equal up to the encoder (libx264 has given
-    # slightly different streams for the same frames under load: a few pixels off by a few levels)
+    # slightly different streams for the same frames under load: a few pixels off by a few levels, mean up to 1.11
+    # measured; the encoder's own error against the rendered frames is about 9 levels)
     for i in range(4):
         np.testing.assert_array_equal(moving_shapes_item("train", i, num_frames=16)[0],
                                       moving_shapes_item("train", i, num_frames=16)[0])
@@ -283,7 +284,7 @@ def test_synthetic_deterministic(tmp_path):
         if f.suffix == ".mp4":
             fa, fb = (decord.VideoReader(str(r / f), num_threads=1) for r in (a, b))
             da, db = (v.get_batch(list(range(len(v)))).asnumpy().astype(float) for v in (fa, fb))
-            assert da.shape == db.shape and np.abs(da - db).mean() < 1.0, f
+            assert da.shape == db.shape and np.abs(da - db).mean() < 2.0, f
         else:
             assert (a / f).read_bytes() == (b / f).read_bytes(), f
     assert not any(p.name.startswith(".a.tmp") for p in tmp_path.iterdir())  # temp folder renamed away

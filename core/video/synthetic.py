@@ -255,19 +255,22 @@ def _generate_set(out: Path, params: dict, classes: tuple[str, ...], render) -> 
     (out / _MARKER).write_text(json.dumps(params, sort_keys=True))
 
 
-def ensure_spin_zoom(root: str | os.PathLike | None = None, *, num_train: int = 400, num_val: int = 100,
-                     num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None) -> Path:
-    """Generate the spin/zoom set once (same layout as moving shapes) and return its folder."""
-    return _ensure_kind("spin_zoom", _SPIN_ZOOM_VERSION, SPIN_ZOOM_CLASSES, render_spin_zoom_clip, root,
-                        dict(num_train=num_train, num_val=num_val, num_frames=num_frames, size=size, seed=seed), codec)
+def _kind_ensurer(kind: str, version: int, classes: tuple[str, ...], render, what: str):
+    """``ensure_<kind>(root=None, *, num_train, num_val, num_frames, size, seed, codec) -> Path``: generate the set
+    once (same layout as moving shapes) into ``root`` (default: its cache folder) and return that folder."""
+    def ensure(root: str | os.PathLike | None = None, *, num_train: int = 400, num_val: int = 100,
+               num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None) -> Path:
+        folder = Path(root) if root is not None else _default_root(kind, num_train, num_val)
+        params = dict(kind=kind, version=version, num_train=num_train, num_val=num_val, num_frames=num_frames,
+                      size=size, seed=seed, codec=codec or _default_codec())
+        return _materialise(folder, params, classes, render)
+
+    ensure.__name__ = ensure.__qualname__ = f"ensure_{kind}"
+    ensure.__doc__ = f"Generate the {what} set once (same layout as moving shapes) and return its folder."
+    return ensure
 
 
-def _ensure_kind(kind: str, version: int, classes: tuple[str, ...], render, root: str | os.PathLike | None,
-                 sizes: dict, codec: str | None) -> Path:
-    """Generate the set ``kind`` once into ``root`` (default: its cache folder) and return that folder."""
-    root = Path(root) if root is not None else _default_root(kind, sizes["num_train"], sizes["num_val"])
-    params = dict(kind=kind, version=version, **sizes, codec=codec or _default_codec())
-    return _materialise(root, params, classes, render)
+ensure_spin_zoom = _kind_ensurer("spin_zoom", _SPIN_ZOOM_VERSION, SPIN_ZOOM_CLASSES, render_spin_zoom_clip, "spin/zoom")
 
 
 def _default_codec() -> str:
@@ -328,13 +331,6 @@ def render_speed_change_clip(rng: np.random.Generator, profile: str, num_frames:
     return frames
 
 
-def ensure_speed_change(root: str | os.PathLike | None = None, *, num_train: int = 400, num_val: int = 100,
-                        num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None) -> Path:
-    """Generate the speed-change set once (same layout as moving shapes) and return its folder."""
-    return _ensure_kind("speed_change", _SPEED_CHANGE_VERSION, SPEED_CHANGE_CLASSES, render_speed_change_clip, root,
-                        dict(num_train=num_train, num_val=num_val, num_frames=num_frames, size=size, seed=seed), codec)
-
-
 # -------------------------------------------------------------------------------------------------- spiral
 # A fourth motion task, made once as a held-out check of the video SSL recipes (not tuned on): translation with
 # rotation and zoom. A periodic texture turns (3-6 degrees a frame) and zooms (3-6 % a frame) at once, about a centre
@@ -384,8 +380,6 @@ def render_spiral_clip(rng: np.random.Generator, motion: str, num_frames: int = 
     return frames
 
 
-def ensure_spiral(root: str | os.PathLike | None = None, *, num_train: int = 400, num_val: int = 100,
-                  num_frames: int = 16, size: int = 32, seed: int = 0, codec: str | None = None) -> Path:
-    """Generate the spiral set once (same layout as moving shapes) and return its folder."""
-    return _ensure_kind("spiral", _SPIRAL_VERSION, SPIRAL_CLASSES, render_spiral_clip, root,
-                        dict(num_train=num_train, num_val=num_val, num_frames=num_frames, size=size, seed=seed), codec)
+ensure_speed_change = _kind_ensurer("speed_change", _SPEED_CHANGE_VERSION, SPEED_CHANGE_CLASSES,
+                                    render_speed_change_clip, "speed-change")
+ensure_spiral = _kind_ensurer("spiral", _SPIRAL_VERSION, SPIRAL_CLASSES, render_spiral_clip, "spiral")

@@ -150,7 +150,9 @@ def reconstruction_figure(task: SimMIM, x: torch.Tensor, mean: torch.Tensor, std
     g = task.mask_generator
     trivial = "mean colour" if task.target == "pixels" else "zero"
     fig.suptitle(f"{title}{' - ' if title else ''}{g.mask_count}/{g.token_count} mask patches of {g.mask_patch_size} px"
-                 f"{', ' + g.mode if g.frames else ''}; masked {task.target} L1 {l1:.3f} ({trivial} {base:.3f})",
+                 f"{', ' + g.mode if g.frames else ''}"
+                 f"{f', the last {g.mask_last} of {g.frames} temporal patches whole' if g.mask_last else ''}"
+                 f"; masked {task.target} L1 {l1:.3f} ({trivial} {base:.3f})",
                  fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -266,7 +266,10 @@ def _kind_ensurer(kind: str, version: int, classes: tuple[str, ...], render, wha
         return _materialise(folder, params, classes, render)
 
     ensure.__name__ = ensure.__qualname__ = f"ensure_{kind}"
-    ensure.__doc__ = f"Generate the {what} set once (same layout as moving shapes) and return its folder."
+    ensure.__doc__ = (f"Generate the {what} set once and return its folder: ``root`` or else "
+                      f"``~/.cache/swin_suite/{kind}`` (``{kind}_<num_train>_<num_val>`` at other sizes; "
+                      f"``$SWIN_SUITE_CACHE`` moves the cache); train/<class>/*.mp4, val/<class>/*.mp4, train.txt, "
+                      f"val.txt and classes.txt ({', '.join(classes)}), the same layout as moving shapes.")
     return ensure
 
 

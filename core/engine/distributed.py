@@ -9,6 +9,7 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from torch.distributed.constants import default_pg_timeout
 from torch.utils.data import Sampler
 
 __all__ = ["DistInfo", "init_distributed", "cleanup", "is_dist", "rank", "world_size", "is_main", "all_reduce_sum",
@@ -56,8 +57,34 @@ def init_distributed(device: str = "auto") -> DistInfo:
         kwargs: dict[str, Any] = {"backend": backend}
         if dev.type == "cuda":
             kwargs["device_id"] = dev
+        store = _restart_store(ws)
+        if store is not None:
+            kwargs.update(store=store, rank=r, world_size=ws)
         dist.init_process_group(**kwargs)
     return DistInfo(rank=r, world_size=ws, local_rank=lr, device=dev)
+
+
+def _restart_store(world: int) -> dist.Store | None:
+    """The agent's store under a prefix of its own for this restart, or None to let ``env://`` build the store.
+
+    Since torch 2.5 torchrun's workers share the agent's TCPStore across restarts without a per-attempt prefix
+    (pytorch/pytorch#135712), so a restarted rank can read the gloo / NCCL address of a rank killed in the previous
+    attempt and fail with "Connection refused". One agent (single node) numbers its restarts consistently, so its
+    workers meet under ``attempt_<TORCHELASTIC_RESTART_COUNT>``; several agents do not (pytorch/pytorch#108158), so
+    there the agents must opt out of the shared store (``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``), as a warning says.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    if int(os.environ.get("LOCAL_WORLD_SIZE", world)) != world:
+        if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0 and int(os.environ.get("RANK", "0")) == 0:
+            warnings.warn("torchrun --max-restarts over several nodes shares one store across restarts "
+                          "(pytorch/pytorch#135712): a restarted job can fail to connect; start the agents with "
+                          "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1",
+                          stacklevel=3)
+        return None
+    agent = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False,
+                          timeout=default_pg_timeout)
+    return dist.PrefixStore(f"attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", agent)
 
 
 def cleanup() -> None:

@@ -56,19 +56,19 @@ def test_restart_store_isolates_each_single_node_attempt(monkeypatch):
 
     agent = torch.distributed.TCPStore("127.0.0.1", 0, 1, is_master=True)
     env = {"TORCHELASTIC_USE_AGENT_STORE": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(agent.port),
-           "LOCAL_WORLD_SIZE": "2", "TORCHELASTIC_MAX_RESTARTS": "1", "RANK": "0"}
+           "LOCAL_WORLD_SIZE": "2", "TORCHELASTIC_MAX_RESTARTS": "1"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     for attempt, address in (("0", b"killed rank's port"), ("1", b"live rank's port")):
         monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", attempt)
-        _restart_store(2).set("default_pg/0", address)
+        _restart_store(2, 0).set("default_pg/0", address)
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
-    assert _restart_store(2).get("default_pg/0") == b"live rank's port"  # not the stale key of attempt 0
+    assert _restart_store(2, 0).get("default_pg/0") == b"live rank's port"  # not the stale key of attempt 0
     assert agent.get("attempt_0/default_pg/0") == b"killed rank's port"
 
     monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "False")  # the agent opted out: env:// builds the store
-    assert _restart_store(2) is None
+    assert _restart_store(2, 0) is None
     monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # two nodes: restart counts differ between agents, so no prefix
     with pytest.warns(UserWarning, match="TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"):
-        assert _restart_store(2) is None
+        assert _restart_store(2, 0) is None

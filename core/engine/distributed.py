@@ -57,14 +57,14 @@ def init_distributed(device: str = "auto") -> DistInfo:
         kwargs: dict[str, Any] = {"backend": backend}
         if dev.type == "cuda":
             kwargs["device_id"] = dev
-        store = _restart_store(ws)
+        store = _restart_store(ws, r)
         if store is not None:
             kwargs.update(store=store, rank=r, world_size=ws)
         dist.init_process_group(**kwargs)
     return DistInfo(rank=r, world_size=ws, local_rank=lr, device=dev)
 
 
-def _restart_store(world: int) -> dist.Store | None:
+def _restart_store(world: int, rank: int) -> dist.Store | None:
     """The agent's store under a prefix of its own for this restart, or None to let ``env://`` build the store.
 
     Since torch 2.5 torchrun's workers share the agent's TCPStore across restarts without a per-attempt prefix
@@ -76,7 +76,7 @@ def _restart_store(world: int) -> dist.Store | None:
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         return None
     if int(os.environ.get("LOCAL_WORLD_SIZE", world)) != world:
-        if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0 and int(os.environ.get("RANK", "0")) == 0:
+        if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0 and rank == 0:
             warnings.warn("torchrun --max-restarts over several nodes shares one store across restarts "
                           "(pytorch/pytorch#135712): a restarted job can fail to connect; start the agents with "
                           "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1",

@@ -77,6 +77,7 @@ def shapes(args: argparse.Namespace) -> dict:
 
     from core.video.config import VideoConfig
     from core.video.data import VideoDataset
+    from core.video.lists import read_list_file
     from core.video.synthetic import CLASSES, ensure_moving_shapes, moving_shapes_item
     from core.video.transforms import build_video_transform
 
@@ -86,7 +87,7 @@ def shapes(args: argparse.Namespace) -> dict:
     root = ensure_moving_shapes(d.root or None, num_train=d.num_train, num_val=d.num_val) \
         if d.dataset == "moving_shapes" else Path(d.root)
     gen = json.loads((root / ".complete.json").read_text())
-    lines = [ln.split() for ln in (root / "val.txt").read_text().split("\n") if ln.strip()]
+    lines = [(e.path, e.label) for e in read_list_file(root / "val.txt")]
     ds = VideoDataset([(str(root / p), int(y)) for p, y in lines], CLASSES, clip_len=d.clip_len,
                       frame_interval=d.frame_interval, num_clips=1, test_mode=True)
     transform = build_video_transform("test", d.crop_size, None, 1)

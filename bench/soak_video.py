@@ -165,7 +165,7 @@ def soak_predict(clip_dir: str | Path, checkpoint: str, workers: int, every: int
 
     loaded = load_model(checkpoint, VideoConfig)
     cfg = loaded.cfg
-    classes = class_names(loaded.num_classes, checkpoint)
+    classes = class_names(loaded.num_classes, checkpoint, saved=loaded.classes)
     num_clips, num_crops = parse_views("", cfg)
     files, problems = expand_inputs([str(clip_dir)], VIDEO_EXTENSIONS)
     ds = predict.view_dataset(files, cfg, classes, num_clips, num_crops)
@@ -223,7 +223,7 @@ def soak_train(data_dir: str, epochs: int, num_train: int, workers: int) -> tupl
                     self.workers[p] = {"pid": p, **m}
 
         def on_epoch_end(self, trainer: Any, row: dict[str, Any]) -> None:
-            s = sample(trainer.epoch)
+            s = sample(trainer.state.epoch)
             s["workers"] = list(self.workers.values())  # the train loader's, seen mid-epoch
             self.samples.append(s)
             self.workers = {}

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         loaded, device = model_from_args(args, ClassificationConfig)
         cfg, model = loaded.cfg, loaded.model
-        classes = class_names(loaded.num_classes, args.checkpoint, args.classes, recipe_classes(cfg))
+        classes = class_names(loaded.num_classes, args.checkpoint, args.classes, recipe_classes(cfg), loaded.classes)
         stage, target = check_cam_args(args, model, classes)
     except ToolError as e:
         return report_error(e)

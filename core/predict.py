@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         loaded, device = model_from_args(args, ClassificationConfig)
         cfg = loaded.cfg
-        classes = class_names(loaded.num_classes, args.checkpoint, args.classes, recipe_classes(cfg))
+        classes = class_names(loaded.num_classes, args.checkpoint, args.classes, recipe_classes(cfg), loaded.classes)
     except ToolError as e:
         return report_error(e)
     files, problems = expand_inputs(args.images, IMG_EXTENSIONS)

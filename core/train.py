@@ -12,16 +12,15 @@ from .classification.build import build_classification
 from .classification.config import ClassificationConfig
 from .classification.data import build_image_datasets
 from .classification.task import ClassificationTask
-from .engine import launch
-from .engine.distributed import DistInfo
+from .engine import RunContext, launch
 
 __all__ = ["setup_classification", "main"]
 
 
-def setup_classification(cfg: ClassificationConfig, info: DistInfo) -> tuple[ClassificationTask, Any, Any]:
+def setup_classification(cfg: ClassificationConfig, run: RunContext) -> tuple[ClassificationTask, Any, Any]:
     """Image datasets and loaders, the classifier (identical on every rank) and its task."""
     train_ds, val_ds, num_classes = build_image_datasets(cfg)
-    return build_classification(cfg, info, train_ds, val_ds, num_classes, train_set=train_ds)
+    return build_classification(cfg, run, train_ds, val_ds, num_classes, train_set=train_ds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

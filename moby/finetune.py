@@ -22,9 +22,8 @@ from core.classification.config import ClassificationConfig, DataConfig
 from core.classification.data import ImageSet, build_image_datasets, register_image_set
 from core.classification.shapes import ShapesDataset
 from core.classification.task import ClassificationTask
-from core.engine import ConfigError, launch, resume_path
+from core.engine import ConfigError, RunContext, launch
 from core.engine.config import fld
-from core.engine.distributed import DistInfo
 
 __all__ = ["FinetuneConfig", "setup_finetune", "main"]
 
@@ -62,14 +61,14 @@ def _shapes(cfg: FinetuneConfig) -> tuple[Any, Any, int]:
 register_image_set("shapes", ImageSet(_shapes))  # the embedded shapes, for recipes of this command
 
 
-def setup_finetune(cfg: FinetuneConfig, info: DistInfo) -> tuple[ClassificationTask, Any, Any]:
+def setup_finetune(cfg: FinetuneConfig, run: RunContext) -> tuple[ClassificationTask, Any, Any]:
     """The classification setup with a required pretrained backbone."""
-    if not cfg.model.pretrained and resume_path(cfg) is None:
+    if not cfg.model.pretrained and not run.continuing:
         raise ConfigError("model.pretrained is empty: fine-tuning needs a pretrained checkpoint, e.g. --opt "
                           "model.pretrained=outputs/moby_tiny_shapes/latest/best.pth")
     train_ds, val_ds, num_classes = build_image_datasets(cfg)
     # load_pretrained: the head is new, reported in the log
-    return build_classification(cfg, info, train_ds, val_ds, num_classes, train_set=train_ds)
+    return build_classification(cfg, run, train_ds, val_ds, num_classes, train_set=train_ds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,11 +17,10 @@ import torch.nn as nn
 from torch.utils.data import TensorDataset
 
 from core import load_pretrained
-from core.engine import ConfigError, EvalEnv, build_model, launch, run_output_dir
+from core.engine import ConfigError, EvalEnv, RunContext, build_model, launch
 from core.engine.checkpoint import CheckpointError
 from core.engine.data import build_loaders
 from core.engine.device import resolve_amp, seed_everything
-from core.engine.distributed import DistInfo
 from core.engine.launch import describe_load
 
 from .config import MoBYConfig
@@ -57,12 +56,12 @@ def load_backbone(cfg: MoBYConfig) -> nn.Module:
     return backbone
 
 
-def setup_linear(cfg: MoBYConfig, info: DistInfo) -> tuple[LinearProbe, Any, Any]:
+def setup_linear(cfg: MoBYConfig, run: RunContext) -> tuple[LinearProbe, Any, Any]:
     """Frozen backbone -> cached features of the training and probe splits -> loaders of features, the probe."""
-    d = cfg.data
+    d, info = cfg.data, run.info
     backbone = load_backbone(cfg).to(info.device).eval()
     env = EvalEnv(info.device, resolve_amp(cfg.train.amp, info.device), cfg.train.progress)
-    out = run_output_dir(cfg)
+    out = run.output_dir
     feats = {}
     for split in (d.train_split, d.probe_split):
         loader = build_eval_loader(cfg, build_labelled_set(cfg, split), info)

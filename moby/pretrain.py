@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 from torch.utils.data import Subset
 
-from core.engine import ConfigError, build_model, launch
+from core.engine import ConfigError, RunContext, build_model, launch
 from core.engine.data import build_loaders
-from core.engine.device import seed_everything
+from core.engine.device import rank_seeds
 from core.engine.distributed import DistInfo, convert_sync_batchnorm
 
 from .config import MoBYConfig
@@ -38,31 +38,32 @@ def check_queue(cfg: MoBYConfig, world_size: int) -> None:
                           f"{max(batch, cfg.moby.queue_len // batch * batch)}")
 
 
-def build_moby(cfg: MoBYConfig, info: DistInfo) -> MoBY:
+def build_moby(cfg: MoBYConfig, info: DistInfo, initial_weights: bool = True) -> MoBY:
     """Online backbone (model.drop_path_rate), target backbone (moby.target_drop_path), heads; SyncBN under DDP."""
     m = cfg.moby
-    seed_everything(cfg.train.seed)  # identical initial weights on every rank
-    online = build_model(cfg, num_classes=0)
-    target = build_model(cfg, num_classes=0, initial_weights=False, drop_path_rate=m.target_drop_path)
-    task = MoBY(online, target, proj_dim=m.proj_dim, hidden_dim=m.hidden_dim, queue_len=m.queue_len,
-                temperature=m.temperature, momentum=m.momentum, knn_k=cfg.knn.k, knn_temperature=cfg.knn.temperature,
-                reverse_negatives=m.reverse_negatives, reverse_views=m.reverse_views)
-    if info.distributed and m.sync_bn:
-        for name in ("projector", "predictor", "projector_k"):
-            setattr(task, name, convert_sync_batchnorm(getattr(task, name), info.device))
-    seed_everything(cfg.train.seed + info.rank)  # distinct augmentation streams per rank
+    with rank_seeds(cfg.train.seed, info.rank):
+        online = build_model(cfg, num_classes=0, initial_weights=initial_weights)
+        target = build_model(cfg, num_classes=0, initial_weights=False, drop_path_rate=m.target_drop_path)
+        task = MoBY(online, target, proj_dim=m.proj_dim, hidden_dim=m.hidden_dim, queue_len=m.queue_len,
+                    temperature=m.temperature, momentum=m.momentum, knn_k=cfg.knn.k,
+                    knn_temperature=cfg.knn.temperature, reverse_negatives=m.reverse_negatives,
+                    reverse_views=m.reverse_views)
+        if info.distributed and m.sync_bn:
+            for name in ("projector", "predictor", "projector_k"):
+                setattr(task, name, convert_sync_batchnorm(getattr(task, name), info.device))
     return task
 
 
-def setup_pretrain(cfg: MoBYConfig, info: DistInfo) -> tuple[MoBY, Any, KNNLoaders]:
+def setup_pretrain(cfg: MoBYConfig, run: RunContext) -> tuple[MoBY, Any, KNNLoaders]:
     """Two-view training loader, the kNN monitor's loaders and the task."""
+    info = run.info
     check_queue(cfg, info.world_size)
     train, bank, query = build_pretrain_sets(cfg)
     if cfg.knn.max_bank and len(bank) > cfg.knn.max_bank:
         bank = Subset(bank, range(cfg.knn.max_bank))
     train_loader, _ = build_loaders(cfg, train, None, info)
     knn = KNNLoaders(build_eval_loader(cfg, bank, info), build_eval_loader(cfg, query, info))
-    return build_moby(cfg, info), train_loader, knn
+    return build_moby(cfg, info, not run.continuing), train_loader, knn
 
 
 def main(argv: Sequence[str] | None = None) -> int:

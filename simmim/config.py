@@ -75,7 +75,10 @@ class SimMIMConfig(Config):
         if self.model.num_classes:
             raise ConfigError(f"model.num_classes = {self.model.num_classes}: the SimMIM encoder is headless, "
                               f"expected 0")
-        check_target(self.mim.target, self.data.input_size)
+        try:
+            check_target(self.mim.target, self.data.input_size)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if self.mim.mask_last and not self.data.is_video:
             raise ConfigError(f"mim.mask_last = {self.mim.mask_last} hides the last temporal patches of a clip, but "
                               f"data.dataset = {self.data.dataset!r} gives images; set mim.mask_last=0")

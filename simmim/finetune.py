@@ -19,10 +19,9 @@ from torch.utils.data import Dataset, Subset
 from core.classification.build import build_classification, check_num_classes
 from core.classification.data import build_image_datasets
 from core.classification.task import ClassificationTask
-from core.engine import ConfigError, launch
+from core.engine import ConfigError, RunContext, launch
 from core.engine.config import parse_overrides, read_recipe
 from core.engine.data import DataError
-from core.engine.distributed import DistInfo
 from core.engine.launch import parse_args
 from core.video.data import collate_videos
 from core.video.datasets import run_datasets
@@ -56,16 +55,16 @@ def label_subset(ds: Dataset, ft: FinetuneSection) -> Dataset:
     return Subset(ds, sorted(keep))
 
 
-def setup_image_finetune(cfg: ImageFinetuneConfig, info: DistInfo) -> tuple[ClassificationTask, Any, Any]:
+def setup_image_finetune(cfg: ImageFinetuneConfig, run: RunContext) -> tuple[ClassificationTask, Any, Any]:
     train_ds, val_ds, num_classes = build_image_datasets(cfg)
     check_num_classes(cfg, num_classes)
-    return build_classification(cfg, info, label_subset(train_ds, cfg.finetune), val_ds, num_classes)
+    return build_classification(cfg, run, label_subset(train_ds, cfg.finetune), val_ds, num_classes)
 
 
-def setup_video_finetune(cfg: VideoFinetuneConfig, info: DistInfo) -> tuple[Any, Any, Any]:
+def setup_video_finetune(cfg: VideoFinetuneConfig, run: RunContext) -> tuple[Any, Any, Any]:
     d = cfg.data
-    train_ds, val_ds, num_classes = run_datasets(cfg)
-    return build_classification(cfg, info, label_subset(train_ds, cfg.finetune), val_ds, num_classes,
+    train_ds, val_ds, num_classes = run_datasets(cfg, run.output_dir)
+    return build_classification(cfg, run, label_subset(train_ds, cfg.finetune), val_ds, num_classes,
                                 task_cls=VideoClassificationTask, collate_fn=collate_videos,
                                 clip_shape=(3, d.clip_len, d.crop_size, d.crop_size), single_frame=d.single_frame)
 

@@ -20,8 +20,6 @@ from typing import Sequence
 
 import torch
 
-from core.engine.config import ConfigError
-
 __all__ = ["MaskGenerator", "MASK_MODES"]
 
 MASK_MODES = ("tube", "frame")
@@ -30,7 +28,7 @@ MASK_MODES = ("tube", "frame")
 def _pair(v: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
     t = (int(v),) * n if isinstance(v, int) else tuple(int(x) for x in v)
     if len(t) != n:
-        raise ConfigError(f"{name} = {v!r}: expected an int or {n} ints")
+        raise ValueError(f"{name} = {v!r}: expected an int or {n} ints")
     return t
 
 
@@ -41,22 +39,22 @@ class MaskGenerator:
                  model_patch_size: int | Sequence[int] = 4, mask_ratio: float = 0.6, mode: str = "tube",
                  mask_last: int = 0) -> None:
         if not 0.0 < float(mask_ratio) < 1.0:
-            raise ConfigError(f"mask_ratio = {mask_ratio}, expected a value in (0, 1)")
+            raise ValueError(f"mask_ratio = {mask_ratio}, expected a value in (0, 1)")
         if mode not in MASK_MODES:
-            raise ConfigError(f"mim.mask_mode = {mode!r}, expected one of {', '.join(MASK_MODES)}")
+            raise ValueError(f"mim.mask_mode = {mode!r}, expected one of {', '.join(MASK_MODES)}")
         ndim = 3 if (not isinstance(input_size, int) and len(input_size) == 3) else 2
         size = _pair(input_size, ndim, "input_size")
         patch = _pair(model_patch_size, ndim, "model_patch_size")
         spatial, sp_patch = size[-2:], patch[-2:]
         for s in spatial:
             if s % mask_patch_size:
-                raise ConfigError(f"input size {s} is not divisible by mask_patch_size = {mask_patch_size}")
+                raise ValueError(f"input size {s} is not divisible by mask_patch_size = {mask_patch_size}")
         for p in sp_patch:
             if mask_patch_size % p:
-                raise ConfigError(f"mask_patch_size = {mask_patch_size} is not divisible by the model's patch "
+                raise ValueError(f"mask_patch_size = {mask_patch_size} is not divisible by the model's patch "
                                   f"size {p}")
         if ndim == 3 and size[0] % patch[0]:
-            raise ConfigError(f"clip length {size[0]} is not divisible by the model's temporal patch size {patch[0]}")
+            raise ValueError(f"clip length {size[0]} is not divisible by the model's temporal patch size {patch[0]}")
         self.input_size, self.model_patch_size = size, patch
         self.mask_patch_size, self.mask_ratio = int(mask_patch_size), float(mask_ratio)
         self.rand_size = tuple(s // mask_patch_size for s in spatial)          # mask-patch grid
@@ -65,15 +63,15 @@ class MaskGenerator:
         self.token_count = math.prod(self.rand_size)
         self.mask_count = int(math.ceil(self.token_count * self.mask_ratio))
         if self.mask_count >= self.token_count:
-            raise ConfigError(f"mim.mask_ratio = {mask_ratio} masks all {self.token_count} mask patches "
+            raise ValueError(f"mim.mask_ratio = {mask_ratio} masks all {self.token_count} mask patches "
                               f"(ceil({self.token_count} x {mask_ratio}) = {self.mask_count}): no visible patch is "
                               f"left; use a ratio <= {(self.token_count - 1) / self.token_count:.4g} or a smaller "
                               f"mim.mask_patch_size")
         if mask_last and not self.frames:
-            raise ConfigError(f"mim.mask_last = {mask_last} hides the last temporal patches of a clip, but the input "
+            raise ValueError(f"mim.mask_last = {mask_last} hides the last temporal patches of a clip, but the input "
                               f"is an image; set mim.mask_last=0")
         if not 0 <= mask_last < max(self.frames, 1):
-            raise ConfigError(f"mim.mask_last = {mask_last} hides all {self.frames} temporal patches (clip length "
+            raise ValueError(f"mim.mask_last = {mask_last} hides all {self.frames} temporal patches (clip length "
                               f"{size[0]} / temporal patch {patch[0]}): nothing is left to predict them from; use "
                               f"0 to {self.frames - 1}")
         self.mode, self.mask_last = mode, int(mask_last)

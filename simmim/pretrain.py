@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from core.engine import launch
+from core.engine import RunContext, launch
 from core.engine.data import build_loaders
-from core.engine.device import seed_everything
-from core.engine.distributed import DistInfo
+from core.engine.device import rank_seeds
 
 from .config import SimMIMConfig
 from .data import build_pretrain_datasets
@@ -22,17 +21,16 @@ from .task import SimMIM, build_simmim
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "simmim" / "tiny_digits.yaml")
 
 
-def setup_simmim(cfg: SimMIMConfig, info: DistInfo) -> tuple[SimMIM, Any, Any]:
+def setup_simmim(cfg: SimMIMConfig, run: RunContext) -> tuple[SimMIM, Any, Any]:
     """Datasets, loaders and the task (identical initial weights on every rank)."""
     collate = None
     if cfg.data.is_video:
         from core.video.data import collate_videos
         collate = collate_videos
-    seed_everything(cfg.train.seed)
-    task = build_simmim(cfg)  # checks sizes, patch and stride before any data is read
-    train_ds, val_ds = build_pretrain_datasets(cfg)
-    train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, info, collate_fn=collate)
-    seed_everything(cfg.train.seed + info.rank)  # distinct masks and augmentation per rank
+    with rank_seeds(cfg.train.seed, run.info.rank):  # identical weights; distinct masks and augmentation per rank
+        task = build_simmim(cfg, not run.continuing)  # checks sizes, patch and stride before any data is read
+        train_ds, val_ds = build_pretrain_datasets(cfg)
+        train_loader, val_loader = build_loaders(cfg, train_ds, val_ds, run.info, collate_fn=collate)
     return task, train_loader, val_loader
 
 

@@ -16,8 +16,6 @@ from typing import Sequence
 
 import torch
 
-from core.engine.config import ConfigError
-
 __all__ = ["TARGETS", "check_target", "patch_normalise", "frame_diff", "make_target", "trivial_prediction",
            "prediction_as_pixels"]
 
@@ -27,13 +25,13 @@ TARGETS = ("pixels", "norm_pixels", "frame_diff")
 def check_target(target: str, input_size: Sequence[int]) -> None:
     """A start-up error for a target that does not fit the input (``input_size`` = (H, W) or (T, H, W))."""
     if target not in TARGETS:
-        raise ConfigError(f"mim.target = {target!r}, expected one of {', '.join(TARGETS)}")
+        raise ValueError(f"mim.target = {target!r}, expected one of {', '.join(TARGETS)}")
     if target == "frame_diff":
         if len(input_size) != 3:
-            raise ConfigError("mim.target = frame_diff needs clips (a video_* model and a clip data set); this "
+            raise ValueError("mim.target = frame_diff needs clips (a video_* model and a clip data set); this "
                               "model takes images: use pixels or norm_pixels")
         if input_size[0] < 2:
-            raise ConfigError(f"mim.target = frame_diff needs at least 2 frames, data.clip_len = {input_size[0]}")
+            raise ValueError(f"mim.target = frame_diff needs at least 2 frames, data.clip_len = {input_size[0]}")
 
 
 def _unit_stats(x: torch.Tensor, unit: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -86,7 +84,7 @@ def make_target(x: torch.Tensor, target: str, unit: Sequence[int]) -> tuple[torc
         return patch_normalise(x, unit), None
     if target == "frame_diff":
         return frame_diff(x)
-    raise ConfigError(f"mim.target = {target!r}, expected one of {', '.join(TARGETS)}")
+    raise ValueError(f"mim.target = {target!r}, expected one of {', '.join(TARGETS)}")
 
 
 def trivial_prediction(x: torch.Tensor, target: str) -> torch.Tensor:

@@ -14,9 +14,8 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 
 from core.convert import register_layout
-from core.engine import build_model
+from core.engine import ConfigError, build_model
 from core.engine import distributed as du
-from core.engine.config import ConfigError
 from core.engine.device import autocast, to_device
 from core.engine.task import EvalEnv, Task
 from core.nn.layers import channels_first
@@ -77,21 +76,21 @@ class SimMIM(Task):
         super().__init__()
         check_target(target, mask_generator.input_size)
         if loss not in LOSSES:
-            raise ConfigError(f"mim.loss = {loss!r}, expected one of {', '.join(LOSSES)}")
+            raise ValueError(f"mim.loss = {loss!r}, expected one of {', '.join(LOSSES)}")
         if getattr(encoder, "num_classes", 0):
-            raise ConfigError(f"the SimMIM encoder must be headless (model.num_classes = 0), got "
+            raise ValueError(f"the SimMIM encoder must be headless (model.num_classes = 0), got "
                               f"num_classes = {encoder.num_classes}")
         stride = encoder_stride(encoder)
         if decoder_stride and decoder_stride != stride[-1]:
-            raise ConfigError(f"mim.decoder_stride = {decoder_stride} does not match the backbone's stride "
+            raise ValueError(f"mim.decoder_stride = {decoder_stride} does not match the backbone's stride "
                               f"{stride[-1]} (patch {encoder.patch_size[-1]} x {len(encoder.depths) - 1} "
                               f"patch mergings); set it to {stride[-1]} or 0")
         if tuple(mask_generator.model_patch_size) != tuple(encoder.patch_size):
-            raise ConfigError(f"the mask generator's model_patch_size = {mask_generator.model_patch_size} differs "
+            raise ValueError(f"the mask generator's model_patch_size = {mask_generator.model_patch_size} differs "
                               f"from the backbone's patch_size = {encoder.patch_size}")
         for s, st in zip(mask_generator.input_size, stride):
             if s % st:
-                raise ConfigError(f"input size {s} is not divisible by the backbone's stride {st} "
+                raise ValueError(f"input size {s} is not divisible by the backbone's stride {st} "
                                   f"(input size {mask_generator.input_size}, stride {stride})")
         self.encoder = encoder
         self.mask_generator = mask_generator
@@ -133,10 +132,8 @@ class SimMIM(Task):
 
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
         x = batch_inputs(batch)
-        if x is None:  # every clip unreadable: a zero loss through the whole model keeps DDP ranks in step
-            x = torch.zeros(1, self.in_chans, *self.mask_generator.input_size, device=self.mask_token.device)
-            mask = self.mask_generator(1).to(x.device)
-            return {"loss": self.reconstruct(x, mask).sum() * 0.0}
+        if x is None:  # every clip unreadable: the trainer makes the zero step
+            return None
         mask = self.mask_generator(x.shape[0]).to(x.device)
         x_rec = self.reconstruct(x, mask)
         y, m = self.target_of(x, mask)
@@ -195,9 +192,12 @@ class SimMIM(Task):
 def build_simmim(cfg: Any, initial_weights: bool = True) -> SimMIM:
     """The headless encoder (model.*), the mask generator (mim.*, data.img_size / clip_len) and the task."""
     encoder = build_model(cfg, 0, initial_weights=initial_weights)
-    gen = MaskGenerator(cfg.data.input_size, cfg.mim.mask_patch_size, encoder.patch_size, cfg.mim.mask_ratio,
-                        cfg.mim.mask_mode, cfg.mim.mask_last)
-    task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target, cfg.mim.loss)
+    try:  # the model's own checks name the mim.* fields; here they become config errors
+        gen = MaskGenerator(cfg.data.input_size, cfg.mim.mask_patch_size, encoder.patch_size, cfg.mim.mask_ratio,
+                            cfg.mim.mask_mode, cfg.mim.mask_last)
+        task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target, cfg.mim.loss)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     task.eval_seed = cfg.mim.eval_seed
     return task
 

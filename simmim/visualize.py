@@ -4,8 +4,9 @@ Columns: the original, the masked input (masked patches grey), the reconstructio
 masked patches, the input elsewhere) and the raw prediction; one row for an image, a few frames of a clip.
 A ``norm_pixels`` prediction is shown with each mask patch's true mean and spread put back (as MAE's demo); a
 ``frame_diff`` run shows the true and the predicted frame difference x[t+1] - x[t] around grey instead.
-CHECKPOINT is a SimMIM run's ``last.pth`` / ``best.pth`` (the recipe is read from it). Without an image or
-video, ``photo:china`` / ``photo:flower`` name scikit-learn's sample photographs.
+CHECKPOINT is a SimMIM run's ``last.pth`` / ``best.pth`` (the recipe is read from it; a video is read by its
+``data.decoder``, or ``--decoder``). Without an image or video, ``photo:china`` / ``photo:flower`` name
+scikit-learn's sample photographs.
 """
 from __future__ import annotations
 
@@ -64,20 +65,32 @@ def _resize_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return x[..., top:top + size[0], left:left + size[1]]
 
 
-def load_input(path: str, cfg: SimMIMConfig, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x normalised (1, 3, [T,] H, W), mean, std) from an image, a video or ``photo:<name>``."""
+def _clip_frames(path: str, clip_len: int, frame_interval: int, decoder: str) -> torch.Tensor:
+    """The first clip of a video (frame k * frame_interval, looped) as uint8 (T, 3, H, W), read by ``decoder``."""
+    from core.video.decoders import check_decoder, open_video
+    try:
+        check_decoder(decoder)
+    except (ImportError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    try:
+        video = open_video(path, decoder=decoder)
+        if video.num_frames < 1:
+            raise ValueError("no frames")
+        return video.get(np.arange(clip_len) * frame_interval % video.num_frames).permute(0, 3, 1, 2)
+    except Exception as e:  # noqa: BLE001 -- each decoder raises its own error types
+        raise DataError(f"cannot decode {path} ({decoder}): {e}") from None
+
+
+def load_input(path: str, cfg: SimMIMConfig, size: Sequence[int],
+               decoder: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x normalised (1, 3, [T,] H, W), mean, std) from an image, a video (read by ``decoder``, default the recipe's
+    data.decoder) or ``photo:<name>``."""
     from core.video.data import VIDEO_EXTENSIONS
     d = cfg.data
     if d.is_video != path.lower().endswith(VIDEO_EXTENSIONS):
         raise DataError(f"{path}: the checkpoint's model takes {'clips' if d.is_video else 'images'}")
     if d.is_video:
-        import decord
-        try:
-            vr = decord.VideoReader(path, num_threads=1)
-        except Exception as e:  # noqa: BLE001 -- decord raises its own error types
-            raise DataError(f"cannot decode {path}: {e}") from None
-        idx = np.arange(d.clip_len) * d.frame_interval % len(vr)
-        frames = torch.from_numpy(vr.get_batch(list(idx)).asnumpy()).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
+        frames = _clip_frames(path, d.clip_len, d.frame_interval, decoder or d.decoder).float()  # (T, 3, H, W)
         mean, std = torch.tensor(_VIDEO_MEAN), torch.tensor(_VIDEO_STD)
         x = _resize_crop(frames, size).clamp(0, 255).permute(1, 0, 2, 3)[None]           # (1, 3, T, H, W)
         view = (1, 3, 1, 1, 1)
@@ -169,11 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="input size (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the mask")
     p.add_argument("--frames", type=int, default=4, help="clips: frames shown")
+    p.add_argument("--decoder", default=None, help="clips: decord | pyav | torchcodec (default: the recipe's "
+                                                   "data.decoder)")
     args = p.parse_args(argv)
     try:
         task, cfg = load_task(args.checkpoint, args.size)
         size = args.size or (cfg.data.img_size, cfg.data.img_size)
-        x, mean, std = load_input(args.input, cfg, size)
+        x, mean, std = load_input(args.input, cfg, size, args.decoder)
         res = reconstruction_figure(task, x, mean, std, args.out, args.seed, args.frames,
                                     title=os.path.basename(args.input))
     except (ConfigError, DataError, CheckpointError) as e:

@@ -62,3 +62,78 @@ def test_missing_or_unknown_decoder_is_one_line():
         check_decoder("torchcodec")
     with pytest.raises(ConfigError, match=r"data.decoder = 'opencv', expected one of \['decord', 'pyav', 'torchcodec'\]"):
         load_config(None, ["data.decoder=opencv"], schema=VideoConfig)
+
+
+def _gradient_clip(path, frames: int = 30) -> str:
+    """A generated clip (smooth moving colours) at ``path``, whose name holds a space."""
+    from core.video.synthetic import write_mp4
+    yy, xx = np.mgrid[0:48, 0:64]
+    video = np.stack([np.stack([3 * xx + 4 * t, 5 * yy + t, 2 * (xx + yy)], -1) for t in range(frames)]) % 256
+    write_mp4(path, video.astype(np.uint8))
+    return str(path)
+
+
+def test_whole_videos_read_forward_in_chunks_equal_random_access(tmp_path):
+    """iter_frames (prepare's reader) gives every frame once, in order, equal across decoders and to ``get``; PyAV
+    reads on from where it stopped and starts over for an earlier frame."""
+    from core.video.decoders import iter_frames
+    path = _gradient_clip(tmp_path / "a clip.mp4")
+    a, b = open_video(path, decoder="decord"), open_video(path, decoder="pyav")
+    assert a.num_frames == b.num_frames == 30 and a.fps == b.fps == 10.0
+    whole = a.get(np.arange(30))
+    chunks = list(iter_frames(b, chunk=7))
+    assert [len(c) for c in chunks] == [7, 7, 7, 7, 2] and torch.equal(torch.cat(chunks), whole)
+    assert torch.equal(torch.cat(list(iter_frames(a, chunk=7))), whole)
+    assert torch.equal(b.get(np.array([3, 1])), whole[[3, 1]])  # back to the start: reopened
+    assert torch.equal(b.get(np.array([29])), whole[29:]) and b.get(np.array([2]))[0].shape == (48, 64, 3)
+    b.close()
+
+
+def test_pyav_reaches_visualize_with_decords_frames(tmp_path, monkeypatch):
+    """simmim.visualize reads a clip through the decoder interface: the recipe's data.decoder, or --decoder."""
+    from core.engine.config import load_config
+    from core.engine.data import DataError
+    from simmim import visualize
+    from simmim.config import SimMIMConfig
+    path = _gradient_clip(tmp_path / "a clip.mp4", frames=12)
+    cfg = load_config(str(Path(__file__).parent.parent / "configs/simmim/tiny_moving_shapes.yaml"),
+                      ["data.decoder=pyav"], SimMIMConfig)
+    x_pyav = visualize.load_input(path, cfg, (32, 32))[0]          # the recipe's decoder
+    x_decord = visualize.load_input(path, cfg, (32, 32), "decord")[0]
+    assert x_pyav.shape == (1, 3, 8, 32, 32) and torch.equal(x_pyav, x_decord)
+    frames = visualize._clip_frames(path, 8, 2, "pyav")  # frames 0, 2, ..., 14 of 12: looped
+    assert torch.equal(frames, open_video(path).get(np.arange(8) * 2 % 12).permute(0, 3, 1, 2))
+    seen = []
+
+    def fake_input(p, c, size, decoder=None):
+        seen.append(decoder)
+        raise DataError("stop here")
+
+    monkeypatch.setattr(visualize, "load_task", lambda ckpt, size: (None, cfg))
+    monkeypatch.setattr(visualize, "load_input", fake_input)
+    assert visualize.main(["run/last.pth", path, "--decoder", "pyav"]) == 2
+    assert visualize.main(["run/last.pth", path]) == 2
+    assert seen == ["pyav", None]  # the flag, else the recipe's data.decoder
+
+
+def test_the_decoder_choice_reaches_the_pytorchvideo_backend(tmp_path):
+    """data.backend pytorchvideo reads with pytorchvideo's decoder of the same library: pyav gives decord's clip."""
+    pytest.importorskip("pytorchvideo")
+    import decord
+
+    from core.video.pytorchvideo_data import PytorchvideoClips
+    path = _gradient_clip(tmp_path / "a clip.mp4")
+    try:
+        clips = {}
+        for decoder in ("decord", "pyav"):
+            src = VideoDataset([(path, 0)], ["x"], clip_len=4, frame_interval=2, num_clips=1, test_mode=True,
+                               decoder=decoder)
+            reader = PytorchvideoClips(src, torch.utils.data.SequentialSampler, fps=10.0)
+            assert reader.decoder == decoder
+            clips[decoder] = next(iter(reader))["video"]
+        assert clips["pyav"].shape == (1, 3, 4, 48, 64) and torch.equal(clips["pyav"], clips["decord"])
+        src = VideoDataset([(path, 0)], ["x"], clip_len=4, decoder="torchcodec")
+        with pytest.raises(ConfigError, match=r"data.decoder = 'torchcodec' under data.backend pytorchvideo"):
+            PytorchvideoClips(src, torch.utils.data.SequentialSampler)
+    finally:
+        decord.bridge.reset_bridge()  # pytorchvideo sets decord's torch bridge for the whole process

@@ -125,6 +125,28 @@ def test_rerun_skips_finished_videos_and_reports_broken_ones(video_run, clips_di
     assert "other settings: stride=4 (now 2)" in capsys.readouterr().err
 
 
+def test_pyav_reaches_extract_features_with_decords_features(video_run, clips_dir, tmp_path):
+    """--opt data.decoder=pyav: the clips (bikes.mp4, 250 frames read forward in chunks) and the features equal
+    decord's, here from a list file whose folder and file names hold spaces."""
+    _, ckpt = video_run
+    bikes = str(clips_dir / "sub" / "bikes.mp4")
+    a, b = (list(vfeat.SlidingClips([bikes], 8, 2, 8, 8, 32, decoder=dec)) for dec in ("decord", "pyav"))
+    assert len(a) == len(b) == 4 and all(x["fps"] == y["fps"] and torch.equal(x["clips"], y["clips"])
+                                         for x, y in zip(a, b))
+    mine = tmp_path / "my clips"
+    (mine / "a class").mkdir(parents=True)
+    shutil.copy(clips_dir / "shapes.mp4", mine / "a class" / "shape clip 1.mp4")
+    shutil.copy(clips_dir / "carphone_pristine.mp4", mine / "a class" / "car phone.mp4")
+    (mine / "list.txt").write_text("a class/shape clip 1.mp4 3\na class/car phone.mp4\n")
+    feats = {}
+    for dec in ("decord", "pyav"):
+        assert run("--list", str(mine / "list.txt"), "--checkpoint", str(ckpt / "best.pth"), "--out",
+                   str(tmp_path / dec), "--clip-len", "4", "--frame-interval", "2", "--opt", f"data.decoder={dec}") == 0
+        feats[dec] = {str(p.relative_to(tmp_path / dec)): np.load(p) for p in (tmp_path / dec).rglob("*.npy")}
+    assert sorted(feats["pyav"]) == ["a class/car phone.npy", "a class/shape clip 1.npy"]
+    assert all(np.allclose(feats["decord"][k], v, atol=1e-6) for k, v in feats["pyav"].items())
+
+
 @pytest.mark.slow  # torchrun DDP is in the default suite through test_distributed and test_moby_ddp
 def test_torchrun_two_processes_shard_and_match_one_process(video_run, clips_dir, tmp_path):
     _, ckpt = video_run

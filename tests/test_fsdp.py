@@ -84,7 +84,7 @@ def test_sigterm_saves_shards_and_the_resumed_run_equals_an_uninterrupted_one(ru
     log = _ok(r, rc=1)  # torchrun's own code (core.engine.torchrun_wrapper passes the workers' 75 on)
     codes = set(re.findall(r"exitcode\s*:\s*(-?\d+)", r.stderr))  # a rank still exiting when torchrun stops it: -15
     assert "75" in codes and codes <= {"75", "-15"}, r.stderr[-2000:]
-    assert f"checkpoint {out}/last.dcp written" in log
+    assert f"checkpoint {out}/last.dcp written" in log and "last.pth" not in log
     assert sharding.read_sharded(os.path.join(out, sharding.LAST))["iter_in_epoch"] == 2
     shutil.copytree(out, str(root / "preempted_1"))
     log = _ok(launch(out, *FSDP))
@@ -162,6 +162,32 @@ def test_a_checkpoint_with_a_missing_shard_is_named_and_the_last_complete_one_of
         sharding.read_sharded(str(out / "last.dcp"))
 
 
+def test_a_missing_shard_through_the_wrapper_exits_2_with_its_line_once(runs):
+    """torchrun_wrapper passes the workers' exit code on and prints each error line once, outside any traceback."""
+    root, _, fsdp = runs
+    out = root / "broken_wrapped"
+    shutil.copytree(fsdp, out)
+    os.remove(out / "last.dcp" / "__1_0.distcp")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SWIN_SUITE_CURVES": "0", "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
+    cmd = [sys.executable, "-m", "core.engine.torchrun_wrapper", "--standalone", "--nproc_per_node", "2", "-m",
+           "core.train", "--config", DIGITS, "--output-dir", str(out), "--opt", *OPTS, *FSDP, "train.epochs=3"]
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    text = r.stdout + r.stderr
+    line = f"checkpoint error: {out / 'last.dcp'} is missing shard file(s) __1_0.distcp"
+    assert r.returncode == 2, text[-3000:]
+    assert text.count(line) == 1 and "Traceback" not in text and "ChildFailedError" not in text, text[-3000:]
+
+
+def test_the_last_checkpoint_of_a_sharded_run_is_named_by_its_strategy(runs):
+    from core.engine.strategy import find_last, strategy_class
+    _, ddp, fsdp = runs
+    assert strategy_class("fsdp").kept(fsdp) == f"the last checkpoint {fsdp}/last.dcp is kept"
+    assert strategy_class("ddp").kept(ddp) == f"the last checkpoint {ddp}/last.pth is kept"
+    assert find_last(fsdp) == f"{fsdp}/last.dcp" and find_last(ddp) == f"{ddp}/last.pth"
+    with pytest.raises(CheckpointError, match=r"last.pth was written by a train.strategy=ddp run"):
+        strategy_class("fsdp").resume_point(ddp, auto_resume=True)
+
+
 def test_a_mesh_that_does_not_fit_the_world_size_is_a_start_up_error():
     cfg = engine_cfg("train.strategy=fsdp", "train.fsdp_mesh=[2, 2]")
     with pytest.raises(ConfigError, match=r"train.fsdp_mesh = \[2, 2\] has 4 ranks but the run has world size 2"):
@@ -217,7 +243,9 @@ def test_an_interrupted_sharded_write_is_never_taken_and_is_removed_at_the_next_
 
 def test_class_name_sees_through_the_fsdp_subclass():
     from torch.distributed.fsdp import FSDPModule
+
+    from core.engine.strategy import class_name
     plain = nn.Linear(2, 2)
-    assert sharding.class_name(plain) == "Linear"
+    assert class_name(plain) == "Linear"
     plain.__class__ = type("FSDPLinear", (FSDPModule, nn.Linear), {})  # what fully_shard does to a module
-    assert sharding.is_sharded(plain) and sharding.class_name(plain) == "Linear"
+    assert sharding.is_sharded(plain) and class_name(plain) == "Linear"

@@ -20,7 +20,7 @@ def worker(out: str, *extra: str) -> None:
     """One rank: pretrain STEPS steps through the engine, then send its queues and last keys to rank 0."""
     import torch.nn.functional as F
 
-    from core.engine import Trainer, load_config
+    from core.engine import Trainer, load_config, resolve_run
     from core.engine import distributed as du
     from moby.config import MoBYConfig
     from moby.pretrain import DEFAULT_CONFIG, setup_pretrain
@@ -40,10 +40,11 @@ def worker(out: str, *extra: str) -> None:
         out_err = float((bn(x[half]) - bn_full(x)[half]).abs().max())
     bn_err = max(float((xr.grad - xf.grad[half]).abs().max()), out_err,
                  float((bn.running_var - bn_full.running_var).abs().max()))
-    task, train_loader, knn = setup_pretrain(cfg, info)
+    run = resolve_run(cfg, info)
+    task, train_loader, knn = setup_pretrain(cfg, run)
     keys: list[torch.Tensor] = []
     task.projector_k.register_forward_hook(lambda m, i, o: keys.append(F.normalize(o.detach().float(), dim=1)))
-    Trainer(cfg, task, train_loader, knn, info=info).fit()
+    Trainer(cfg, task, train_loader, knn, run=run).fit()
     from core.engine.sharding import full_backbone_state, is_sharded
     online, target = full_backbone_state(task, "encoder."), full_backbone_state(task, "encoder_k.")
     moved = max((float((online[k] - target[k]).abs().max()) for k in online), default=0.0)

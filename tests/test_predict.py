@@ -6,14 +6,18 @@ import csv
 import functools
 import importlib.util
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 pytest.importorskip("decord")
 
+from core.engine.checkpoint import load_checkpoint
 from core.video.synthetic import ensure_moving_shapes
 from video_swin import predict as video_predict
 from video_swin import test as video_test
@@ -223,3 +227,55 @@ def test_topk_below_one_is_refused_in_one_line(value, capsys):
         with pytest.raises(SystemExit) as e:
             main(["x.png", "--checkpoint", "none.pth", "--topk", value])
         assert e.value.code == 2 and "--topk: expected an integer >= 1" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------- lone checkpoints
+def test_a_lone_checkpoint_is_tested_predicted_explained_and_extracted_with_class_names(video_run, tmp_path,
+                                                                                        monkeypatch, capsys):
+    """best.pth copied away from its run folder (no config.yaml, no classes.txt) holds its recipe and class names."""
+    from video_swin import explain as video_explain
+    from video_swin import extract_features as video_extract
+    shapes, run = video_run
+    lone = tmp_path / "elsewhere" / "model.pth"
+    lone.parent.mkdir()
+    shutil.copy(run / "best.pth", lone)
+    meta = load_checkpoint(str(lone))["meta"]
+    assert meta["model"] == "video_swin_t" and sorted(meta["classes"]) == ["down", "left", "right", "up"]
+    assert len(meta["input_size"]) == 3
+    monkeypatch.chdir(tmp_path)
+    assert video_test.main(["--checkpoint", str(lone), "--out", str(tmp_path / "t")]) == 0
+    clip = sorted((shapes / "val" / "up").glob("*.mp4"))[0]
+    capsys.readouterr()
+    assert video_predict.main([str(clip), "--checkpoint", str(lone), "--views", "1x1", "--workers", "0"]) == 0
+    names = re.findall(r"([a-z]+) \d+\.\d%", capsys.readouterr().out)
+    assert names and set(names) <= set(meta["classes"])
+    assert video_explain.main([str(clip), "--checkpoint", str(lone), "--out", str(tmp_path / "cam"),
+                               "--workers", "0"]) == 0
+    assert (tmp_path / "cam" / f"{clip.stem}.png").is_file()
+    assert video_extract.main(["--root", str(shapes / "val" / "up"), "--checkpoint", str(lone), "--out",
+                               str(tmp_path / "feats"), "--workers", "0"]) == 0
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("tool", ["core.predict", "core.explain", "core.extract_features", "video_swin.predict",
+                                  "video_swin.explain", "video_swin.extract_features"])
+def test_no_inference_tool_leaves_a_run_folder_with_model_name(tool, tmp_path, monkeypatch, capsys):
+    """A bare state dict with --model NAME: the model is built from the schema's defaults; no outputs/ appears,
+    whether the call succeeds or fails (here: its input is missing)."""
+    import importlib
+
+    from core import create_model
+    video = tool.startswith("video_swin")
+    kw = ("{embed_dim: 16, depths: [1, 1], num_heads: [1, 2], patch_size: [2, 4, 4], window_size: [4, 4, 4]}"
+          if video else "{embed_dim: 16, depths: [1, 1], num_heads: [1, 2], window_size: 4, patch_size: 4}")
+    name = "video_swin_t" if video else "swin_t"
+    model = create_model(name, num_classes=3, **yaml.safe_load(kw))
+    torch.save(model.state_dict(), tmp_path / "bare.pth")
+    monkeypatch.chdir(tmp_path)
+    main = importlib.import_module(tool).main
+    inputs = ["--root", str(tmp_path / "missing")] if tool.endswith("extract_features") else [str(tmp_path / "x")]
+    out = [] if tool.endswith("predict") else ["--out", str(tmp_path / "o")]
+    code = main([*inputs, "--checkpoint", str(tmp_path / "bare.pth"), "--model", name, "--opt", f"model.kwargs={kw}",
+                 *out])
+    assert code != 0, capsys.readouterr()
+    assert not (tmp_path / "outputs").exists()

@@ -126,3 +126,36 @@ def test_a_start_up_error_leaves_no_empty_run_folder(tmp_path, monkeypatch, caps
     named = tmp_path / "named"
     assert main(["--config", DIGITS, "--output-dir", str(named), "--opt", TINY_OPT, *QUICK, "train.amp=fp16"]) == 2
     assert "train.amp=fp16" in (named / "log.txt").read_text()  # a folder the user named keeps the log
+
+
+@pytest.mark.parametrize("opts, kind", [
+    (["model.num_classes=4"], "config error: model.num_classes = 4 but the dataset has 10 classes"),
+    (["data.dataset=imagefolder", "data.root=EMPTY"], "data error: data folder not found"),
+    (["model.pretrained=GARBAGE"], "checkpoint error: model.pretrained = "),
+    (["model.pretrained=PICKLE"], "holds objects other than tensors and plain containers, refused without running"),
+])
+def test_a_start_up_error_leaves_no_run_folder(opts, kind, tmp_path, monkeypatch, capsys):
+    """A config, data or checkpoint error at start: one line, and the folder this call created is gone (its recipe's
+    folder too when it is left empty); a folder the user named keeps its log."""
+    import pickle
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    (tmp_path / "pickle.pth").write_bytes(pickle.dumps({"model": Boom()}))
+    opts = [o.replace("EMPTY", str(tmp_path / "empty")).replace("GARBAGE", str(tmp_path / "garbage.pth"))
+            .replace("PICKLE", str(tmp_path / "pickle.pth")) for o in opts]
+    monkeypatch.setenv("SWIN_OUTPUT_ROOT", str(tmp_path / "outputs"))
+    assert main(["--config", DIGITS, "--opt", TINY_OPT, *QUICK, *opts]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and kind in err[0], captured.err
+    assert "weights_only=False" not in captured.err + captured.out and "this must never run" not in captured.out
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*"))
+    named = tmp_path / "mine"
+    assert main(["--config", DIGITS, "--output-dir", str(named), "--opt", TINY_OPT, *QUICK, *opts]) == 2
+    assert kind in (named / "log.txt").read_text()

@@ -12,7 +12,6 @@ import torch
 import torch.nn as nn
 
 from core import create_model, load_pretrained
-from core.engine import ConfigError
 from core.engine.checkpoint import load_checkpoint
 from core.engine.optim import build_param_groups
 from core.nn.position import resize_bias_table
@@ -236,7 +235,7 @@ def test_kill_and_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
     (dict(mask_ratio=1.0), "mask_ratio = 1.0, expected a value in (0, 1)"),
 ])
 def test_bad_mask_settings_name_the_value(kwargs, message):
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(ValueError, match=re.escape(message)):
         MaskGenerator(**{**dict(input_size=192, mask_patch_size=32, model_patch_size=4, mask_ratio=0.6), **kwargs})
 
 

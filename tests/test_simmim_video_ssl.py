@@ -74,7 +74,7 @@ def test_mask_last_hides_the_last_temporal_patches_and_keeps_the_rest(mode):
                                                            "clip, but the input is an image"),
 ])
 def test_bad_mask_settings_name_the_field(kwargs, message):
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(ValueError, match=re.escape(message)):
         MaskGenerator(**{**dict(input_size=(8, 32, 32), mask_patch_size=8, model_patch_size=(2, 4, 4),
                                 mask_ratio=0.6), **kwargs})
 
@@ -148,7 +148,7 @@ def test_l2_loss_against_a_direct_computation():
     task.loss = "l2"
     out = task.evaluate([torch.randn(2, 3, 8, 32, 32)], Env())
     assert set(out) == {"mse", "mse_trivial", "skill"} and "masked frame-difference MSE" in task.describe(out)
-    with pytest.raises(ConfigError, match="mim.loss = 'l3', expected one of l1, l2"):
+    with pytest.raises(ValueError, match="mim.loss = 'l3', expected one of l1, l2"):
         SimMIM(create_model("swin_t", **TINY2D), MaskGenerator(32, 8, 4, 0.6), loss="l3")
 
 
@@ -192,7 +192,7 @@ def test_recipe_errors_name_the_field(recipe, opt, message):
 
 
 def test_task_refuses_frame_diff_for_images():
-    with pytest.raises(ConfigError, match="mim.target = frame_diff needs clips"):
+    with pytest.raises(ValueError, match="mim.target = frame_diff needs clips"):
         SimMIM(create_model("swin_t", **TINY2D), MaskGenerator(32, 8, 4, 0.6), target="frame_diff")
 
 

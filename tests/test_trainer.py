@@ -64,9 +64,9 @@ def test_gradient_accumulation_matches_large_batch(tmp_path):
                    output_dir=str(tmp_path / str(len(outs))))
         model = _Linear()
         tr = Trainer(cfg, _ce(model), loader, None)
-        assert tr.updates_per_epoch == 2 and tr.global_batch == 8
+        assert tr.geo.updates_per_epoch == 2 and tr.geo.global_batch == 8
         tr.fit()
-        assert tr.num_updates == 2
+        assert tr.state.updates == 2
         outs.append(model.state_dict())
     for k in outs[0]:
         torch.testing.assert_close(outs[0][k], outs[1][k], rtol=1e-5, atol=1e-6)

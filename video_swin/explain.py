@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg, model = loaded.cfg, loaded.model
         if cfg.data.single_frame or model.ndim != 3:
             raise ConfigError(f"{args.checkpoint} is a 2D model on single frames: explain frames with core.explain")
-        classes = class_names(loaded.num_classes, args.checkpoint, args.classes)
+        classes = class_names(loaded.num_classes, args.checkpoint, args.classes, saved=loaded.classes)
         stage, target = check_cam_args(args, model, classes)
         num_clips, num_crops = parse_views(args.views, cfg)
         if not 0 <= args.view < num_clips * num_crops:
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = len(problems)
     d = cfg.data
     sampler = VideoDataset([(f, 0) for f in files], classes, clip_len=d.clip_len, frame_interval=d.frame_interval,
-                           num_clips=num_clips, test_mode=True, check_files=False)
+                           num_clips=num_clips, test_mode=True, check_files=False, decoder=d.decoder)
     transform = build_video_transform("test", d.crop_size, None, num_crops)
     clip, crop = divmod(args.view, num_crops)
     os.makedirs(args.out, exist_ok=True)

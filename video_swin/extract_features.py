@@ -6,13 +6,14 @@ normalised as in training, and run through the model up to ``--stage`` (default:
 norm, = ``forward_features``). One ``.npy`` per video: (clips, C) with ``--pooling mean`` (the mean over the
 clip's T' x H' x W' tokens), (clips, T', H', W', C) with ``--pooling none``; ``index.json`` lists them with the
 settings. Videos stream in chunks of ``--chunk`` clips decoded in DataLoader workers, so memory is bounded by
-the chunk, not the video. Existing outputs are skipped (resumable); under torchrun the list is sharded.
+the chunk, not the video; the decoder is the recipe's ``data.decoder`` (``--opt data.decoder=pyav`` to change it).
+``--list`` reads a list file as training does (:mod:`core.video.lists`; paths may hold spaces, labels are optional).
+Existing outputs are skipped (resumable); under torchrun the list is sharded.
 Unreadable or missing files are reported and left out (exit code 1); the rest go on.
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -48,9 +49,11 @@ from core.video.data import (
     VIDEO_EXTENSIONS,
     default_stride,
     num_sliding_clips,
-    read_clips,
     sliding_clip_indices,
 )
+from core.video.decoders import check_decoder, open_video
+from core.video.lists import ListFileError, read_list_file
+from core.video.prepare import remove_orphans
 from core.video.task import model_input
 from core.video.transforms import video_eval_transform
 
@@ -67,17 +70,13 @@ class Job:
 
 
 def _list_entries(list_file: str) -> list[str]:
-    """Paths of a list file: one per line, an optional trailing label (mmaction2 format) ignored."""
+    """Paths of a list file (:mod:`core.video.lists`: one per line, the path may hold spaces, a label is optional)."""
     if not os.path.isfile(list_file):
         raise DataError(f"--list {list_file}: file not found")
-    out = []
-    for line in Path(list_file).read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.rsplit(None, 1)
-        out.append(parts[0] if len(parts) == 2 and parts[1].lstrip("-").isdigit() else line)
-    return out
+    try:
+        return [e.path for e in read_list_file(list_file, labels=False)]
+    except ListFileError as e:
+        raise DataError(f"--list {e}") from None
 
 
 def plan(out_dir: str, list_file: str | None = None, root: str | None = None) -> Job:
@@ -111,14 +110,15 @@ def plan(out_dir: str, list_file: str | None = None, root: str | None = None) ->
 
 class SlidingClips(IterableDataset):
     """Chunks of sliding clips over whole videos: items {video, start, total, clips (k, C, T, H, W), ...} or
-    {video, error}. DataLoader workers take every num_workers-th video; a frame is decoded and resized once."""
+    {video, error}. DataLoader workers take every num_workers-th video; a frame is decoded (by ``decoder``, one of
+    :mod:`core.video.decoders`) and resized once."""
 
     def __init__(self, videos: Sequence[str], clip_len: int, frame_interval: int, stride: int, chunk: int,
-                 crop_size: int, num_threads: int = 1) -> None:
+                 crop_size: int, num_threads: int = 1, decoder: str = "decord") -> None:
         self.videos = np.array(list(videos), dtype=np.str_)  # no refcount copies in forked workers
         self.clip_len, self.frame_interval, self.stride, self.chunk = clip_len, frame_interval, stride, chunk
         self.transform = video_eval_transform(crop_size, crop_size, num_crops=1)
-        self.num_threads = num_threads
+        self.num_threads, self.decoder = num_threads, decoder
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -128,22 +128,20 @@ class SlidingClips(IterableDataset):
 
     def video_chunks(self, vi: int) -> Iterator[dict[str, Any]]:
         """Every chunk of video ``vi``, then nothing; or, on a decoding failure, an error item."""
-        import decord
-
         path = str(self.videos[vi])
         try:
-            vr = decord.VideoReader(path, num_threads=self.num_threads, ctx=decord.cpu(0))
-            n, fps = len(vr), float(vr.get_avg_fps())
+            video = open_video(path, decoder=self.decoder, num_threads=self.num_threads)
+            n, fps = video.num_frames, video.fps
             total = num_sliding_clips(n, self.clip_len, self.frame_interval, self.stride)
             for start in range(0, total, self.chunk):
                 inds = sliding_clip_indices(n, self.clip_len, self.frame_interval, self.stride, start, self.chunk)
                 uniq, inverse = np.unique(inds, return_inverse=True)
-                frames = read_clips(vr, uniq[None])[0]                        # (U, C, H, W) uint8
+                frames = video.get(uniq).permute(0, 3, 1, 2)                  # (U, C, H, W) uint8
                 frames = self.transform(tv_tensors.Video(frames))[0]          # (C, U, h, w) float
                 clips = frames[:, torch.from_numpy(inverse.reshape(inds.shape))].transpose(0, 1)
                 yield {"video": vi, "start": start, "total": total, "num_frames": n, "fps": fps,
                        "clips": clips.contiguous()}
-        except Exception as e:  # decord raises DECORDError / RuntimeError on unreadable or truncated files
+        except Exception as e:  # noqa: BLE001 -- DECORDError, FFmpeg's errors, RuntimeError on truncated files
             yield {"video": vi, "error": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"}
 
 
@@ -151,23 +149,6 @@ def clip_features(model: torch.nn.Module, x: torch.Tensor, stage: int, pooling: 
                   single_frame: bool = False) -> torch.Tensor:
     """Features of clips (B, C, T, H, W) (their middle frames for a single-frame recipe): see stage_features."""
     return stage_features(model, model_input(x, single_frame), stage, pooling)
-
-
-def remove_orphans(path: str) -> list[str]:
-    """Delete ``<path>.<pid>.tmp`` files left by killed runs (their process is gone); a live writer's file is kept."""
-    gone = []
-    for tmp in glob.glob(glob.escape(path) + ".*.tmp"):
-        pid = tmp[len(path) + 1:-len(".tmp")]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            os.remove(tmp)
-            gone.append(tmp)
-        except PermissionError:
-            pass  # alive, another user's
-    return gone
 
 
 class _Writer:
@@ -242,13 +223,12 @@ def extract(model: torch.nn.Module, dataset: SlidingClips, outputs: Sequence[str
             "data_wait_s": wait, "model_s": compute}
 
 
-def _describe(video: str, npy: str) -> dict[str, Any]:
-    """Index record of an array written by an earlier run (shape from its header; frames and fps from decord)."""
-    import decord
+def _describe(video: str, npy: str, decoder: str = "decord") -> dict[str, Any]:
+    """Index record of an array written by an earlier run (shape from its header; frames and fps from the decoder)."""
     shape = list(np.load(npy, mmap_mode="r").shape)
     try:
-        vr = decord.VideoReader(video)
-        n, fps = len(vr), float(vr.get_avg_fps())
+        v = open_video(video, decoder=decoder)
+        n, fps = v.num_frames, v.fps
     except Exception:  # noqa: BLE001 -- the array is what matters; the video may have moved
         n, fps = None, None
     return {"video": video, "features": npy, "num_frames": n, "fps": fps, "num_clips": shape[0], "shape": shape}
@@ -306,6 +286,10 @@ def _run(args: argparse.Namespace, info: du.DistInfo) -> int:
     clip_len, interval = args.clip_len or d.clip_len, args.frame_interval or d.frame_interval
     stride = args.stride or default_stride(clip_len, interval)
     stage = check_stage(args.stage, loaded.model)
+    try:
+        check_decoder(d.decoder)
+    except (ImportError, ValueError) as e:
+        raise ConfigError(str(e)) from None
     for name, v in (("--clip-len", clip_len), ("--frame-interval", interval), ("--stride", stride),
                     ("--chunk", args.chunk)):
         if v < 1:
@@ -320,7 +304,8 @@ def _run(args: argparse.Namespace, info: du.DistInfo) -> int:
         report_problems(job.problems)
         print(f"{len(job.videos)} videos, {len(job.videos) - len(todo)} already done, {len(todo)} to extract"
               + (f" over {info.world_size} processes" if info.distributed else ""), flush=True)
-    ds = SlidingClips([job.videos[i] for i in mine], clip_len, interval, stride, args.chunk, d.crop_size)
+    ds = SlidingClips([job.videos[i] for i in mine], clip_len, interval, stride, args.chunk, d.crop_size,
+                      decoder=d.decoder)
     res = extract(loaded.model, ds, [job.outputs[i] for i in mine], info.device, stage=stage, pooling=args.pooling,
                   workers=args.workers, amp_dtype=resolve_amp(loaded.cfg.train.amp, info.device),
                   single_frame=d.single_frame)
@@ -333,7 +318,7 @@ def _run(args: argparse.Namespace, info: du.DistInfo) -> int:
         records = []
         for v, o in zip(job.videos, job.outputs):
             if o in new or o in known or os.path.isfile(o):
-                r = new.get(o) or known.get(o) or _describe(v, o)
+                r = new.get(o) or known.get(o) or _describe(v, o, d.decoder)
                 records.append({**r, "features": os.path.relpath(o, args.out)})
         failed = [{"video": i, "error": w} for i, w in job.problems] + [f for p in parts for f in p["failed"]]
         write_json(os.path.join(args.out, INDEX), {**settings, "checkpoint": args.checkpoint, "recipe": loaded.recipe,

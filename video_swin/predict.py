@@ -60,7 +60,7 @@ def view_dataset(files: Sequence[str], cfg: VideoConfig, classes: Sequence[str],
     """The files as a test set with the recipe's sampling and transforms (as ``video_swin.test`` builds it)."""
     d = cfg.data
     return VideoDataset([(f, 0) for f in files], classes, clip_len=d.clip_len, frame_interval=d.frame_interval,
-                        num_clips=num_clips, test_mode=True, check_files=False,
+                        num_clips=num_clips, test_mode=True, check_files=False, decoder=d.decoder,
                         transform=build_video_transform("test", d.crop_size, None, num_crops))
 
 
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         loaded, device = model_from_args(args, VideoConfig)
         cfg = loaded.cfg
-        classes = class_names(loaded.num_classes, args.checkpoint, args.classes)
+        classes = class_names(loaded.num_classes, args.checkpoint, args.classes, saved=loaded.classes)
         num_clips, num_crops = parse_views(args.views, cfg)
     except ToolError as e:
         return report_error(e)

@@ -2,7 +2,8 @@
 
 Every test video is cut into data.num_clips clips x data.num_crops crops (the paper's 4x3 views); the view
 scores are averaged per video. Prints top-1/top-5 and writes per-video scores (test_scores.csv) and
-test_results.json next to the checkpoint. The recipe is the config.yaml saved beside the checkpoint.
+test_results.json next to the checkpoint. The recipe and class names are those saved in the checkpoint (else the
+config.yaml and classes.txt beside it), so a lone best.pth copied anywhere is tested as it was trained.
 """
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ import torch
 
 from core.engine import build_model, latest_run_dir, load_config
 from core.engine import distributed as du
-from core.engine.checkpoint import load_checkpoint
+from core.engine.checkpoint import CheckpointError, load_checkpoint
 from core.engine.config import ConfigError
-from core.engine.data import build_loaders
+from core.engine.data import DataError, build_loaders
 from core.engine.device import amp_choice, amp_name
-from core.engine.inference import add_amp_arg, model_opts
+from core.engine.inference import add_amp_arg, checkpoint_recipe, model_opts
 from core.video.config import VideoConfig
 from core.video.data import collate_videos
 from core.video.datasets import build_datasets, check_classes
@@ -34,7 +35,8 @@ from . import DEFAULT_CONFIG
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="", help="default: best.pth of the newest run of the embedded default")
-    p.add_argument("--config", default="", help="default: config.yaml next to the checkpoint")
+    p.add_argument("--config", default="", help="default: the recipe saved in the checkpoint (else config.yaml "
+                                                "next to it)")
     p.add_argument("--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default="", help="folder for test_scores.csv / test_results.json")
     add_amp_arg(p)
@@ -51,13 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "outputs/tiny_moving_shapes/ (run `python -m video_swin.train` first)", file=sys.stderr)
             return 2
         ckpt_path = os.path.join(latest, "best.pth")
-    config = args.config or os.path.join(os.path.dirname(ckpt_path), "config.yaml")
     try:
-        cfg = load_config(config, model_opts(args), schema=VideoConfig)
         ckpt = load_checkpoint(ckpt_path)
-    except Exception as e:  # config or checkpoint unusable: one clear line
+        if args.config:
+            cfg = load_config(args.config, model_opts(args), schema=VideoConfig)
+        else:
+            cfg, _ = checkpoint_recipe(ckpt_path, ckpt, VideoConfig, opts=model_opts(args))
+    except (ConfigError, CheckpointError) as e:  # config or checkpoint unusable: one clear line
         print(f"error: {e}", file=sys.stderr)
         return 2
+    saved = (ckpt.get("meta") or {}).get("classes") if isinstance(ckpt.get("meta"), dict) else None
     info = du.init_distributed(cfg.train.device)
     try:
         try:
@@ -66,7 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         _, test_set, num_classes = build_datasets(cfg, split="test")
-        check_classes(os.path.dirname(ckpt_path), test_set.classes)
+        if saved and list(saved) != list(test_set.classes):
+            raise ConfigError(f"{ckpt_path} was trained on {len(saved)} classes ({', '.join(saved[:4])}, ...) that "
+                              f"differ from the test data's {len(test_set.classes)}")
+        if not saved:
+            check_classes(os.path.dirname(ckpt_path), test_set.classes)
         model = build_model(cfg, num_classes, initial_weights=False).to(info.device)
         model.load_state_dict(ckpt["model"])
         loaders = build_pytorchvideo_loaders if cfg.data.backend == "pytorchvideo" else build_loaders
@@ -90,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   + "  ".join(f"top-{k[3:]} {v:.2f}%" for k, v in metrics.items() if k.startswith("top"))
                   + f"  -> {out}/test_scores.csv")
         return 0
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     finally:
         du.cleanup()
 

@@ -156,10 +156,26 @@ def convert_state_dict(sd: Mapping[str, torch.Tensor], fmt: str | None = None) -
     return CONVERTERS[fmt](sd)
 
 
+def read_file(path: str | os.PathLike) -> Mapping:
+    """``torch.load(path, weights_only=True)``; a file holding anything but tensors and plain containers is a
+    ValueError naming it (torch's advice to turn the safety off is not passed on)."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- any unpickling failure means an unusable file
+        msg = str(e)
+        if "WeightsUnpickler error:" in msg:
+            detail = msg.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+            raise ValueError(f"{path} holds objects other than tensors and plain containers, refused without "
+                             f"running them ({detail})") from None
+        raise ValueError(f"cannot read {path}: {type(e).__name__}: {msg.splitlines()[0] if msg else ''}") from None
+
+
 def read_state_dict(source: str | os.PathLike | Mapping, fmt: str | None = None) -> tuple[StateDict, str]:
     """Our-layout weights and the source format, from a checkpoint file (``weights_only``) or a state dict."""
     if isinstance(source, (str, os.PathLike)):
-        source = torch.load(source, map_location="cpu", weights_only=True)
+        source = read_file(source)
     raw = unwrap(source)
     fmt = fmt or detect_format(raw)
     return convert_state_dict(raw, fmt), fmt

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..nn.position import embed_bias_table, resize_bias_table, table_size
-from .formats import DERIVED, StateDict, _entry, pretraining_method, read_state_dict
+from .formats import DERIVED, StateDict, _entry, pretraining_method, read_file, read_state_dict
 
 Prepare = Callable[[nn.Module, StateDict], list[str]]
 _FAMILIES: dict[type, tuple[Prepare | None, Prepare | None]] = {}
@@ -86,7 +86,7 @@ def load_pretrained(
     built for, whose stages shrank their windows (and bias tables) to it; those tables are placed exactly.
     """
     if isinstance(source, (str, os.PathLike)):
-        source = torch.load(source, map_location="cpu", weights_only=True)
+        source = read_file(source)
     method = pretraining_method(_entry(source))
     sd, fmt = read_state_dict(source, fmt)
     target = model.state_dict()
@@ -142,8 +142,13 @@ def load_pretrained(
             if items:
                 shown = ", ".join(items[:10]) + (f", ... ({len(items)} in all)" if len(items) > 10 else "")
                 lines.append(f"  {title} keys: {shown}")
-        if any(m.startswith("head.") for m in report.mismatched):
-            lines.append("  (the class count differs: pass reset_head=True, or head_map=[...] to pick classes)")
+        head, own = sd.get("head.fc.weight"), target.get("head.fc.weight")
+        if head is not None and own is not None and head.shape[0] != own.shape[0]:
+            lines.append(f"  (the class count differs: {head.shape[0]} in the checkpoint, {own.shape[0]} in the model: "
+                         f"pass reset_head=True, or head_map=[...] to pick classes)")
+        elif any(m.startswith("head.") for m in report.mismatched):
+            lines.append("  (the head's input width differs: the checkpoint is another size of model; check the model "
+                         "name and its embed_dim)")
         if any("relative_position_bias_table" in m for m in report.mismatched):
             lines.append("  (a bias table does not fit: a timm model built for a small input shrank its windows; pass "
                          "source_img_size=(H, W), the img_size it was built with)")

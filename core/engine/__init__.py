@@ -3,9 +3,9 @@ DDP."""
 from .callbacks import Callback
 from .config import Config, ConfigError, LoaderConfig, fld, load_config
 from .launch import build_model, launch
-from .rundir import RunContext, latest_run_dir, resolve_run, resume_path, run_output_dir
+from .rundir import RunContext, latest_run_dir, resolve_run, resume_path
 from .task import EvalEnv, Task
 from .trainer import Trainer
 
 __all__ = ["Callback", "Config", "ConfigError", "LoaderConfig", "fld", "load_config", "EvalEnv", "Task", "Trainer",
-           "RunContext", "resolve_run", "resume_path", "run_output_dir", "latest_run_dir", "build_model", "launch"]
+           "RunContext", "resolve_run", "resume_path", "latest_run_dir", "build_model", "launch"]

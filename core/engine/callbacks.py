@@ -5,9 +5,10 @@
     Trainer(cfg, task, train_loader, val_loader, callbacks=[Probe()]).fit()
 
 Hooks run on every rank, in list order, at the same points (so a hook may run a collective):
-``on_fit_start``, ``on_train_step`` (the task's outputs of one micro-batch, before the backward; may return a
-replacement), ``on_step_end`` (after an optimizer update inside an epoch), ``on_epoch_end`` (the epoch's row,
-before the checkpoint), ``on_save`` (a checkpoint written, rank 0), ``on_fit_end`` (the results).
+``on_fit_start``, ``on_train_step`` (the task's outputs of one micro-batch, before the backward, None for a batch
+with nothing to learn from; may return a replacement), ``on_step_end`` (after an optimizer update inside an epoch),
+``on_epoch_end`` (the epoch's row, before the checkpoint), ``on_save`` (a checkpoint written, rank 0),
+``on_fit_end`` (the results).
 A hook asks the loop to checkpoint and stop with :meth:`Trainer.request_stop`, keeps an epoch out of the best
 checkpoint with :meth:`Trainer.veto_best`, or ends the run by raising (:class:`Diverged`). :data:`EXTRA` holds
 callbacks every trainer of this process adds (the fault suite's injectors run an entry point with them).
@@ -35,7 +36,7 @@ class Callback:
 
     def on_fit_start(self, trainer: Trainer) -> None: ...
 
-    def on_train_step(self, trainer: Trainer, out: Mapping[str, Any]) -> Mapping[str, Any] | None: ...
+    def on_train_step(self, trainer: Trainer, out: Mapping[str, Any] | None) -> Mapping[str, Any] | None: ...
 
     def on_step_end(self, trainer: Trainer, epoch: int, iteration: int) -> None: ...
 
@@ -59,7 +60,7 @@ class Callbacks(Callback):
         for c in self.callbacks:
             c.on_fit_start(trainer)
 
-    def on_train_step(self, trainer: Trainer, out: Mapping[str, Any]) -> Mapping[str, Any]:
+    def on_train_step(self, trainer: Trainer, out: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         for c in self.callbacks:
             out = c.on_train_step(trainer, out) or out
         return out
@@ -140,12 +141,13 @@ class DivergenceGuard(Callback):
         self.skipped_at_start = 0
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        self.skipped_at_start = trainer.nonfinite_skipped
+        self.skipped_at_start = trainer.state.skipped
 
-    def on_train_step(self, trainer: Trainer, out: Mapping[str, Any]) -> None:
-        self.steps += 1
+    def on_train_step(self, trainer: Trainer, out: Mapping[str, Any] | None) -> None:
+        self.steps += 1  # an empty batch (None) counts as a step with no loss, so every rank checks at the same steps
         if trainer.cfg.train.divergence_factor > 0:
-            self.window.append(out["loss"].detach().float().reshape(()))
+            loss = out["loss"].detach().float().reshape(()) if out is not None else torch.tensor(float("nan"))
+            self.window.append(loss.to(trainer.device))
 
     def on_step_end(self, trainer: Trainer, epoch: int, iteration: int) -> None:
         if len(self.window) >= trainer.cfg.train.log_interval:
@@ -154,16 +156,16 @@ class DivergenceGuard(Callback):
             self._check_skipped(trainer, epoch, iteration)
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
-        epoch = trainer.epoch - 1
+        epoch, last = trainer.state.epoch - 1, trainer.geo.iters_per_epoch - 1
         if self.window:
-            self._check_loss(trainer, epoch, trainer.iters_per_epoch - 1)
+            self._check_loss(trainer, epoch, last)
         if self.steps:
-            self._check_skipped(trainer, epoch, trainer.iters_per_epoch - 1)
+            self._check_skipped(trainer, epoch, last)
         if self.epoch_above:
             trainer.veto_best(f"its loss rose above {trainer.cfg.train.divergence_factor:g} x the running minimum "
                               f"{max(self.best, self.FLOOR):.4g}")
         self.steps, self.epoch_above = 0, False
-        self.skipped_at_start = trainer.nonfinite_skipped
+        self.skipped_at_start = trainer.state.skipped
 
     def _check_loss(self, trainer: Trainer, epoch: int, iteration: int) -> None:
         t = trainer.cfg.train
@@ -184,21 +186,16 @@ class DivergenceGuard(Callback):
                 raise Diverged(
                     f"diverged at epoch {epoch + 1} iteration {iteration + 1}: mean loss {mean:.4g} above "
                     f"{t.divergence_factor:g} x its running minimum {max(self.best, self.FLOOR):.4g} for "
-                    f"{self.above} log intervals in a row; {self._kept(trainer)} (train.divergence_factor=0 turns "
-                    f"the guard off)")
+                    f"{self.above} log intervals in a row; {trainer.strategy.kept(trainer.output_dir)} "
+                    f"(train.divergence_factor=0 turns the guard off)")
         else:
             self.above = 0
         self.best = min(self.best, mean)
 
     def _check_skipped(self, trainer: Trainer, epoch: int, iteration: int) -> None:
         t = trainer.cfg.train
-        skipped = trainer.nonfinite_skipped - self.skipped_at_start
+        skipped = trainer.state.skipped - self.skipped_at_start
         if skipped / self.steps > t.divergence_max_skipped:
             raise Diverged(f"diverged at epoch {epoch + 1} iteration {iteration + 1}: {skipped} of {self.steps} "
                            f"steps of the epoch skipped as non-finite (more than train.divergence_max_skipped="
-                           f"{t.divergence_max_skipped:g}); {self._kept(trainer)}")
-
-    @staticmethod
-    def _kept(trainer: Trainer) -> str:
-        last = os.path.join(trainer.output_dir, "last.pth")
-        return f"the last checkpoint {last} is kept" if os.path.isfile(last) else "no checkpoint was written"
+                           f"{t.divergence_max_skipped:g}); {trainer.strategy.kept(trainer.output_dir)}")

@@ -161,12 +161,8 @@ class TrainConfig:
         if self.fsdp_mesh and (len(self.fsdp_mesh) not in (1, 2) or min(self.fsdp_mesh) < 1):
             raise ConfigError(f"config value out of range: train.fsdp_mesh = {self.fsdp_mesh}, expected [] (all "
                               f"ranks), [S] or [R, S] with positive sizes")
-        if self.strategy == "fsdp":
-            for name, why in (("ema", "the EMA copy would be a full replica on every rank"),
-                              ("compile", "torch.compile of a sharded model is not wired up yet")):
-                if getattr(self, name):
-                    raise ConfigError(f"train.strategy=fsdp does not support train.{name}=true ({why}); set "
-                                      f"train.{name}=false or train.strategy=ddp")
+        from .strategy import strategy_class  # the strategy refuses what it cannot run, with the reason
+        strategy_class(self.strategy).check(self)
 
 
 @dataclass

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -11,8 +11,8 @@ import torch.nn as nn
 
 from .config import ConfigError
 
-__all__ = ["seed_everything", "amp_choice", "amp_name", "cpu_has_native_bf16", "resolve_amp", "autocast", "to_device",
-           "unwrap_model"]
+__all__ = ["seed_everything", "rank_seeds", "amp_choice", "amp_name", "cpu_has_native_bf16", "resolve_amp", "autocast",
+           "to_device", "unwrap_model"]
 
 
 def seed_everything(seed: int) -> None:
@@ -20,6 +20,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def rank_seeds(seed: int, rank: int) -> Iterator[None]:
+    """Inside: the stream shared by every rank (identical initial weights); after it: one stream per rank (distinct
+    augmentation and masks)."""
+    seed_everything(seed)
+    yield
+    seed_everything(seed + rank)
 
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

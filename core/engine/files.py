@@ -18,7 +18,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 __all__ = ["WriteError", "write_error", "atomic_target", "atomic_save", "atomic_copy", "atomic_write_text", "write_json",
-           "to_plain"]
+           "read_json", "to_plain"]
 
 # errors that say the folder cannot take the file (not a bug of the caller, such as a missing source)
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
@@ -146,3 +146,12 @@ def to_plain(v: Any) -> Any:
 def write_json(path: str, obj: Mapping[str, Any]) -> None:
     """Write a JSON file atomically (tensors as numbers or lists, non-finite floats as strings)."""
     atomic_write_text(path, json.dumps(to_plain(obj), indent=2))
+
+
+def read_json(path: str) -> dict[str, Any]:
+    """A JSON file's object, {} when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}

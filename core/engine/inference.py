@@ -38,6 +38,7 @@ class LoadedModel:
     num_classes: int
     format: str        # source layout: ours, timm, torchvision, official, official_video
     recipe: str        # where the recipe came from: "checkpoint", "<path>/config.yaml" or "--model NAME"
+    classes: list[str] | None = None  # the class names saved in the checkpoint (ours), if any
 
 
 def checkpoint_recipe(ckpt_path: str, ckpt: dict, schema: type, model_name: str | None = None,
@@ -89,14 +90,18 @@ def load_model(ckpt_path: str, schema: type, *, model_name: str | None = None, o
         load_pretrained(model, ckpt)
     except ValueError as e:
         raise CheckpointError(f"{ckpt_path}: {e}") from None
-    return LoadedModel(model.to(device).eval(), cfg, num_classes, fmt, recipe)
+    saved = (ckpt.get("meta") or {}).get("classes") if isinstance(ckpt.get("meta"), dict) else None
+    return LoadedModel(model.to(device).eval(), cfg, num_classes, fmt, recipe, list(saved) if saved else None)
 
 
 def class_names(num_classes: int, ckpt_path: str, classes_file: str | None = None,
-                fallback: Sequence[str] | None = None) -> list[str]:
-    """``--classes FILE``, else classes.txt beside the checkpoint, else ``fallback``, else "0", "1", ..."""
+                fallback: Sequence[str] | None = None, saved: Sequence[str] | None = None) -> list[str]:
+    """``--classes FILE``, else the names ``saved`` in the checkpoint, else classes.txt beside it, else ``fallback``,
+    else "0", "1", ..."""
     path = classes_file or os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), "classes.txt")
-    if os.path.isfile(path):
+    if saved and not classes_file:
+        names, source = list(saved), f"{ckpt_path} (its saved class names)"
+    elif os.path.isfile(path):
         names = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
         source = path
     elif classes_file:

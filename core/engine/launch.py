@@ -1,11 +1,13 @@
 """What every entry point shares: arguments, config loading, model building, error reporting, the run itself.
 
-    def setup(cfg, info) -> (task, train_loader, val_loader): ...
+    def setup(cfg, run) -> (task, train_loader, val_loader): ...   # run: RunContext (folder, resume, processes)
     sys.exit(launch(argv, schema=MyConfig, setup=setup, description=__doc__))
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import shutil
@@ -25,12 +27,13 @@ from .data import DataError
 from .files import WriteError
 from .metrics import setup_logging
 from .preempt import EXIT_PREEMPTED, Preempted, RunLock, mark_preempted, preempted_before
-from .rundir import latest_run_dir, resolve_run, resume_path, runs_root
+from .rundir import RunContext, latest_run_dir, resolve_run, runs_root
+from .strategy import find_last, strategy_class
 from .trainer import Trainer
 
-__all__ = ["parse_args", "build_model", "describe_load", "launch"]
+__all__ = ["parse_args", "build_model", "describe_load", "launch", "report_error"]
 
-Setup = Callable[[Any, du.DistInfo], tuple[Any, Any, Any]]
+Setup = Callable[[Any, RunContext], tuple[Any, Any, Any]]
 EXIT_NONFINITE = 3  # a non-finite loss or weights stopped the run (train.nonfinite=stop)
 
 
@@ -56,11 +59,11 @@ def parse_args(argv: Sequence[str] | None = None, description: str | None = None
 
 def build_model(cfg: Config, num_classes: int | None = None, *, initial_weights: bool = True,
                 **overrides: Any) -> nn.Module:
-    """``create_model(model.name, num_classes, **model.kwargs)`` (drop_path_rate when set), then
-    ``load_pretrained(model, model.pretrained, **model.pretrained_kwargs)``.
+    """``create_model(model.name, num_classes, **model.kwargs)`` (drop_path_rate when set), then, with
+    ``initial_weights``, ``load_pretrained(model, model.pretrained, **model.pretrained_kwargs)``.
 
-    Fields left unset keep the variant's own values. The initial weights are skipped when a checkpoint of the
-    run replaces them anyway (a resume, a test).
+    Fields left unset keep the variant's own values. Pass ``initial_weights=not run.continuing`` where a checkpoint
+    of the run replaces them anyway (a resume, an evaluation); building a model never looks at a run folder.
     """
     m = cfg.model
     kwargs = dict(m.kwargs)
@@ -77,8 +80,9 @@ def build_model(cfg: Config, num_classes: int | None = None, *, initial_weights:
     except TypeError as e:  # an unknown keyword argument of the model
         raise ConfigError(f"model {m.name!r} does not take the arguments given in model.kwargs "
                           f"{sorted(m.kwargs)}: {e}") from None
-    continuing = cfg.train.resume or cfg.train.eval_only or resume_path(cfg) is not None
-    if m.pretrained and initial_weights and not continuing:
+    except ValueError as e:  # the model's own check of its arguments (sizes, windows, heads)
+        raise ConfigError(f"model {m.name!r} with model.kwargs {dict(m.kwargs)}: {e}") from None
+    if m.pretrained and initial_weights:
         if not os.path.isfile(m.pretrained):
             raise ConfigError(f"model.pretrained = {m.pretrained!r} is not a file")
         try:
@@ -145,11 +149,11 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
             cfg.train.resume = ""
     info = du.init_distributed(cfg.train.device)
     lock: RunLock | None = None
-    fresh_dir: str | None = None  # a run folder this call created, removed again if a start-up error leaves it unused
+    fresh_dir: str | None = None  # a run folder this call created, removed again if the run fails to start
     try:
         if args.resume == "auto":
-            fsdp = cfg.train.strategy == "fsdp"  # a sharded run's checkpoint is the folder last.dcp
-            latest = latest_run_dir(cfg, "last.dcp/complete.json" if fsdp else "last.pth")
+            marker = strategy_class(cfg.train.strategy).LAST  # a sharded run's checkpoint is the folder last.dcp
+            latest = latest_run_dir(cfg, marker + ("/complete.json" if marker.endswith(".dcp") else ""))
             if latest and not cfg.train.output_dir:
                 cfg.train.output_dir = latest
         elif args.resume:
@@ -161,7 +165,7 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
                                   f"give --output-dir RUN or --resume CHECKPOINT")
             cfg.train.output_dir = latest
         fresh = not cfg.train.output_dir
-        run = resolve_run(cfg)  # the folder and the checkpoint to continue, decided once
+        run = resolve_run(cfg, info)  # the folder, the checkpoint to continue and the processes, decided once
         fresh_dir = run.output_dir if fresh and info.is_main else None
         if info.is_main and not run.eval_only:
             lock = RunLock(run.output_dir)
@@ -172,7 +176,7 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
         if info.is_main:
             print("resolved config:\n" + dump_config(cfg), flush=True)
         started = time.perf_counter()
-        task, train_loader, val_loader = setup(cfg, info)
+        task, train_loader, val_loader = setup(cfg, run)
         logging.getLogger("swin").info(f"set up in {time.perf_counter() - started:.1f}s (data sets, model, loaders; "
                                        f"'done in' below counts the training alone)")
         Trainer(cfg, task, None if run.eval_only else train_loader, val_loader, info=info, run=run).fit()
@@ -187,32 +191,52 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
         logging.getLogger("swin").error(f"stopped: {e}")
         return EXIT_DIVERGED
     except (ConfigError, DataError, CheckpointError, WriteError) as e:
-        kind = ("config" if isinstance(e, ConfigError) else "data" if isinstance(e, DataError) else
-                "checkpoint" if isinstance(e, CheckpointError) else "write")
-        print(f"{kind} error: {e}", file=sys.stderr)
-        logging.getLogger("swin.warnings").error(f"{kind} error: {e}")  # into log.txt too (rank 0, once it is open)
         if lock is not None:
             lock.release()
             lock = None
-        if fresh_dir is not None:
-            _drop_if_unused(fresh_dir)
-        return 2
+        removed = fresh_dir is not None and not _has_checkpoint(fresh_dir)
+        if removed:
+            _remove_run_dir(fresh_dir)  # a failed start leaves no run behind (the error is printed)
+        return report_error(e, info.rank, log=not removed)  # a folder the user named keeps its log
     finally:
         if lock is not None:
             lock.release()
         du.cleanup()
 
 
-def _drop_if_unused(run_dir: str) -> None:
-    """Remove a run folder this call created when nothing but its log was written (a start-up error): failed
-    starts leave no empty runs behind (the error was printed)."""
-    try:
-        names = set(os.listdir(run_dir))
-    except OSError:
-        return
-    if names <= {"log.txt", "config.yaml", ".lock"}:
-        for h in list(logging.getLogger("swin").handlers):  # release log.txt before it goes
+def error_kind(e: BaseException) -> str:
+    return ("config" if isinstance(e, ConfigError) else "data" if isinstance(e, DataError) else
+            "checkpoint" if isinstance(e, CheckpointError) else "write")
+
+
+def report_error(e: BaseException, rank: int = 0, *, log: bool = True, code: int = 2) -> int:
+    """One ``<kind> error: ...`` line on stderr (and into log.txt); under ``core.engine.torchrun_wrapper`` each rank
+    hands its line to the wrapper instead, which prints every distinct line once. Returns ``code``."""
+    line = f"{error_kind(e)} error: {e}"
+    if log:
+        logging.getLogger("swin.warnings").error(line)  # into log.txt too (rank 0, once it is open)
+    errors = os.environ.get("SWIN_ERRORS_DIR")
+    if errors and os.path.isdir(errors):
+        from .files import atomic_write_text
+        atomic_write_text(os.path.join(errors, f"rank{rank}.json"), json.dumps({"code": code, "line": line}))
+    else:
+        print(line, file=sys.stderr)
+    return code
+
+
+def _has_checkpoint(run_dir: str) -> bool:
+    return find_last(run_dir) is not None or os.path.isfile(os.path.join(run_dir, "best.pth"))
+
+
+def _remove_run_dir(run_dir: str) -> None:
+    """Remove a run folder this call created (its log released first), and its recipe's folder when that is left
+    empty."""
+    for name in ("swin", "swin.warnings"):  # release log.txt before it goes
+        for h in list(logging.getLogger(name).handlers):
             if isinstance(h, logging.FileHandler):
-                logging.getLogger("swin").removeHandler(h)
+                logging.getLogger(name).removeHandler(h)
                 h.close()
-        shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    parent = os.path.dirname(os.path.abspath(run_dir))
+    with contextlib.suppress(OSError):
+        os.rmdir(parent)  # only when empty

@@ -77,6 +77,8 @@ def setup_logging(output_dir: str | None, is_main: bool, name: str = _LOGGER_NAM
     for h in log.handlers:
         if isinstance(h, logging.FileHandler):
             file_log.addHandler(h)
+    if not file_log.handlers:  # no log.txt (ranks > 0): nothing, not logging's last-resort print to stderr
+        file_log.addHandler(logging.NullHandler())
     prev = getattr(warnings.showwarning, "_shown_by", warnings.showwarning)
 
     def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001

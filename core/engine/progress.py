@@ -3,7 +3,6 @@ epoch's running sums, samples/s, the time the step waited for data and the ETA; 
 TensorBoard)."""
 from __future__ import annotations
 
-import os
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -13,11 +12,12 @@ from tqdm import tqdm
 from . import distributed as du
 
 if TYPE_CHECKING:
-    from .resume import MidEpoch
+    from .checkpointer import MidEpoch
     from .trainer import Trainer
 
 __all__ = ["EpochProgress", "hms", "LOADER_BOUND"]
 
+STEPS = "_steps"  # the running sums' count of the micro-batches they hold (empty and skipped ones are not counted)
 LOADER_BOUND = 0.3  # an epoch that waited longer than this fraction for data gets a warning ...
 LOADER_BOUND_MIN_S = 0.5  # ... if the waiting cost it at least this long (not a cached probe's sub-second epochs)
 
@@ -32,7 +32,7 @@ class EpochProgress:
 
     def __init__(self, trainer: Trainer, epoch: int, start: int, resume: MidEpoch | None = None) -> None:
         self.tr, self.epoch, self.start = trainer, epoch, start
-        self.n = trainer.iters_per_epoch
+        self.n = trainer.geo.iters_per_epoch
         self.sums: dict[str, float] = dict(resume.epoch_sums) if resume else {}
         self.first = resume.first if resume else 0  # the first iteration the sums count
         self.window = [{k: torch.tensor(v) for k, v in w.items()} for w in (resume.window if resume else [])]
@@ -64,8 +64,9 @@ class EpochProgress:
         row = self._read_window(i)
         for k, v in row.items():
             self.sums[k] = self.sums.get(k, 0.0) + v * len(self.window)
+        self.sums[STEPS] = self.sums.get(STEPS, 0.0) + len(self.window)  # the micro-batches the means are over
         now = time.perf_counter()
-        sps = tr.batch_size * tr.info.world_size * len(self.window) / max(now - self.t_log, 1e-9)
+        sps = tr.geo.batch_size * tr.info.world_size * len(self.window) / max(now - self.t_log, 1e-9)
         row = {"epoch": self.epoch + 1, "iter": i + 1, "loss": row.pop("loss"), "lr": tr.lr_now(),
                "samples_per_s": sps, "data_wait": self.wait_log / max(now - self.t_log, 1e-9), **row}
         if grad_norm is not None:
@@ -85,10 +86,13 @@ class EpochProgress:
         """The epoch's mean of every logged scalar over all ranks, and its time."""
         self.bar.close()
         keys = sorted(self.sums)
-        stats = torch.tensor([self.sums[k] for k in keys] + [float(self.n - self.first)], dtype=torch.float64)
+        if self.tr.info.distributed:  # a rank whose batches were all empty has no keys of its own
+            keys = sorted({k for ks in du.all_gather_object(keys) for k in ks})
+        stats = torch.tensor([self.sums.get(k, 0.0) for k in keys] + [float(self.n - self.first)], dtype=torch.float64)
         if self.tr.info.distributed:
             stats = du.all_reduce_sum(stats.to(self.tr.device)).cpu()
-        means = {k: float(stats[j] / max(1.0, float(stats[-1]))) for j, k in enumerate(keys)}
+        steps = float(stats[keys.index(STEPS)]) if STEPS in keys else float(stats[-1])  # (sums of older checkpoints)
+        means = {k: float(stats[j] / max(1.0, steps)) for j, k in enumerate(keys) if k != STEPS}
         elapsed = time.perf_counter() - self.t0
         wait = {"data_wait_s": self.wait, "data_wait": self.wait / max(elapsed, 1e-9)}
         if wait["data_wait"] > LOADER_BOUND and self.wait >= LOADER_BOUND_MIN_S and self.n - self.start > 1:
@@ -106,9 +110,7 @@ class EpochProgress:
         bad = (~torch.isfinite(losses)).nonzero()
         if len(bad):
             j = int(bad[0])
-            last_ckpt = os.path.join(self.tr.output_dir, "last.pth")
-            kept = (f"the last checkpoint {last_ckpt} is kept" if os.path.isfile(last_ckpt)
-                    else "no checkpoint was written")
+            kept = self.tr.strategy.kept(self.tr.output_dir)
             raise FloatingPointError(f"loss is {float(losses[j])} at epoch {self.epoch + 1} iteration "
                                      f"{last - len(self.window) + 2 + j}; stopping ({kept})")
         return dict(zip(keys, values.mean(0).tolist()))

@@ -13,20 +13,22 @@ import time
 from dataclasses import dataclass
 
 from . import distributed as du
-from .checkpoint import CheckpointError
 from .config import Config
-from .sharding import find_sharded
+from .distributed import DistInfo
+from .strategy import strategy_class
 
-__all__ = ["RunContext", "resolve_run", "runs_root", "new_run_dir", "mark_latest", "latest_run_dir", "run_output_dir",
-           "resume_path", "eval_checkpoint"]
+__all__ = ["RunContext", "resolve_run", "runs_root", "new_run_dir", "mark_latest", "latest_run_dir", "resume_path",
+           "eval_checkpoint"]
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """Where a run writes and what it continues, decided once (by ``launch``) before anything is built."""
+    """Where a run writes, what it continues and which processes run it, decided once (by ``launch``) before
+    anything is built and handed to the method's ``setup``; building a model never looks for a run folder."""
     output_dir: str
     resume: str | None       # the checkpoint training continues from (None: a fresh start)
     eval_only: bool = False
+    info: DistInfo | None = None
 
     @property
     def continuing(self) -> bool:
@@ -34,14 +36,12 @@ class RunContext:
         return self.resume is not None or self.eval_only
 
 
-def resolve_run(cfg: Config) -> RunContext:
+def resolve_run(cfg: Config, info: DistInfo | None = None) -> RunContext:
     """The run's folder (``train.output_dir``, else a fresh one, recorded in the config so the saved recipe names it)
     and the checkpoint it continues from; every later step reads this instead of deciding again."""
     cfg.train.output_dir = cfg.train.output_dir or new_run_dir(cfg)
     eval_only = bool(cfg.train.eval_only)
-    return RunContext(cfg.train.output_dir, None if eval_only else resume_path(cfg), eval_only)
-
-
+    return RunContext(cfg.train.output_dir, None if eval_only else resume_path(cfg), eval_only, info)
 def runs_root(cfg: Config) -> str:
     """$SWIN_OUTPUT_ROOT (default ``outputs``)/<recipe name>: the parent of the recipe's run folders."""
     return os.path.join(os.environ.get("SWIN_OUTPUT_ROOT", "outputs"), cfg.name or "run")
@@ -87,37 +87,13 @@ def latest_run_dir(cfg: Config, marker: str = "last.pth") -> str | None:
     return os.path.dirname(max(found, key=os.path.getmtime)) if found else None
 
 
-def run_output_dir(cfg: Config) -> str:
-    """``train.output_dir``; when empty, a fresh run folder is chosen and stored there (so every later call agrees)."""
-    if not cfg.train.output_dir:
-        cfg.train.output_dir = new_run_dir(cfg)
-    return cfg.train.output_dir
-
-
 def resume_path(cfg: Config) -> str | None:
-    """The checkpoint a training run continues from: train.resume, else <output_dir>/last.pth (last.dcp under fsdp)
-    when auto_resume is on."""
+    """The checkpoint a training run continues from: train.resume, else the strategy's last checkpoint in
+    ``train.output_dir`` (last.pth; last.dcp under fsdp) when auto_resume is on."""
     t = cfg.train
     if t.resume:
         return t.resume
-    last = os.path.join(run_output_dir(cfg), "last.pth")
-    if t.strategy == "fsdp":  # the sharded last.dcp (core.engine.sharding)
-        last = find_sharded(run_output_dir(cfg)) or last
-        if os.path.isfile(last):
-            raise CheckpointError(f"{last} was written by a train.strategy=ddp run; continue it with "
-                                  f"train.strategy=ddp, or choose another train.output_dir")
-    elif not os.path.exists(last):  # ddp into a folder of a sharded run: never start it again from scratch
-        sharded = find_sharded(run_output_dir(cfg))
-        if sharded:
-            raise CheckpointError(f"{sharded} was written by a train.strategy=fsdp run; continue it with "
-                                  f"train.strategy=fsdp (or --resume {sharded} to continue it under ddp), or "
-                                  f"choose another train.output_dir")
-    if os.path.exists(last):
-        if t.auto_resume:
-            return last
-        raise CheckpointError(f"{last} exists and train.auto_resume=false: resume it, or choose another "
-                              f"train.output_dir (the engine never overwrites an earlier run's checkpoint)")
-    return None
+    return strategy_class(t.strategy).resume_point(t.output_dir, t.auto_resume) if t.output_dir else None
 
 
 def eval_checkpoint(cfg: Config) -> str | None:
@@ -125,7 +101,7 @@ def eval_checkpoint(cfg: Config) -> str | None:
     if cfg.train.resume:
         return cfg.train.resume
     for name in ("best.pth", "last.pth"):
-        path = os.path.join(run_output_dir(cfg), name)
+        path = os.path.join(cfg.train.output_dir, name)
         if os.path.isfile(path):
             return path
     return None

@@ -1,17 +1,19 @@
-"""Sharded training (``train.strategy=fsdp``): FSDP2 wrapping, gathering for evaluation, sharded checkpoints.
+"""Sharded training (``train.strategy=fsdp``): the FSDP strategy (FSDP2 wrapping, gathering for evaluation,
+sharded checkpoints) behind :class:`core.engine.strategy.Strategy`.
 
-    task = shard_task(task, cfg.train, info, amp_dtype)   # every Swin block, then the task, with fully_shard
-    save_sharded(task, optimizer, extra, output_dir)       # <output_dir>/last.dcp: torch.distributed.checkpoint
-    load_sharded(task, optimizer, path, source)            # at any world size (DCP reshards on load)
+    strategy = FSDPStrategy(cfg.train, info, amp_dtype)    # through core.engine.strategy.build_strategy
+    strategy.wrap(task)                                     # every Swin block, then the task, with fully_shard
+    strategy.save(task, optimizer, state, output_dir, ...)  # <output_dir>/last.dcp: torch.distributed.checkpoint
 
 Each element of a ``blocks`` ModuleList (a Swin, Swin V2, Swin-MLP or Video Swin block; MoBY's momentum encoder's
 too) is its own FSDP unit and the task is the root unit (patch embedding, mergings, norms, heads, decoders). Buffers
 (MoBY's queues) stay replicated. At world size 1 nothing is sharded but checkpoints keep the sharded format.
 
 A sharded checkpoint is a folder: the DCP shards and ``.metadata``, ``trainer.pt`` (schedule, progress, RNG of
-every rank: what ``core.engine.resume`` restores) and ``complete.json`` (every file and its size), written last.
-It is written as ``last.dcp.<id>.tmp`` and renamed into place; the one it replaces becomes ``prev.dcp``, so a
-crash at any point leaves a complete checkpoint and a folder without ``complete.json`` is never taken.
+every rank: what ``core.engine.checkpointer`` restores) and ``complete.json`` (every file and its size), written
+last. It is written as ``last.dcp.<id>.tmp`` and renamed into place; the one it replaces becomes ``prev.dcp``, so a
+crash at any point leaves a complete checkpoint and a folder without ``complete.json`` is never taken. best.pth
+holds the whole backbone, consolidated on rank 0.
 """
 from __future__ import annotations
 
@@ -31,10 +33,11 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, TrainConfig
 from .distributed import DistInfo
 from .files import atomic_save, atomic_write_text
+from .strategy import Strategy
 
-__all__ = ["LAST", "PREV", "MARKER", "mesh_shape", "shard_units", "shard_task", "is_sharded", "class_name", "grad_sync",
-           "gathered", "full_norm", "nonfinite_params", "is_sharded_checkpoint", "find_sharded", "check_complete",
-           "save_sharded", "read_sharded", "load_sharded", "read_full_state", "full_backbone_state", "load_full_backbone"]
+__all__ = ["FSDPStrategy", "LAST", "PREV", "MARKER", "mesh_shape", "shard_units", "shard_task", "is_sharded",
+           "grad_sync", "gathered", "full_norm", "nonfinite_params", "find_sharded", "check_complete", "save_sharded",
+           "read_sharded", "load_sharded", "read_full_state", "full_backbone_state", "load_full_backbone"]
 
 LAST, PREV, MARKER, EXTRA = "last.dcp", "prev.dcp", "complete.json", "trainer.pt"
 
@@ -96,12 +99,6 @@ def is_sharded(module: nn.Module) -> bool:
     return isinstance(module, FSDPModule)
 
 
-def class_name(module: nn.Module) -> str:
-    """The module's own class name (fully_shard swaps in a subclass named ``FSDP<name>``)."""
-    cls = type(module)
-    return cls.__bases__[-1].__name__ if is_sharded(module) and cls.__name__.startswith("FSDP") else cls.__name__
-
-
 def _fsdp_modules(module: nn.Module) -> list[nn.Module]:
     from torch.distributed.fsdp import FSDPModule
     return [m for m in module.modules() if isinstance(m, FSDPModule)]
@@ -155,10 +152,6 @@ def nonfinite_params(module: nn.Module) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
-def is_sharded_checkpoint(path: str) -> bool:
-    return os.path.isdir(path)
-
-
 def _complete_problem(path: str) -> str:
     """'' when ``path`` is a complete sharded checkpoint, else what is wrong with it."""
     marker = os.path.join(path, MARKER)
@@ -317,3 +310,59 @@ def load_full_backbone(task: nn.Module, prefix: str, state: Mapping[str, torch.T
     set_model_state_dict(task, full, options=StateDictOptions(full_state_dict=True, strict=True))
 
 
+
+
+# ----------------------------------------------------------------------------------------------- the strategy
+class FSDPStrategy(Strategy):
+    """Shard parameters, gradients and optimizer state (FSDP2); the training checkpoint is the folder last.dcp."""
+
+    name = "fsdp"
+    LAST = LAST
+    unsupported = {"ema": "the EMA copy would be a whole replica on every rank, which sharding exists to avoid",
+                   "compile": "torch.compile of a sharded model is not wired up yet"}
+
+    def describe(self) -> str:
+        from .device import amp_name
+        return (f"train.strategy fsdp (mesh {list(mesh_shape(self.t, self.info.world_size))}, parameters gathered in "
+                f"{amp_name(self.amp_dtype)}, gradients reduced in fp32)")
+
+    def to_device(self, task: nn.Module) -> nn.Module:
+        # fully_shard moves each block to the device as it shards it (never the whole model on one rank)
+        return task if self.info.distributed else task.to(self.info.device)
+
+    def wrap(self, task: nn.Module) -> nn.Module:
+        """Shards in place: the task is its own wrapper."""
+        return shard_task(task, self.t, self.info, self.amp_dtype)
+
+    def no_sync(self, model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+        return grad_sync(model, sync)
+
+    def gathered(self, task: nn.Module) -> contextlib.AbstractContextManager:
+        return gathered(task, self.t.fsdp_reshard_after_forward)
+
+    def full(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        return full_norm(t)
+
+    def nonfinite_params(self, task: nn.Module) -> list[str]:
+        return nonfinite_params(task)
+
+    @classmethod
+    def find_last(cls, output_dir: str) -> str | None:
+        return find_sharded(output_dir)
+
+    def save(self, task: Any, optimizer: torch.optim.Optimizer, state: dict[str, Any], output_dir: str,
+             is_best: bool) -> str | None:
+        """best.pth (the whole backbone, consolidated on rank 0), then the sharded last.dcp (all ranks)."""
+        if is_best:
+            model = full_backbone_state(task, task.backbone_attr + ".")
+            if self.info.is_main:
+                keep = ("epoch", "iteration", "world_size", "config", "meta", "best", "best_ema")
+                atomic_save({"model": model, "strategy": self.name, **{k: state[k] for k in keep if k in state}},
+                            os.path.join(output_dir, "best.pth"))
+        path = save_sharded(task, optimizer, {**state, "strategy": self.name}, output_dir)
+        return path if self.info.is_main else None
+
+    def load_backbone(self, task: Any, state: Mapping[str, torch.Tensor], source: str) -> None:
+        from .checkpoint import check_state_dict
+        check_state_dict(task.backbone, state, source)
+        load_full_backbone(task, task.backbone_attr + ".", state)

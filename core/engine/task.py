@@ -18,7 +18,7 @@ outside it go to the last layer-decay group unless the task overrides :meth:`gro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -42,6 +42,7 @@ class Task(nn.Module):
     backbone_attr: str = "backbone"
     best_metric: str = "top1"
     broadcast_buffers: bool = True  # DDP copies rank 0's buffers every step; False when they agree by construction
+    classes: Sequence[str] | None = None  # class names of a classifier, saved in its checkpoints
 
     # -------------------------------------------------------------------------------- the contract
     @property
@@ -49,8 +50,10 @@ class Task(nn.Module):
         """The module whose weights are the run's deliverable (saved as the checkpoint's ``model``)."""
         return getattr(self, self.backbone_attr)
 
-    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
-        """``{"loss": scalar tensor, **other scalars to log}`` for one micro-batch (already on the device)."""
+    def forward(self, batch: Any) -> dict[str, torch.Tensor] | None:
+        """``{"loss": scalar tensor, **other scalars to log}`` for one micro-batch (already on the device); None
+        when the batch holds nothing to learn from (every sample unreadable): the trainer makes a zero step that
+        keeps DDP ranks in step."""
         raise NotImplementedError
 
     def after_update(self, step: int, total_steps: int) -> None:

@@ -7,14 +7,20 @@ TORCHRUN_ARGS...`` runs ``torchrun TORCHRUN_ARGS...`` and
   a second signal kills the agent and its workers at once;
 - exits with **75** when the job stopped for preemption (a worker wrote ``$SWIN_PREEMPTED_FILE``; torchrun itself
   would exit 1), else with torchrun's own code; a worker that torchrun restarts after that exits 75 at once;
-- with ``--requeue`` and ``$SLURM_JOB_ID`` set, runs ``scontrol requeue $SLURM_JOB_ID`` on 75.
+- with ``--requeue`` and ``$SLURM_JOB_ID`` set, runs ``scontrol requeue $SLURM_JOB_ID`` on 75;
+- passes the workers' own exit code on (2 config / checkpoint / data error, 3 non-finite, 4 diverged; torchrun
+  itself would exit 1) and prints each worker's error line once (the ranks hand their lines over through
+  ``$SWIN_ERRORS_DIR``), not inside torchrun's traceback.
 
     #SBATCH --signal=B:USR1@120 --requeue
     exec python -m core.engine.torchrun_wrapper --requeue --nproc_per_node 8 -m video_swin.train ...
 """
 from __future__ import annotations
 
+import glob
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,8 +38,37 @@ def _agent_preexec() -> None:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # workers install their own handler (exec keeps SIG_IGN)
 
 
+def _agent(args: Sequence[str]) -> int:
+    """torchrun itself; a failed worker's exit code instead of torchrun's traceback and exit 1."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+    try:
+        run(parse_args(list(args)))
+    except ChildFailedError as e:
+        codes = [f.exitcode for _, f in sorted(e.failures.items())]
+        return next((c for c in codes if c > 0), 1)
+    return 0
+
+
+def _error_lines(errors: str) -> tuple[list[str], int | None]:
+    """The distinct error lines the ranks handed over (rank order) and the first rank's exit code."""
+    lines, code = [], None
+    for path in sorted(glob.glob(os.path.join(errors, "rank*.json")), key=lambda p: int(p.rsplit("rank", 1)[1][:-5])):
+        try:
+            with open(path) as f:
+                item = json.load(f)
+        except (OSError, ValueError):
+            continue
+        code = code if code is not None else int(item.get("code", 1))
+        if item.get("line") and item["line"] not in lines:
+            lines.append(item["line"])
+    return lines, code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--agent"]:
+        return _agent(args[1:])
     requeue = "--requeue" in args[:1]
     if requeue:
         args = args[1:]
@@ -41,9 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__doc__)
         return 0 if args else 2
     state = tempfile.mkdtemp(prefix="swin_torchrun_")
-    stop, preempted = os.path.join(state, "stop"), os.path.join(state, "preempted")
-    env = {**os.environ, "SWIN_STOP_FILE": stop, "SWIN_PREEMPTED_FILE": preempted}
-    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *args], env=env,
+    stop, preempted, errors = (os.path.join(state, n) for n in ("stop", "preempted", "errors"))
+    os.makedirs(errors)
+    env = {**os.environ, "SWIN_STOP_FILE": stop, "SWIN_PREEMPTED_FILE": preempted, "SWIN_ERRORS_DIR": errors}
+    agent = subprocess.Popen([sys.executable, "-m", "core.engine.torchrun_wrapper", "--agent", *args], env=env,
                              start_new_session=True, preexec_fn=_agent_preexec)
     received: list[int] = []
 
@@ -66,16 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     was_preempted = os.path.exists(preempted)
-    for path in (stop, preempted):
-        if os.path.exists(path):
-            os.remove(path)
-    os.rmdir(state)
+    lines, code = _error_lines(errors)
+    shutil.rmtree(state, ignore_errors=True)
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
     if was_preempted:
         print(f"torchrun_wrapper: the job stopped with a checkpoint on a signal: exit {EXIT_PREEMPTED} "
               f"(torchrun exited {rc})", file=sys.stderr, flush=True)
         if requeue and os.environ.get("SLURM_JOB_ID"):
             subprocess.run(["scontrol", "requeue", os.environ["SLURM_JOB_ID"]], check=False)
         return EXIT_PREEMPTED
+    if rc > 0 and code is not None:
+        return code  # the workers' own code for the error they named
     return rc if rc >= 0 else 128 - rc
 
 

@@ -3,15 +3,14 @@
     task = ClassificationTask(model, criterion)            # or MoBY, SimMIM, ... (core.engine.task)
     results = Trainer(cfg, task, train_loader, val_loader).fit()
 
-The trainer owns the loop and the optimizer step: DDP and compile wrappers, autocast, gradient accumulation,
-clipping, the non-finite skip, the optimizer / scheduler / EMA updates. Around it, each in its own module:
-checkpoint state and exact resume (``resume``), progress and logging (``progress``), evaluation and the best
-epoch (``evaluation``), and callbacks (``callbacks``: curves, preemption checks, anything a user plugs in).
+The trainer owns the loop and the optimizer step: autocast, gradient accumulation, clipping, the non-finite skip,
+the optimizer / scheduler / EMA updates. Around it, each in its own module: how the run spreads over processes
+(``strategy``: DDP or FSDP), checkpoints and exact resume (``checkpointer``, which hands back the counters as a
+:class:`TrainState`), progress and logging (``progress``), evaluation and the best epoch (``evaluation``), and
+callbacks (``callbacks``: curves, preemption checks, anything a user plugs in).
 """
 from __future__ import annotations
 
-import contextlib
-import math
 import os
 import signal
 import time
@@ -19,25 +18,23 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
-from torch.nn.parallel import DistributedDataParallel
 
 from . import callbacks as cbs
 from . import distributed as du
-from . import resume as ckpt_state
-from . import sharding
 from .callbacks import Callback, Callbacks, Curves, DivergenceGuard, Preemption
-from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
+from .checkpoint import capture_rng_state, restore_rng_state
+from .checkpointer import Checkpointer, Geometry, MidEpoch, TrainState, checkpoint_meta
 from .config import Config, dump_config
 from .device import amp_choice, amp_name, autocast, to_device
 from .distributed import DistInfo
 from .evaluation import BestTracker, evaluate
-from .files import atomic_write_text, write_json
+from .files import atomic_write_text, read_json, write_json
 from .metrics import RunLogger, setup_logging
 from .optim import build_optimizer, build_scheduler, scaled_lrs
 from .preempt import EXIT_PREEMPTED, Preempted, RunLock, StopSignals, remove_stale_temps
 from .progress import EpochProgress
-from .resume import MidEpoch
 from .rundir import RunContext, eval_checkpoint, resolve_run
+from .strategy import build_strategy, class_name
 from .task import EvalEnv, Task
 
 __all__ = ["Trainer"]
@@ -69,13 +66,11 @@ class Trainer:
                  callbacks: Sequence[Callback] = ()) -> None:
         if not isinstance(task, Task):
             raise TypeError(f"Trainer runs a core.engine.task.Task, got {type(task).__name__}")
-        self.cfg = cfg
-        self.info = info or du.init_distributed(cfg.train.device)
-        self.device = self.info.device
-        self.train_loader = train_loader
-        self.val_loader = val_loader
         t = cfg.train
-        self.run = run or resolve_run(cfg)
+        self.cfg, self.train_loader, self.val_loader = cfg, train_loader, val_loader
+        self.info = info or (run.info if run is not None and run.info else None) or du.init_distributed(t.device)
+        self.device = self.info.device
+        self.run = run or resolve_run(cfg, self.info)
         self.output_dir = self.run.output_dir
         self.log = setup_logging(self.output_dir, self.info.is_main)
         self.amp_dtype, self.amp_why = amp_choice(t.amp, self.device)
@@ -83,10 +78,9 @@ class Trainer:
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
-        # the task, its wrappers
-        self.fsdp = t.strategy == "fsdp"
-        # sharded: fully_shard moves each block to the device as it shards it (never the whole model on one rank)
-        self.task = task if self.fsdp and self.info.distributed else task.to(self.device)
+        # the task and how it spreads over processes
+        self.strategy = build_strategy(t, self.info, self.amp_dtype)
+        self.task = self.strategy.to_device(task)
         if t.grad_checkpointing:
             self.task.set_grad_checkpointing(True)
         self.ema = None
@@ -95,36 +89,21 @@ class Trainer:
             self.ema = ModelEmaV3(self.task, decay=t.ema_decay)
         if t.compile:
             self.task.backbone.compile()  # in place: the state dict keeps its names
-        self.train_model: nn.Module = self.task
-        self.ddp: DistributedDataParallel | None = None
-        if self.fsdp:  # shards in place: the task is its own wrapper (core.engine.sharding)
-            sharding.shard_task(self.task, t, self.info, self.amp_dtype)
-        elif self.info.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.task, device_ids=ids,
-                                               find_unused_parameters=t.find_unused_parameters,
-                                               broadcast_buffers=self.task.broadcast_buffers)
-            self.train_model = self.ddp
+        self.train_model: nn.Module = self.strategy.wrap(self.task)
 
-        # batch geometry, optimisation
-        self.accum = cfg.optim.accum_steps
-        self.iters_per_epoch = len(train_loader) if train_loader is not None else 0
-        if t.max_iters_per_epoch:
-            self.iters_per_epoch = min(self.iters_per_epoch, t.max_iters_per_epoch)
-        self.updates_per_epoch = max(1, math.ceil(self.iters_per_epoch / self.accum))
-        self.total_updates = t.epochs * self.updates_per_epoch
-        self.batch_size = _per_process_batch(cfg, train_loader) if train_loader is not None else 0
-        self.global_batch = self.batch_size * self.info.world_size * self.accum
-        self.lr, warmup_lr, min_lr = scaled_lrs(cfg, self.global_batch)
+        # batch geometry, optimisation, checkpoints
+        n = len(train_loader) if train_loader is not None else 0
+        self.geo = Geometry(_per_process_batch(cfg, train_loader) if train_loader is not None else 0,
+                            self.info.world_size, cfg.optim.accum_steps,
+                            min(n, t.max_iters_per_epoch) if t.max_iters_per_epoch else n, t.epochs)
+        self.lr, warmup_lr, min_lr = scaled_lrs(cfg, self.geo.global_batch)
         self.optimizer = build_optimizer(cfg, self.task, self.lr)
-        self.scheduler = build_scheduler(cfg, self.optimizer, self.updates_per_epoch, warmup_lr=warmup_lr,
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.geo.updates_per_epoch, warmup_lr=warmup_lr,
                                          min_lr=min_lr)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
-
-        # progress
-        self.epoch = 0          # next epoch to run
-        self.num_updates = 0    # optimizer updates so far
-        self.tracker = BestTracker(task.best_metric)
+        self.checkpointer = Checkpointer(cfg, self.task, self.optimizer, self.scheduler, self.scaler, self.ema,
+                                         self.strategy, self.output_dir, self.geo, checkpoint_meta(cfg, task))
+        self.state = TrainState(BestTracker(task.best_metric))
         self.history: list[dict[str, Any]] = []
         self.runlog: RunLogger | None = None
         self.signals = StopSignals()
@@ -132,17 +111,17 @@ class Trainer:
         self.callbacks = Callbacks([Preemption(), Curves(), *callbacks, *cbs.EXTRA, DivergenceGuard()])
         self.stop_signal = 0    # set through request_stop: checkpoint and stop at the next update
         self._resume: MidEpoch | None = None  # a mid-epoch checkpoint being continued
-        self.nonfinite_skipped = 0
         self._bad_group = False
         self._best_veto: str | None = None  # why this epoch may not become best.pth (a callback said so)
 
     # -------------------------------------------------------------------------------- small pieces
-    def train_step(self, batch: Any) -> Mapping[str, torch.Tensor]:
-        """The task's outputs for one micro-batch (under autocast, batch on device, through DDP)."""
+    def train_step(self, batch: Any) -> Mapping[str, torch.Tensor] | None:
+        """The task's outputs for one micro-batch (under autocast, batch on device, through the strategy's wrapper);
+        None: the task found nothing to learn from (an unreadable batch)."""
         out = self.train_model(batch)
-        if not isinstance(out, Mapping) or "loss" not in out:
-            raise TypeError(f"{sharding.class_name(self.task)}.forward must return a dict with a 'loss', got "
-                            f"{type(out).__name__}")
+        if out is not None and (not isinstance(out, Mapping) or "loss" not in out):
+            raise TypeError(f"{class_name(self.task)}.forward must return a dict with a 'loss' (or None for an "
+                            f"empty batch), got {type(out).__name__}")
         return self.callbacks.on_train_step(self, out)
 
     def lr_now(self) -> float:
@@ -158,12 +137,12 @@ class Trainer:
 
     def save(self, is_best: bool, mid: MidEpoch | None = None) -> None:
         """Write the checkpoint (all ranks call it); callbacks hear of it on rank 0."""
-        path = ckpt_state.save(self, is_best, mid)
+        path = self.checkpointer.save(self.state, is_best, mid)
         if path is not None:
             self.callbacks.on_save(self, path)
 
     def _eval(self) -> dict[str, float]:
-        with sharding.gathered(self.task, self.cfg.train.fsdp_reshard_after_forward):
+        with self.strategy.gathered(self.task):
             return evaluate(self.task, self.ema.module if self.ema is not None else None, self.val_loader, self.env)
 
     # -------------------------------------------------------------------------------- loop
@@ -176,8 +155,8 @@ class Trainer:
         """
         self.train_model.train()
         _set_epoch(self.train_loader, epoch)
-        n = self.iters_per_epoch
-        full = (n // self.accum) * self.accum
+        n, accum = self.geo.iters_per_epoch, self.geo.accum
+        full = (n // accum) * accum
         resume, self._resume = self._resume, None
         if resume and resume.epoch_rng is not None:  # None: a position mapped from another world size
             restore_rng_state(resume.epoch_rng)
@@ -195,21 +174,20 @@ class Trainer:
         skip_mode = self.cfg.train.nonfinite == "skip"
         for i in range(start, n):
             batch = to_device(progress.fetch(batches), self.device)
-            sync = (i + 1) % self.accum == 0 or i + 1 == n
-            with self._no_sync(sync):
+            sync = (i + 1) % accum == 0 or i + 1 == n
+            with self.strategy.no_sync(self.train_model, sync):
                 with autocast(self.device, self.amp_dtype):
                     out = self.train_step(batch)
-                loss = out["loss"]
-                finite = self._all_finite(loss) if skip_mode else True
-                scaled = loss / (self.accum if i < full else n - full)  # a shorter last group weighs the same
-                if not finite:  # a zero backward that touches every parameter: DDP ranks stay in step
+                loss = out["loss"] if out is not None else torch.zeros((), device=self.device)
+                ok = self._all_finite(loss) if skip_mode else True  # on every rank: a collective under DDP
+                finite = ok and out is not None
+                if finite:
+                    scaled = loss / (accum if i < full else n - full)  # a shorter last group weighs the same
+                else:  # an empty batch or a skipped loss: a zero backward that touches every parameter (DDP in step)
                     scaled = sum(p.sum() for p in self.task.parameters() if p.requires_grad) * 0.0
-                    self._bad_group = True
-                if self.scaler is not None:
-                    self.scaler.scale(scaled).backward()
-                else:
-                    scaled.backward()
-            if not finite:
+                self._bad_group |= not ok
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            if not ok:
                 self._count_skip(epoch, i, "loss")
             if sync:
                 grad_norm = self._optimizer_step(epoch, i)
@@ -217,7 +195,7 @@ class Trainer:
             if sync and i + 1 < n:
                 self.callbacks.on_step_end(self, epoch, i)
                 every = self.cfg.train.checkpoint_interval
-                if self.stop_signal or (every and (self.num_updates % self.updates_per_epoch) % every == 0):
+                if self.stop_signal or (every and (self.state.updates % self.geo.updates_per_epoch) % every == 0):
                     self.save(False, MidEpoch(i + 1, epoch_rng, *progress.snapshot(), first=progress.first))
                     if self.stop_signal:
                         raise self._preempted(f"epoch {epoch + 1} iteration {i + 1}/{n}")
@@ -226,15 +204,9 @@ class Trainer:
                "epoch_time_s": means.pop("epoch_time_s"), "data_wait": means.pop("data_wait"),
                "data_wait_s": means.pop("data_wait_s"), **means}
         if skip_mode:
-            res["nonfinite_skipped"] = self.nonfinite_skipped
+            res["nonfinite_skipped"] = self.state.skipped
         res.update(self.task.end_epoch())
         return res
-
-    def _no_sync(self, sync: bool) -> contextlib.AbstractContextManager:
-        """Gradient accumulation: skip DDP's all-reduce, or FSDP's reduce-scatter, when ``sync`` is False."""
-        if self.fsdp:
-            return sharding.grad_sync(self.task, sync)
-        return self.ddp.no_sync() if (self.ddp is not None and not sync) else contextlib.nullcontext()
 
     def _all_finite(self, t: torch.Tensor) -> bool:
         """Whether ``t`` is finite on every rank (one device sync; a collective under DDP)."""
@@ -242,13 +214,13 @@ class Trainer:
         return not bool(du.all_reduce_max(bad).item() if du.is_dist() else bad.item())
 
     def _count_skip(self, epoch: int, i: int, what: str) -> None:
-        self.nonfinite_skipped += 1
+        self.state.skipped += 1
         self.log.warning(f"non-finite {what} at epoch {epoch + 1} iteration {i + 1}: step skipped "
-                         f"({self.nonfinite_skipped} so far; train.nonfinite=skip)")
+                         f"({self.state.skipped} so far; train.nonfinite=skip)")
 
     def _preempted(self, where: str) -> Preempted:
         name = signal.Signals(self.stop_signal).name
-        last = os.path.join(self.output_dir, sharding.LAST if self.fsdp else "last.pth")
+        last = self.strategy.find_last(self.output_dir) or os.path.join(self.output_dir, self.strategy.LAST)
         msg = (f"stopped by {name} at {where}: checkpoint {last} written; "
                f"continue with --output-dir {self.output_dir} (exit code {EXIT_PREEMPTED})")
         du.all_gather_object(None)  # every rank waits for rank 0 to finish writing before it says it is written
@@ -260,17 +232,17 @@ class Trainer:
 
         With ``train.nonfinite=skip`` a step whose gradients are not finite is dropped (the schedule still advances).
         """
-        clip = self.cfg.optim.clip_grad
+        clip, full = self.cfg.optim.clip_grad, self.strategy.full
         norm = None
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if clip > 0:
-            norm = sharding.full_norm(torch.nn.utils.clip_grad_norm_(params, clip))
+            norm = full(torch.nn.utils.clip_grad_norm_(params, clip))
         skip, self._bad_group = self._bad_group, False  # a micro-batch of this update had a non-finite loss
         if self.cfg.train.nonfinite == "skip" and self.scaler is None and not skip:
             if norm is None:
-                norm = sharding.full_norm(torch.nn.utils.clip_grad_norm_(params, float("inf")))
+                norm = full(torch.nn.utils.clip_grad_norm_(params, float("inf")))
             skip = not self._all_finite(norm)
             if skip:
                 self._count_skip(epoch, i, "gradient")
@@ -282,30 +254,28 @@ class Trainer:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.num_updates += 1
-        self.scheduler.step_update(num_updates=self.num_updates)
-        self.task.after_update(self.num_updates, self.total_updates)
+        self.state.updates += 1
+        self.scheduler.step_update(num_updates=self.state.updates)
+        self.task.after_update(self.state.updates, self.geo.total_updates)
         if self.ema is not None:
-            self.ema.update(self.task, step=self.num_updates)
+            self.ema.update(self.task, step=self.state.updates)
         return norm
 
     def _describe(self) -> None:
-        cfg, info = self.cfg, self.info
-        backbone = self.task.backbone
-        n_params = sum(p.numel() for p in backbone.parameters())
+        cfg, info, geo = self.cfg, self.info, self.geo
+        n_params = sum(p.numel() for p in self.task.backbone.parameters())
         n_task = sum(p.numel() for p in self.task.parameters()) - n_params
-        extra = f" (+{n_task:,} in the {sharding.class_name(self.task)})" if n_task else ""
+        extra = f" (+{n_task:,} in the {class_name(self.task)})" if n_task else ""
         self.log.info(f"model {cfg.model.name}: {n_params:,} parameters{extra}, "
                       f"{sum(p.numel() for p in self.task.parameters() if p.requires_grad):,} trainable")
-        t = cfg.train
-        shard = (f", train.strategy fsdp (mesh {t.fsdp_mesh or [info.world_size]}, parameters gathered in "
-                 f"{amp_name(self.amp_dtype)}, gradients reduced in fp32)" if t.strategy == "fsdp" else "")
-        self.log.info(f"world size {info.world_size} on {self.device}{shard}; batch {self.batch_size} per process x "
-                      f"{info.world_size} processes x {self.accum} accumulation = global batch {self.global_batch}")
+        strategy = self.strategy.describe()
+        self.log.info(f"world size {info.world_size} on {self.device}{', ' + strategy if strategy else ''}; batch "
+                      f"{geo.batch_size} per process x {info.world_size} processes x {geo.accum} accumulation = "
+                      f"global batch {geo.global_batch}")
         if cfg.sched.warmup_epochs >= cfg.train.epochs and info.is_main:  # a recipe warning: said once
             self.log.warning(f"sched.warmup_epochs ({cfg.sched.warmup_epochs}) >= train.epochs ({cfg.train.epochs}): "
                              f"the lr never leaves warm-up")
-        self.log.info(f"lr {self.lr:.3e} (peak), {self.iters_per_epoch} iterations / {self.updates_per_epoch} "
+        self.log.info(f"lr {self.lr:.3e} (peak), {geo.iters_per_epoch} iterations / {geo.updates_per_epoch} "
                       f"updates per epoch, amp {amp_name(self.amp_dtype)} ({self.amp_why}), output {self.output_dir}")
 
     def fit(self) -> dict[str, Any]:
@@ -313,8 +283,7 @@ class Trainer:
 
         With ``train.eval_only`` (or no training loader) it evaluates instead: see :meth:`evaluate_only`.
         """
-        t = self.cfg.train
-        if t.eval_only or self.train_loader is None:
+        if self.cfg.train.eval_only or self.train_loader is None:
             return self.evaluate_only()
         lock = RunLock(self.output_dir)
         if self.info.is_main:
@@ -330,28 +299,27 @@ class Trainer:
             lock.release()
 
     def _fit(self) -> dict[str, Any]:
-        cfg, t = self.cfg, self.cfg.train
-        resume = self.run.resume
+        t, resume = self.cfg.train, self.run.resume
         if resume:
-            self._resume = ckpt_state.restore(self, ckpt_state.load_or_name_alternative(resume), resume)
-            where = f"epoch {self.epoch}" + (f" + {self._resume.iteration} iterations" if self._resume else "")
-            self.log.info(f"resumed from {resume} at {where}, update {self.num_updates}")
-            if self.epoch >= t.epochs:
-                self.log.info(f"{self.output_dir} is already complete: {self.epoch} epochs; raise train.epochs to "
-                              f"continue (nothing was changed)")
-                return ckpt_state.read_json(os.path.join(self.output_dir, "results.json"))
-        self.scheduler.step_update(num_updates=self.num_updates)
+            self.state, self._resume = self.checkpointer.restore(resume, self.state)
+            where = f"epoch {self.state.epoch}" + (f" + {self._resume.iteration} iterations" if self._resume else "")
+            self.log.info(f"resumed from {resume} at {where}, update {self.state.updates}")
+            if self.state.epoch >= t.epochs:
+                self.log.info(f"{self.output_dir} is already complete: {self.state.epoch} epochs; raise train.epochs "
+                              f"to continue (nothing was changed)")
+                return read_json(os.path.join(self.output_dir, "results.json"))
+        self.scheduler.step_update(num_updates=self.state.updates)
         if self.info.is_main:
-            atomic_write_text(os.path.join(self.output_dir, "config.yaml"), dump_config(cfg))
+            atomic_write_text(os.path.join(self.output_dir, "config.yaml"), dump_config(self.cfg))
         self.runlog = RunLogger(self.output_dir, self.info.is_main, t.tensorboard)
         if resume:  # rows a killed run wrote after its last checkpoint would otherwise appear twice
-            self.runlog.truncate(self.epoch * self.iters_per_epoch + (self._resume.iteration if self._resume else 0),
-                                 self.epoch)
+            self.runlog.truncate(self.state.epoch * self.geo.iters_per_epoch
+                                 + (self._resume.iteration if self._resume else 0), self.state.epoch)
         self._describe()
         self.callbacks.on_fit_start(self)
         start = time.perf_counter()
         try:
-            while self.epoch < t.epochs:
+            while self.state.epoch < t.epochs:
                 self._run_epoch()
         finally:
             self.runlog.close()
@@ -362,39 +330,39 @@ class Trainer:
     def _run_epoch(self) -> None:
         """Train one epoch, evaluate when due, log its row, let callbacks see it, checkpoint, stop if asked."""
         t = self.cfg.train
-        epoch = self.epoch
-        row = self.train_one_epoch(epoch)
-        self.epoch = epoch + 1
-        metrics = self._eval() if self.epoch % t.eval_interval == 0 or self.epoch == t.epochs else {}
+        row = self.train_one_epoch(self.state.epoch)
+        self.state.epoch += 1
+        epoch = self.state.epoch
+        metrics = self._eval() if epoch % t.eval_interval == 0 or epoch == t.epochs else {}
         for k, v in metrics.items():  # an eval key that a training key already uses gets a val_ prefix
             row[f"val_{k}" if k in row else k] = v
         self.callbacks.on_epoch_end(self, row)  # may add to the row, stop the run (divergence) or veto the best
         veto, self._best_veto = self._best_veto, None
         if veto and metrics:
-            self.log.warning(f"epoch {self.epoch} is not considered for best.pth: {veto}")
-        is_best = self.tracker.update(metrics, self.epoch) if not veto else False
-        self.history.append({"epoch": self.epoch, **row})
-        self.runlog.log("epoch", self.epoch, row)
-        self.log.info(f"epoch {self.epoch}/{t.epochs} " + " ".join(
+            self.log.warning(f"epoch {epoch} is not considered for best.pth: {veto}")
+        is_best = self.state.best.update(metrics, epoch) if not veto else False
+        self.history.append({"epoch": epoch, **row})
+        self.runlog.log("epoch", epoch, row)
+        self.log.info(f"epoch {epoch}/{t.epochs} " + " ".join(
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"))
-        if self.epoch % t.save_interval == 0 or self.epoch == t.epochs or is_best or self.stop_signal:
+        if epoch % t.save_interval == 0 or epoch == t.epochs or is_best or self.stop_signal:
             self.save(is_best)
-        if self.stop_signal and self.epoch < t.epochs:
-            raise self._preempted(f"the end of epoch {self.epoch}")
+        if self.stop_signal and epoch < t.epochs:
+            raise self._preempted(f"the end of epoch {epoch}")
 
     def evaluate_only(self) -> dict[str, Any]:
         """Evaluate the run's best.pth (else last.pth, or train.resume; else the initial weights) and write
         ``eval_results.json`` naming the checkpoint and the data; the training records are not touched."""
         ckpt = eval_checkpoint(self.cfg)
         if ckpt:
-            ckpt_state.load_weights(self, load_checkpoint(ckpt), ckpt)
+            self.state.epoch = self.checkpointer.load_weights(ckpt)
         data = {k: v for k, v in vars(getattr(self.cfg, "data", object())).items()
                 if k in ("dataset", "root", "root_val", "val_split", "ann_val", "ann_test")}
         self.log.info(f"evaluating {ckpt or 'the initial weights (no checkpoint in ' + self.output_dir + ')'} "
                       f"on {data or 'the validation data'}")
         start = time.perf_counter()
         metrics = self._eval()
-        result = {"checkpoint": ckpt, "epoch": self.epoch, "data": data, "metrics": metrics,
+        result = {"checkpoint": ckpt, "epoch": self.state.epoch, "data": data, "metrics": metrics,
                   "time_s": time.perf_counter() - start}
         self.log.info(f"evaluation: {self.task.describe(metrics) if metrics else 'no metrics'}")
         if self.info.is_main:
@@ -402,10 +370,10 @@ class Trainer:
         return result
 
     def _finish(self, elapsed: float) -> dict[str, Any]:
-        best, best_ema = self.tracker.best, self.tracker.best_ema
+        best, best_ema = self.state.best.best, self.state.best.best_ema
         results = {
-            "name": self.cfg.name, "model": self.cfg.model.name, "epochs": self.epoch,
-            "global_batch": self.global_batch, "world_size": self.info.world_size, "time_s": elapsed,
+            "name": self.cfg.name, "model": self.cfg.model.name, "epochs": self.state.epoch,
+            "global_batch": self.geo.global_batch, "world_size": self.info.world_size, "time_s": elapsed,
             "params": sum(p.numel() for p in self.task.backbone.parameters()),
             "best": best, "best_ema": best_ema,
             "final": self.history[-1] if self.history else {},

@@ -1,17 +1,16 @@
-"""Kinetics-style video classification data: annotation parsing, SampleFrames sampling, decord decoding, collate.
+"""Kinetics-style video classification data: annotations, SampleFrames sampling, decoding, collate.
 
 Annotations: an mmaction2 list file (``relative/path.mp4 label`` per line), the official Kinetics CSV
-(``label,youtube_id,time_start,time_end,split``) or a class-folder tree. Decoding opens a decord reader per item
-(in the DataLoader worker) and reads only the sampled frames; with ``decoded_cache_mb`` > 0 the data set decodes its
-videos whole once, when it is built, into shared memory and serves their clips from there (small sets;
-:class:`core.video.decoders.PreloadedVideos`).
+(``label,youtube_id,time_start,time_end,split``), both read by :mod:`core.video.lists`, or a class-folder tree.
+Decoding opens a reader of :mod:`core.video.decoders` (``data.decoder``) per item (in the DataLoader worker) and
+reads only the sampled frames; with ``decoded_cache_mb`` > 0 the data set decodes its videos whole once, when it is
+built, into shared memory and serves their clips from there (small sets; :class:`core.video.decoders.PreloadedVideos`).
 A video that cannot be decoded yields a ``BrokenVideo`` item that ``collate_videos`` drops and reports in
 ``batch["skipped"]``.
 ``data.backend: pytorchvideo`` reads the same sets through pytorchvideo instead (:mod:`core.video.pytorchvideo_data`).
 """
 from __future__ import annotations
 
-import csv
 import logging
 import multiprocessing as mp
 import os
@@ -26,6 +25,7 @@ from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 
 from .decoders import PreloadedVideos, Video, decord_frames, open_video
+from .lists import class_dir, is_csv, parse_kinetics_csv, parse_list_file
 from .transforms import build_video_transform
 
 __all__ = [
@@ -118,55 +118,6 @@ def _randint(high: int, n: int, generator: torch.Generator | None) -> np.ndarray
     return torch.randint(high, (n,), generator=generator).numpy().astype(np.int64)
 
 
-def _class_dir(root: Path, label: str, cache: dict[str, Path]) -> Path:
-    """Folder of a class label: the label as is, or with spaces and underscores swapped."""
-    if label not in cache:
-        names = [label, label.replace(" ", "_"), label.replace("_", " ")]
-        cache[label] = next((root / n for n in names if (root / n).is_dir()), root / names[1])
-    return cache[label]
-
-
-def parse_list_file(list_file: str | os.PathLike, root: str | os.PathLike | None = None,
-                    num_classes: int | None = None) -> Samples:
-    """Read an mmaction2 list file (``path label`` per line, path relative to root; '#' lines ignored)."""
-    root = Path(root) if root is not None else Path(list_file).parent
-    samples: Samples = []
-    with open(list_file, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.rsplit(None, 1)  # the path may contain spaces, the label never does
-            try:
-                label = int(parts[1])
-            except (IndexError, ValueError):
-                raise ValueError(f"{list_file}:{lineno}: expected '<path> <label index>', got {line!r}") from None
-            if label < 0 or (num_classes is not None and label >= num_classes):
-                bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-                raise ValueError(f"{list_file}:{lineno}: label {label} of {parts[0]!r} is outside {bound}")
-            samples.append((str(root / parts[0]), label))
-    return samples
-
-
-def parse_kinetics_csv(csv_file: str | os.PathLike, root: str | os.PathLike,
-                       classes: Sequence[str] | None = None, ext: str = ".mp4") -> tuple[Samples, list[str]]:
-    """Read an official Kinetics CSV; files are ``root/<label>/<youtube_id>_<start:06d>_<end:06d><ext>``."""
-    root, cache = Path(root), {}
-    with open(csv_file, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if rows and not {"label", "youtube_id", "time_start", "time_end"} <= set(rows[0]):
-        raise ValueError(f"{csv_file}: expected columns label,youtube_id,time_start,time_end, got {list(rows[0])}")
-    classes = list(classes) if classes is not None else sorted({r["label"] for r in rows})
-    index = {c: i for i, c in enumerate(classes)}
-    samples: Samples = []
-    for lineno, r in enumerate(rows, 2):
-        if r["label"] not in index:
-            raise ValueError(f"{csv_file}:{lineno}: label {r['label']!r} is not one of the {len(classes)} classes")
-        name = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}{ext}"
-        samples.append((str(_class_dir(root, r["label"], cache) / name), index[r["label"]]))
-    return samples, classes
-
-
 def scan_class_folders(root: str | os.PathLike, classes: Sequence[str] | None = None,
                        extensions: Sequence[str] = VIDEO_EXTENSIONS) -> tuple[Samples, list[str]]:
     """List ``root/<class>/**/<video>`` files; classes are the sorted folder names unless given."""
@@ -175,7 +126,7 @@ def scan_class_folders(root: str | os.PathLike, classes: Sequence[str] | None = 
         classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     samples: Samples = []
     for i, c in enumerate(classes):
-        files = sorted(p for p in _class_dir(root, c, {}).rglob("*") if p.suffix.lower() in extensions)
+        files = sorted(p for p in class_dir(root, c, {}).rglob("*") if p.suffix.lower() in extensions)
         samples += [(str(p), i) for p in files]
     return samples, list(classes)
 
@@ -429,7 +380,7 @@ def build_video_dataset(
     kwargs.update(clip_len=clip_len, frame_interval=frame_interval, num_clips=num_clips, test_mode=split != "train")
     if ann_file is None:
         ds = VideoDataset.from_folder(root, classes=classes, **kwargs)
-    elif str(ann_file).lower().endswith(".csv"):
+    elif is_csv(ann_file):
         ds = VideoDataset.from_kinetics_csv(ann_file, root, classes=classes, **kwargs)
     else:
         ds = VideoDataset.from_list_file(ann_file, root, num_classes=num_classes, classes=classes, **kwargs)

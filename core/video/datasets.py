@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..classification.build import check_num_classes
-from ..engine import ConfigError, run_output_dir
+from ..engine import ConfigError
 from ..engine import distributed as du
 from ..engine.data import DataError
 from ..engine.files import atomic_write_text
@@ -79,10 +79,10 @@ def write_classes(output_dir: str, classes: Sequence[str]) -> None:
         atomic_write_text(os.path.join(output_dir, "classes.txt"), "\n".join(classes) + "\n")
 
 
-def run_datasets(cfg: VideoConfig) -> tuple[Any, Any, int]:
-    """:func:`build_datasets`, its classes checked against the run's classes.txt (and written there)."""
+def run_datasets(cfg: VideoConfig, out: str) -> tuple[Any, Any, int]:
+    """:func:`build_datasets`, its classes checked against the classes.txt of the run folder ``out`` (and written
+    there)."""
     train_ds, val_ds, num_classes = build_datasets(cfg)
-    out = run_output_dir(cfg)
     for folder in {out, os.path.dirname(cfg.train.resume)} - {""}:
         check_classes(folder, train_ds.classes)
     write_classes(out, train_ds.classes)

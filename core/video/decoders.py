@@ -6,7 +6,9 @@ resized at decode time (short side), so a 1080p source is never decoded to full-
 
 ``decord`` (default; the reader the recipes were measured with), ``pyav`` (PyAV, ships its own FFmpeg; maintained),
 ``torchcodec`` (PyTorch's decoder; needs the system FFmpeg libraries). The same indices give the same frames
-(``tests/test_decoders.py``: decord and PyAV equal on real clips).
+(``tests/test_decoders.py``: decord and PyAV equal on real clips). Every reader, writer and tool of the suite opens
+videos here (training, test, predict, ``video_swin.extract_features``, ``video_swin.prepare``, ``simmim.visualize``);
+:func:`iter_frames` reads a whole video forward, a chunk of frames at a time, each frame decoded once.
 
 :class:`PreloadedVideos` decodes the whole videos of a small set once, up front, into shared memory
 (``data.decoded_cache_mb``); their clips are then served from memory, equal to a fresh decode's.
@@ -17,13 +19,13 @@ import importlib
 import math
 import time
 import warnings
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
 
-__all__ = ["DECODERS", "open_video", "check_decoder", "scaled_size", "Video", "decord_frames", "DecodedVideo",
-           "PreloadedVideos"]
+__all__ = ["DECODERS", "open_video", "check_decoder", "scaled_size", "Video", "iter_frames", "decord_frames",
+           "DecodedVideo", "PreloadedVideos"]
 
 _INSTALL = {"decord": "pip install decord", "pyav": "pip install av",
             "torchcodec": "pip install torchcodec, and the FFmpeg shared libraries (e.g. apt install ffmpeg)"}
@@ -38,8 +40,10 @@ def scaled_size(h: int, w: int, short_side: int) -> tuple[int, int]:
 
 
 class Video(Protocol):
-    """An opened video: its frame count, and frames by index as uint8 (*inds.shape, H, W, C)."""
+    """An opened video: its frame count, frame rate (0.0 when unknown), and frames by index as uint8
+    (*inds.shape, H, W, C)."""
     num_frames: int
+    fps: float
 
     def get(self, inds: np.ndarray) -> torch.Tensor: ...
 
@@ -52,7 +56,7 @@ class _Decord:
     def __init__(self, path: str, short_side: int, num_threads: int) -> None:
         import decord
         self.vr = decord.VideoReader(path, num_threads=num_threads, ctx=decord.cpu(0))
-        self.num_frames = len(self.vr)
+        self.num_frames, self.fps = len(self.vr), float(self.vr.get_avg_fps() or 0.0)
         if short_side > 0 and self.num_frames:
             h, w = self.vr[0].shape[:2]
             sh, sw = scaled_size(h, w, short_side)
@@ -74,28 +78,55 @@ def decord_frames(vr: Any, inds: np.ndarray) -> torch.Tensor:
 
 
 class _PyAV:
+    """PyAV, decoding forward from where the last ``get`` stopped (reopened for an earlier frame): reading a video
+    in order, chunk by chunk, decodes each frame once."""
+
     def __init__(self, path: str, short_side: int, num_threads: int) -> None:
         import av
         self.path, self.short_side, self.num_threads = path, short_side, num_threads
         with av.open(path) as c:
+            if not c.streams.video:
+                raise ValueError(f"{path}: no video stream")
             stream = c.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
             n = stream.frames or sum(1 for p in c.demux(stream) if p.size)  # container count, else the packets
-        self.num_frames = int(n)
+        self.num_frames, self.fps = int(n), float(rate or 0.0)
+        self._container: Any = None
+        self._frames: Iterator[Any] = iter(())
+        self._next, self._size = 0, (0, 0)
+
+    def _restart(self) -> None:
+        import av
+        self.close()
+        self._container = c = av.open(self.path)
+        stream = c.streams.video[0]
+        stream.thread_type, stream.codec_context.thread_count = "AUTO", max(1, self.num_threads)
+        self._frames, self._next = iter(c.decode(stream)), 0
+
+    def close(self) -> None:
+        """Close the file (a later ``get`` reopens it)."""
+        if self._container is not None:
+            self._container.close()
+        self._container, self._frames = None, iter(())
 
     def get(self, inds: np.ndarray) -> torch.Tensor:
-        import av
         inds = np.asarray(inds)
         uniq, inverse = np.unique(inds.ravel(), return_inverse=True)
-        want, got, size = set(uniq.tolist()), {}, None
-        with av.open(self.path) as c:
-            stream = c.streams.video[0]
-            stream.thread_type, stream.codec_context.thread_count = "AUTO", max(1, self.num_threads)
-            for n, frame in enumerate(c.decode(stream)):
-                if n > uniq[-1]:
-                    break
+        if self._container is None or uniq[0] < self._next:
+            self._restart()
+        want, got = set(uniq.tolist()), {}
+        try:
+            for frame in self._frames:
+                n, self._next = self._next, self._next + 1
                 if n in want:
-                    size = size or scaled_size(frame.height, frame.width, self.short_side)
-                    got[n] = frame.reformat(width=size[1], height=size[0], format="rgb24").to_ndarray()
+                    if not self._size[0]:
+                        self._size = scaled_size(frame.height, frame.width, self.short_side)
+                    got[n] = frame.reformat(width=self._size[1], height=self._size[0], format="rgb24").to_ndarray()
+                if n >= uniq[-1]:
+                    break
+        except BaseException:
+            self.close()  # a damaged stream: the next get starts over
+            raise
         missing = [i for i in uniq.tolist() if i not in got]
         if missing:
             raise RuntimeError(f"{self.path}: frame {missing[0]} of {self.num_frames} could not be decoded")
@@ -107,6 +138,7 @@ class _TorchCodec:
         from torchcodec.decoders import VideoDecoder
         self.dec = VideoDecoder(path, dimension_order="NHWC", num_ffmpeg_threads=num_threads)
         self.num_frames, self.short_side = int(self.dec.metadata.num_frames), short_side
+        self.fps = float(getattr(self.dec.metadata, "average_fps", None) or 0.0)
 
     def get(self, inds: np.ndarray) -> torch.Tensor:
         inds = np.asarray(inds)
@@ -141,11 +173,17 @@ def open_video(path: str, *, decoder: str = "decord", short_side: int = 0, num_t
     return DECODERS[decoder](path, short_side, num_threads)
 
 
+def iter_frames(video: Video, chunk: int = 16) -> Iterator[torch.Tensor]:
+    """Every frame of ``video`` in order, ``chunk`` at a time, as uint8 (k, H, W, C): one forward pass."""
+    for start in range(0, video.num_frames, chunk):
+        yield video.get(np.arange(start, min(start + chunk, video.num_frames)))
+
+
 class DecodedVideo:
     """A :class:`Video` over frames decoded beforehand, uint8 (N, H, W, C); ``get`` returns a new tensor."""
 
-    def __init__(self, frames: torch.Tensor) -> None:
-        self.frames, self.num_frames = frames, len(frames)
+    def __init__(self, frames: torch.Tensor, fps: float = 0.0) -> None:
+        self.frames, self.num_frames, self.fps = frames, len(frames), fps
 
     def get(self, inds: np.ndarray) -> torch.Tensor:
         inds = np.asarray(inds, dtype=np.int64)

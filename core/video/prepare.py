@@ -1,11 +1,13 @@
 """Re-encode a video data set for training: short side scaled down, a keyframe every few frames (a random clip then
 decodes from a nearby keyframe instead of seeking through seconds of video), relative paths and lists kept.
 
-Each output is written to a temporary name and renamed, so an interrupted run leaves no half file and a rerun skips
-what is done. Unreadable, empty and too-short files are named and left out of the output lists.
+Sources are read, and every output is checked, through :mod:`core.video.decoders` (``decoder``: the one training
+will use). Each output is written to a temporary name and renamed, so an interrupted run leaves no half file and a
+rerun skips what is done. Unreadable, empty and too-short files are named and left out of the output lists.
 """
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -13,9 +15,12 @@ from multiprocessing import Pool
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .data import VIDEO_EXTENSIONS
+import numpy as np
 
-__all__ = ["Job", "Outcome", "PrepareReport", "list_entries", "scan_videos", "reencode", "prepare"]
+from .data import VIDEO_EXTENSIONS
+from .decoders import Video, iter_frames, open_video
+
+__all__ = ["Job", "Outcome", "PrepareReport", "scan_videos", "output_codec", "reencode", "prepare", "remove_orphans"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class Job:
     short_side: int
     keyint: int
     min_frames: int
+    decoder: str = "decord"
 
 
 @dataclass
@@ -51,16 +57,6 @@ class PrepareReport:
         return [o for o in self.outcomes if o.status == "bad"]
 
 
-def list_entries(list_file: str | os.PathLike) -> list[tuple[str, str]]:
-    """(relative path, the rest of the line) of an mmaction2 list file (``path label``; '#' lines skipped)."""
-    out = []
-    for line in Path(list_file).read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            path, _, rest = line.strip().partition(" ")
-            out.append((path, rest))
-    return out
-
-
 def scan_videos(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS) -> list[str]:
     """Every video file under ``root`` (class folders or any tree), as sorted relative paths."""
     root = Path(root)
@@ -78,48 +74,78 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg[0] if msg else ''}"
 
 
-def reencode(job: Job) -> Outcome:
-    """Decode ``job.src`` and write it to ``job.dst`` (H.264, yuv420p, same frame rate, keyframe every
-    ``keyint`` frames, short side scaled down to ``short_side``), atomically; a bad source gives a 'bad' outcome."""
+def output_codec() -> str:
+    """The encoder prepare writes with: libx264 where this PyAV has it, else mpeg4."""
     import av
-    import av.error
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
+
+def _open_source(job: Job) -> tuple[Video | None, Outcome | None]:
+    """The source opened by the job's decoder, or the 'bad' outcome of a missing, empty, unreadable or short one."""
+    if bad := _missing_or_empty(job):
+        return None, bad
+    try:
+        video = open_video(job.src, decoder=job.decoder)
+    except Exception as e:  # noqa: BLE001 -- each decoder raises its own error types
+        return None, Outcome(job.rel, "bad", reason=_first_line(e))
+    if video.num_frames < job.min_frames:
+        return None, Outcome(job.rel, "bad", video.num_frames,
+                             reason=f"{video.num_frames} frame(s), fewer than {job.min_frames}")
+    return video, None
+
+
+def _rate(fps: float) -> Fraction:
+    """The output frame rate: the source's (e.g. 30000/1001), 30 when it is unknown."""
+    return Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(30)
+
+
+def reencode(job: Job) -> Outcome:
+    """Decode ``job.src`` (with ``job.decoder``) and write it to ``job.dst`` (H.264, yuv420p, same frame rate, keyframe
+    every ``keyint`` frames, short side scaled down to ``short_side``), atomically; a bad source gives a 'bad' outcome."""
+    import av
+
+    if bad := _outside(job):
+        return bad
     if os.path.isfile(job.dst):
         return Outcome(job.rel, "exists")
-    if bad := _missing_or_empty(job):
+    video, bad = _open_source(job)
+    if video is None:
         return bad
     tmp = f"{job.dst}.{os.getpid()}.tmp"
     os.makedirs(os.path.dirname(job.dst) or ".", exist_ok=True)
-    frames = 0
+    remove_orphans(job.dst)  # half files of a killed run
+    frames, (h, w) = 0, (0, 0)
+    rate = _rate(video.fps)
+    step, codec = 1 / rate, output_codec()
     try:
-        with av.open(job.src) as src:
-            if not src.streams.video:
-                return Outcome(job.rel, "bad", reason="no video stream")
-            vin = src.streams.video[0]
-            rate = vin.average_rate or vin.guessed_rate or 30
-            h, w = _scaled(vin.codec_context.height, vin.codec_context.width, job.short_side)
-            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-            with av.open(tmp, mode="w", format="mp4") as out:
-                vout = out.add_stream(codec, rate=rate)
-                vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
-                vout.codec_context.gop_size = job.keyint
-                if codec == "libx264":  # a closed GOP of keyint frames, no scene-cut keyframes in between
-                    vout.options = {"crf": "18", "preset": "veryfast", "x264-params": f"keyint={job.keyint}:"
-                                    f"min-keyint={job.keyint}:scenecut=0"}
-                step = Fraction(1) / Fraction(rate)
-                for frame in src.decode(vin):
-                    frame = frame.reformat(width=w, height=h, format="yuv420p")
+        with av.open(tmp, mode="w", format="mp4") as out:
+            vout = None
+            for chunk in iter_frames(video):
+                if vout is None:
+                    h, w = _scaled(chunk.shape[1], chunk.shape[2], job.short_side)
+                    vout = out.add_stream(codec, rate=rate)
+                    vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
+                    vout.codec_context.gop_size = job.keyint
+                    if codec == "libx264":  # a closed GOP of keyint frames, no scene-cut keyframes in between
+                        vout.options = {"crf": "18", "preset": "veryfast", "x264-params": f"keyint={job.keyint}:"
+                                        f"min-keyint={job.keyint}:scenecut=0"}
+                for rgb in chunk.numpy():
+                    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(width=w, height=h,
+                                                                                     format="yuv420p")
                     frame.pts, frame.time_base = frames, step  # numbered at the stream rate: monotonic timestamps
                     out.mux(vout.encode(frame))
                     frames += 1
+            if vout is not None:
                 out.mux(vout.encode())
-    except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as e:
+    except Exception as e:  # noqa: BLE001 -- the decoders' and FFmpeg's error types
         _remove(tmp)
         return Outcome(job.rel, "bad", frames, reason=_first_line(e))
+    finally:
+        getattr(video, "close", lambda: None)()
     if frames < job.min_frames:
         _remove(tmp)
         return Outcome(job.rel, "bad", frames, reason=f"{frames} frame(s), fewer than {job.min_frames}")
-    problem = _decord_problem(tmp)
+    problem = _decoder_problem(tmp, job.decoder)
     if problem:
         _remove(tmp)
         return Outcome(job.rel, "bad", frames, (h, w), reason=problem)
@@ -127,49 +153,77 @@ def reencode(job: Job) -> Outcome:
     return Outcome(job.rel, "done", frames, (h, w))
 
 
-def _decord_problem(path: str) -> str:
-    """Why decord (the default training decoder) cannot read a written file, or '' (also when it is not installed).
-    decord 0.6.0 returns padded frames for some small widths (e.g. 16, 24, 48, 72 px) and then fails."""
+def _decoder_problem(path: str, decoder: str) -> str:
+    """Why ``decoder`` (the one training will use) cannot read a written file, or ''. decord 0.6.0 returns padded
+    frames for some small widths (e.g. 16, 24, 48, 72 px) and then fails."""
     try:
-        import decord
-    except ImportError:
-        return ""
-    try:
-        vr = decord.VideoReader(path, num_threads=1, ctx=decord.cpu(0))
-        vr.get_batch([0, len(vr) - 1])
+        video = open_video(path, decoder=decoder)
+        video.get(np.array([0, video.num_frames - 1]))
     except Exception as e:  # noqa: BLE001 -- DECORDError and friends
-        return (f"decord cannot read the re-encoded file ({_first_line(e)[:120]}); use a larger --short-side, or "
-                f"train with data.decoder=pyav")
+        other = "train with data.decoder=pyav" if decoder == "decord" else "another --decoder"
+        return f"{decoder} cannot read the re-encoded file ({_first_line(e)[:120]}); use a larger --short-side, or {other}"
     return ""
 
 
 def _probe(job: Job) -> Outcome:
     """What prepare would do with a file, without writing: its frame count and the size it would get."""
-    import av
-    import av.error
-    if bad := _missing_or_empty(job):
+    video, bad = _open_source(job)
+    if video is None:
         return bad
+    frames, size = 0, (0, 0)
     try:
-        with av.open(job.src) as src:
-            if not src.streams.video:
-                return Outcome(job.rel, "bad", reason="no video stream")
-            vin = src.streams.video[0]
-            frames = sum(1 for _ in src.decode(vin))
-            size = _scaled(vin.codec_context.height, vin.codec_context.width, job.short_side)
-    except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as e:
-        return Outcome(job.rel, "bad", reason=_first_line(e))
-    if frames < job.min_frames:
-        return Outcome(job.rel, "bad", frames, reason=f"{frames} frame(s), fewer than {job.min_frames}")
+        for chunk in iter_frames(video):
+            size = size if frames else _scaled(chunk.shape[1], chunk.shape[2], job.short_side)
+            frames += len(chunk)
+    except Exception as e:  # noqa: BLE001 -- the decoders' error types
+        return Outcome(job.rel, "bad", frames, reason=_first_line(e))
+    finally:
+        getattr(video, "close", lambda: None)()
     return Outcome(job.rel, "scanned", frames, size)
 
 
+def _outside(job: Job) -> Outcome | None:
+    """The 'bad' outcome of a path that is not inside the source folder (its output would land outside ``out``)."""
+    if os.path.isabs(job.rel) or os.path.normpath(job.rel).split(os.sep)[0] == "..":
+        return Outcome(job.rel, "bad", reason="not under --root (a list path must be relative to it)")
+    return None
+
+
 def _missing_or_empty(job: Job) -> Outcome | None:
-    """The 'bad' outcome of a source that is missing or empty, else None."""
+    """The 'bad' outcome of a source that is outside the source folder, missing or empty, else None."""
+    if bad := _outside(job):
+        return bad
     if not os.path.isfile(job.src):
         return Outcome(job.rel, "bad", reason="missing")
     if os.path.getsize(job.src) == 0:
         return Outcome(job.rel, "bad", reason="empty file")
     return None
+
+
+def remove_orphans(path: str) -> list[str]:
+    """Delete ``<path>.<pid>.tmp`` files left by killed runs (their process is gone); a live writer's file is kept."""
+    gone = []
+    for tmp in glob.glob(glob.escape(path) + ".*.tmp"):
+        pid = tmp[len(path) + 1:-len(".tmp")]
+        if pid.isdigit() and not _alive(int(pid)):
+            _remove(tmp)
+            gone.append(tmp)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a killed worker not yet reaped, a zombie, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _remove(path: str) -> None:
@@ -181,9 +235,10 @@ def _remove(path: str) -> None:
 
 def prepare(root: str | os.PathLike, out: str | os.PathLike, rels: Iterable[str], *, short_side: int = 320,
             keyint: int = 8, min_frames: int = 2, workers: int = 1, scan_only: bool = False,
-            progress: bool = False) -> PrepareReport:
-    """Re-encode (or, ``scan_only``, check) every relative path of ``rels`` from ``root`` into ``out``."""
-    jobs = [Job(r, os.path.join(root, r), os.path.join(out, r), short_side, keyint, min_frames)
+            progress: bool = False, decoder: str = "decord") -> PrepareReport:
+    """Re-encode (or, ``scan_only``, check) every relative path of ``rels`` from ``root`` into ``out``, reading and
+    checking with ``decoder``."""
+    jobs = [Job(r, os.path.join(root, r), os.path.join(out, r), short_side, keyint, min_frames, decoder)
             for r in dict.fromkeys(rels)]
     fn = _probe if scan_only else reencode
     report = PrepareReport()

@@ -1,6 +1,6 @@
 """``data.backend: pytorchvideo``: the clip sets of :mod:`core.video.data` read through pytorchvideo's
-``LabeledVideoDataset`` (decord decoder, no audio), as loaders with the signature of
-``core.engine.data.build_loaders``.
+``LabeledVideoDataset`` (its decord or PyAV decoder, as ``data.decoder`` says; no audio), as loaders with the
+signature of ``core.engine.data.build_loaders``.
 """
 from __future__ import annotations
 
@@ -14,10 +14,15 @@ from torchvision import tv_tensors
 
 from .data import BrokenVideo, BrokenVideoWarning, VideoDataset, collate_videos
 
-__all__ = ["PytorchvideoClips", "build_pytorchvideo_loaders"]
+__all__ = ["PytorchvideoClips", "build_pytorchvideo_loaders", "PYTORCHVIDEO_DECODERS"]
+
+# data.decoder -> the name of pytorchvideo's own decoder for it (it has none for torchcodec)
+PYTORCHVIDEO_DECODERS = {"decord": "decord", "pyav": "pyav"}
+
 
 class PytorchvideoClips(IterableDataset):
-    """A :class:`VideoDataset`'s videos read through pytorchvideo's ``LabeledVideoDataset`` (decord decoder, no audio).
+    """A :class:`VideoDataset`'s videos read through pytorchvideo's ``LabeledVideoDataset`` (no audio), by its decoder
+    of the same library as ``source.decoder`` (decord or pyav).
 
     pytorchvideo samples clips by time: a clip lasts ``clip_len * frame_interval / fps`` seconds (``fps`` is
     ``data.fps``, not each video's rate), taken at random (``RandomClipSampler``, training) or at ``num_clips``
@@ -48,8 +53,13 @@ class PytorchvideoClips(IterableDataset):
         clips = RandomClipSampler(self.duration) if self.train else \
             ConstantClipsPerVideoSampler(self.duration, clips_per_video=source.num_clips)
         self._paths = source._paths
+        if source.decoder not in PYTORCHVIDEO_DECODERS:
+            from core.engine.config import ConfigError
+            raise ConfigError(f"data.decoder = {source.decoder!r} under data.backend pytorchvideo: expected one of "
+                              f"{sorted(PYTORCHVIDEO_DECODERS)} (pytorchvideo's own decoders)")
+        self.decoder = PYTORCHVIDEO_DECODERS[source.decoder]
         self.videos = LabeledVideoDataset([(p, {"label": int(y)}) for p, y in source.samples], clips, video_sampler,
-                                          decode_audio=False, decoder="decord")
+                                          decode_audio=False, decoder=self.decoder)
 
     @property
     def num_classes(self) -> int:
@@ -93,11 +103,12 @@ class PytorchvideoClips(IterableDataset):
         return BrokenVideo(path, why)
 
     def __iter__(self) -> Iterator[dict[str, Any] | BrokenVideo]:
-        import decord
+        if self.decoder == "decord":
+            import decord
 
-        # pytorchvideo's decord decoder needs decord's torch bridge; it sets it process-wide once, when first
-        # imported, so someone may have reset it since (this module's own reader accepts either bridge)
-        decord.bridge.set_bridge("torch")
+            # pytorchvideo's decord decoder needs decord's torch bridge; it sets it process-wide once, when first
+            # imported, so someone may have reset it since (this module's own reader accepts either bridge)
+            decord.bridge.set_bridge("torch")
         return self._train_stream() if self.train else self._eval_stream()
 
     def _train_stream(self) -> Iterator[dict[str, Any] | BrokenVideo]:

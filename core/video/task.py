@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..classification.build import build_classification
 from ..classification.task import ClassificationTask
-from ..engine import EvalEnv
+from ..engine import EvalEnv, RunContext
 from ..engine import distributed as du
 from ..engine.data import DataError, build_loaders
 from ..engine.device import autocast, to_device
@@ -93,11 +93,8 @@ class VideoClassificationTask(ClassificationTask):
         self._skipped += len(batch["skipped"])
         self._seen += len(batch["skipped"]) + (0 if batch["video"] is None else len(batch["video"]))
         self._examples += batch["skipped"][:3 - len(self._examples)]
-        if batch["video"] is None:
-            # the whole batch was unreadable: a forward of a blank clip through the (DDP) model gives a zero loss
-            # and zero gradients, so every rank still joins the gradient all-reduce of this step
-            blank = torch.zeros(1, *self.clip_shape, device=next(self.parameters()).device)
-            return {"loss": self.model(model_input(blank, self.single_frame)).sum() * 0.0}
+        if batch["video"] is None:  # the whole batch was unreadable: the trainer makes the zero step
+            return None
         return super().forward((model_input(batch["video"], self.single_frame), batch["label"]))
 
     def end_epoch(self) -> dict[str, float]:
@@ -132,14 +129,14 @@ class VideoClassificationTask(ClassificationTask):
         return view_metrics(scores, labels, skipped)
 
 
-def setup_video(cfg: VideoConfig, info: du.DistInfo) -> tuple[VideoClassificationTask, Any, Any]:
+def setup_video(cfg: VideoConfig, run: RunContext) -> tuple[VideoClassificationTask, Any, Any]:
     """Clip datasets (classes checked against the run's classes.txt), loaders, the model and its task."""
-    train_ds, val_ds, num_classes = run_datasets(cfg)
+    train_ds, val_ds, num_classes = run_datasets(cfg, run.output_dir)
     d = cfg.data
     root, ann_train, ann_val, _ = data_paths(cfg)
     sources = (ann_train or os.path.join(root, "train"), ann_val or d.root_val or os.path.join(root, "val"))
     loaders = build_pytorchvideo_loaders if d.backend == "pytorchvideo" else build_loaders
-    return build_classification(cfg, info, train_ds, val_ds, num_classes, task_cls=VideoClassificationTask,
+    return build_classification(cfg, run, train_ds, val_ds, num_classes, task_cls=VideoClassificationTask,
                                 loaders=loaders, collate_fn=collate_videos,
                                 clip_shape=(3, d.clip_len, d.crop_size, d.crop_size), single_frame=d.single_frame,
                                 max_skipped_fraction=d.max_skipped_fraction, sources=sources)

@@ -86,7 +86,7 @@ def test_full_disk_is_a_clear_error_and_keeps_the_previous_checkpoint(tmp_path):
         err = r.stderr.strip().splitlines()
         assert len(err) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr  # one line, whatever torch raised
         assert re.fullmatch(rf"checkpoint error: cannot write a checkpoint into {out}: No space left on device; "
-                            r"\d+\.\d KB free there \(the previous checkpoint there is intact\)", err[0]), err
+                            rf"\d+\.\d KB free there \(the last checkpoint {out}/last.pth is kept\)", err[0]), err
         assert not any(f.endswith(".tmp") for f in os.listdir(out))
         ckpt = load_checkpoint(os.path.join(out, "last.pth"))  # the previous one, intact
         assert (ckpt["epoch"], ckpt["iter_in_epoch"]) == (0, 1)

@@ -11,13 +11,15 @@ import torch
 import torch.nn as nn
 
 from core.engine.callbacks import Callback, Diverged, DivergenceGuard
+from core.engine.strategy import DDPStrategy
 from faults.helpers_faults import run
 from helpers import engine_cfg
 
 
 def _fake(tmp_path, *opts):
     tr = SimpleNamespace(cfg=engine_cfg("train.log_interval=2", *opts), device=torch.device("cpu"),
-                         output_dir=str(tmp_path), nonfinite_skipped=0, epoch=1, iters_per_epoch=100, vetoed=[])
+                         output_dir=str(tmp_path), state=SimpleNamespace(skipped=0, epoch=1),
+                         geo=SimpleNamespace(iters_per_epoch=100), strategy=DDPStrategy, vetoed=[])
     tr.veto_best = tr.vetoed.append
     return tr
 
@@ -57,9 +59,9 @@ def test_mostly_skipped_steps_stop(tmp_path):
     tr, guard = _fake(tmp_path, "train.nonfinite=skip"), DivergenceGuard()
     guard.on_fit_start(tr)
     for i in range(10):
-        tr.nonfinite_skipped += i % 2  # half skipped: allowed (not more than 0.5)
+        tr.state.skipped += i % 2  # half skipped: allowed (not more than 0.5)
         _feed(guard, tr, [1.0], i)
-    tr.nonfinite_skipped += 1
+    tr.state.skipped += 1
     with pytest.raises(Diverged, match=r"6 of 11 steps of the epoch skipped as non-finite \(more than "
                                        r"train.divergence_max_skipped=0.5\)"):
         _feed(guard, tr, [1.0], 10)

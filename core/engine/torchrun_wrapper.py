@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
     if was_preempted:
         print(f"torchrun_wrapper: the job stopped with a checkpoint on a signal: exit {EXIT_PREEMPTED} "
-              f"(torchrun exited {rc})", file=sys.stderr, flush=True)
+              f"(the agent exited {rc})", file=sys.stderr, flush=True)
         if requeue and os.environ.get("SLURM_JOB_ID"):
             subprocess.run(["scontrol", "requeue", os.environ["SLURM_JOB_ID"]], check=False)
         return EXIT_PREEMPTED

@@ -71,7 +71,7 @@ def test_signal_to_the_launcher_is_exit_75_without_orphans_and_resumes_exactly(s
     p.send_signal(getattr(signal, sig))
     rc, log = _finish(p)
     assert rc == 75, log[-4000:]
-    assert f"stopped by {sig} at" in log and "exit 75 (torchrun exited 1)" in log
+    assert f"stopped by {sig} at" in log and "exit 75 (the agent exited " in log
     assert (tmp_path / "scontrol.txt").read_text().split() == ["requeue", "4242"]
     assert _workers_of(out) == []  # no orphaned worker
     rc, log = _finish(_launch(out))

@@ -15,36 +15,55 @@ callbacks every trainer of this process adds (the fault suite's injectors run an
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Protocol
 
 import torch
 
 from . import distributed as du
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
-
-__all__ = ["Callback", "Callbacks", "Preemption", "Curves", "DivergenceGuard", "Diverged", "EXIT_DIVERGED", "EXTRA"]
+__all__ = ["Loop", "Callback", "Callbacks", "Preemption", "Curves", "DivergenceGuard", "Diverged", "EXIT_DIVERGED", "EXTRA"]
 
 EXIT_DIVERGED = 4  # the divergence guard stopped the run
+
+
+class Loop(Protocol):
+    """What a hook sees of the training loop (the :class:`core.engine.Trainer`)."""
+    cfg: Any
+    info: Any                # core.engine.distributed.DistInfo
+    device: torch.device
+    output_dir: str
+    log: logging.Logger
+    task: Any                # the core.engine.task.Task
+    state: Any               # core.engine.checkpointer.TrainState: epoch, updates, skipped, best
+    geo: Any                 # core.engine.checkpointer.Geometry: batch, world size, accumulation, iterations
+    strategy: Any            # core.engine.strategy.Strategy: kept(), find_last(), describe()
+    signals: Any             # core.engine.preempt.StopSignals
+    runlog: Any              # core.engine.metrics.RunLogger (None before fit)
+
+    def lr_now(self) -> float: ...
+
+    def veto_best(self, reason: str) -> None: ...
+
+    def request_stop(self, signum: int = ...) -> None: ...
 
 
 class Callback:
     """No-op hooks; override the ones you need."""
 
-    def on_fit_start(self, trainer: Trainer) -> None: ...
+    def on_fit_start(self, trainer: Loop) -> None: ...
 
-    def on_train_step(self, trainer: Trainer, out: Mapping[str, Any] | None) -> Mapping[str, Any] | None: ...
+    def on_train_step(self, trainer: Loop, out: Mapping[str, Any] | None) -> Mapping[str, Any] | None: ...
 
-    def on_step_end(self, trainer: Trainer, epoch: int, iteration: int) -> None: ...
+    def on_step_end(self, trainer: Loop, epoch: int, iteration: int) -> None: ...
 
-    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None: ...  # row: may be added to
+    def on_epoch_end(self, trainer: Loop, row: dict[str, Any]) -> None: ...  # row: may be added to
 
-    def on_save(self, trainer: Trainer, path: str) -> None: ...
+    def on_save(self, trainer: Loop, path: str) -> None: ...
 
-    def on_fit_end(self, trainer: Trainer, results: dict[str, Any]) -> None: ...
+    def on_fit_end(self, trainer: Loop, results: dict[str, Any]) -> None: ...
 
 
 EXTRA: list[Callback] = []
@@ -56,28 +75,28 @@ class Callbacks(Callback):
     def __init__(self, callbacks: list[Callback]) -> None:
         self.callbacks = list(callbacks)
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: Loop) -> None:
         for c in self.callbacks:
             c.on_fit_start(trainer)
 
-    def on_train_step(self, trainer: Trainer, out: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    def on_train_step(self, trainer: Loop, out: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         for c in self.callbacks:
             out = c.on_train_step(trainer, out) or out
         return out
 
-    def on_step_end(self, trainer: Trainer, epoch: int, iteration: int) -> None:
+    def on_step_end(self, trainer: Loop, epoch: int, iteration: int) -> None:
         for c in self.callbacks:
             c.on_step_end(trainer, epoch, iteration)
 
-    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: Loop, row: dict[str, Any]) -> None:
         for c in self.callbacks:
             c.on_epoch_end(trainer, row)
 
-    def on_save(self, trainer: Trainer, path: str) -> None:
+    def on_save(self, trainer: Loop, path: str) -> None:
         for c in self.callbacks:
             c.on_save(trainer, path)
 
-    def on_fit_end(self, trainer: Trainer, results: dict[str, Any]) -> None:
+    def on_fit_end(self, trainer: Loop, results: dict[str, Any]) -> None:
         for c in self.callbacks:
             c.on_fit_end(trainer, results)
 
@@ -85,14 +104,14 @@ class Callbacks(Callback):
 class Preemption(Callback):
     """A SIGTERM / SIGINT / SIGUSR1 (agreed across ranks) becomes a checkpoint and a clean stop."""
 
-    def on_step_end(self, trainer: Trainer, epoch: int, iteration: int) -> None:
+    def on_step_end(self, trainer: Loop, epoch: int, iteration: int) -> None:
         self._check(trainer)
 
-    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: Loop, row: dict[str, Any]) -> None:
         self._check(trainer)
 
     @staticmethod
-    def _check(trainer: Trainer) -> None:
+    def _check(trainer: Loop) -> None:
         signum = trainer.signals.requested(trainer.device)
         if signum:
             trainer.request_stop(signum)
@@ -101,7 +120,7 @@ class Preemption(Callback):
 class Curves(Callback):
     """curves.png next to a finished run (loss, lr, the task's best metric per epoch); a failure is a warning."""
 
-    def on_fit_end(self, trainer: Trainer, results: dict[str, Any]) -> None:
+    def on_fit_end(self, trainer: Loop, results: dict[str, Any]) -> None:
         if not (trainer.info.is_main and trainer.cfg.train.curves and os.environ.get("SWIN_SUITE_CURVES", "1") != "0"):
             return
         from .curves import plot_runs
@@ -140,22 +159,22 @@ class DivergenceGuard(Callback):
         self.steps = 0            # micro-batches of this epoch
         self.skipped_at_start = 0
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: Loop) -> None:
         self.skipped_at_start = trainer.state.skipped
 
-    def on_train_step(self, trainer: Trainer, out: Mapping[str, Any] | None) -> None:
+    def on_train_step(self, trainer: Loop, out: Mapping[str, Any] | None) -> None:
         self.steps += 1  # an empty batch (None) counts as a step with no loss, so every rank checks at the same steps
         if trainer.cfg.train.divergence_factor > 0:
             loss = out["loss"].detach().float().reshape(()) if out is not None else torch.tensor(float("nan"))
             self.window.append(loss.to(trainer.device))
 
-    def on_step_end(self, trainer: Trainer, epoch: int, iteration: int) -> None:
+    def on_step_end(self, trainer: Loop, epoch: int, iteration: int) -> None:
         if len(self.window) >= trainer.cfg.train.log_interval:
             self._check_loss(trainer, epoch, iteration)
         if self.steps >= self.MIN_STEPS:
             self._check_skipped(trainer, epoch, iteration)
 
-    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: Loop, row: dict[str, Any]) -> None:
         epoch, last = trainer.state.epoch - 1, trainer.geo.iters_per_epoch - 1
         if self.window:
             self._check_loss(trainer, epoch, last)
@@ -167,7 +186,7 @@ class DivergenceGuard(Callback):
         self.steps, self.epoch_above = 0, False
         self.skipped_at_start = trainer.state.skipped
 
-    def _check_loss(self, trainer: Trainer, epoch: int, iteration: int) -> None:
+    def _check_loss(self, trainer: Loop, epoch: int, iteration: int) -> None:
         t = trainer.cfg.train
         losses, self.window = torch.stack(self.window), []
         finite = torch.isfinite(losses)
@@ -192,7 +211,7 @@ class DivergenceGuard(Callback):
             self.above = 0
         self.best = min(self.best, mean)
 
-    def _check_skipped(self, trainer: Trainer, epoch: int, iteration: int) -> None:
+    def _check_skipped(self, trainer: Loop, epoch: int, iteration: int) -> None:
         t = trainer.cfg.train
         skipped = trainer.state.skipped - self.skipped_at_start
         if skipped / self.steps > t.divergence_max_skipped:

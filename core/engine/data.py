@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from .config import LoaderConfig
 from .distributed import DistInfo, ShardedSampler
 
-__all__ = ["DataError", "build_loaders"]
+__all__ = ["DataError", "build_loaders", "per_process_batch", "set_epoch"]
 
 
 class DataError(RuntimeError):
@@ -38,3 +38,21 @@ def build_loaders(cfg: Any, train_ds: Dataset | None, val_ds: Dataset | None, in
                                 sampler=ShardedSampler(len(val_ds), info.world_size, info.rank),
                                 num_workers=d.num_workers, pin_memory=pin, drop_last=False, collate_fn=collate_fn)
     return train_loader, val_loader
+
+
+def per_process_batch(cfg: Any, loader: Any) -> int:
+    """The loader's batch size, else the config's ``data.batch_size``."""
+    bs = getattr(loader, "batch_size", None)
+    if bs is None:
+        bs = getattr(getattr(cfg, "data", None), "batch_size", None)
+    if bs is None:
+        raise ValueError("cannot tell the batch size: give a DataLoader or a config with data.batch_size")
+    return int(bs)
+
+
+def set_epoch(loader: Any, epoch: int) -> None:
+    """Reshuffle for the epoch: a DistributedSampler's, or an iterable data set's own ``set_epoch``."""
+    for source in (getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
+        if callable(getattr(source, "set_epoch", None)):
+            source.set_epoch(epoch)
+            return

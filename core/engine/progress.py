@@ -10,12 +10,14 @@ import torch
 from tqdm import tqdm
 
 from . import distributed as du
+from .callbacks import Loop
+from .device import amp_name
+from .strategy import class_name
 
 if TYPE_CHECKING:
     from .checkpointer import MidEpoch
-    from .trainer import Trainer
 
-__all__ = ["EpochProgress", "hms", "LOADER_BOUND"]
+__all__ = ["EpochProgress", "describe_run", "hms", "LOADER_BOUND"]
 
 STEPS = "_steps"  # the running sums' count of the micro-batches they hold (empty and skipped ones are not counted)
 LOADER_BOUND = 0.3  # an epoch that waited longer than this fraction for data gets a warning ...
@@ -30,7 +32,7 @@ def hms(seconds: float) -> str:
 class EpochProgress:
     """Progress of epoch ``epoch`` from iteration ``start`` (a mid-epoch resume brings its sums and window)."""
 
-    def __init__(self, trainer: Trainer, epoch: int, start: int, resume: MidEpoch | None = None) -> None:
+    def __init__(self, trainer: Loop, epoch: int, start: int, resume: MidEpoch | None = None) -> None:
         self.tr, self.epoch, self.start = trainer, epoch, start
         self.n = trainer.geo.iters_per_epoch
         self.sums: dict[str, float] = dict(resume.epoch_sums) if resume else {}
@@ -114,3 +116,22 @@ class EpochProgress:
             raise FloatingPointError(f"loss is {float(losses[j])} at epoch {self.epoch + 1} iteration "
                                      f"{last - len(self.window) + 2 + j}; stopping ({kept})")
         return dict(zip(keys, values.mean(0).tolist()))
+
+
+def describe_run(tr: Loop) -> None:
+    """The run's opening lines: the model's size, the processes and batch geometry, the lr and precision."""
+    cfg, info, geo = tr.cfg, tr.info, tr.geo
+    n_params = sum(p.numel() for p in tr.task.backbone.parameters())
+    n_task = sum(p.numel() for p in tr.task.parameters()) - n_params
+    extra = f" (+{n_task:,} in the {class_name(tr.task)})" if n_task else ""
+    tr.log.info(f"model {cfg.model.name}: {n_params:,} parameters{extra}, "
+                f"{sum(p.numel() for p in tr.task.parameters() if p.requires_grad):,} trainable")
+    strategy = tr.strategy.describe()
+    tr.log.info(f"world size {info.world_size} on {tr.device}{', ' + strategy if strategy else ''}; batch "
+                f"{geo.batch_size} per process x {info.world_size} processes x {geo.accum} accumulation = "
+                f"global batch {geo.global_batch}")
+    if cfg.sched.warmup_epochs >= cfg.train.epochs and info.is_main:  # a recipe warning: said once
+        tr.log.warning(f"sched.warmup_epochs ({cfg.sched.warmup_epochs}) >= train.epochs ({cfg.train.epochs}): "
+                       f"the lr never leaves warm-up")
+    tr.log.info(f"lr {tr.lr:.3e} (peak), {geo.iters_per_epoch} iterations / {geo.updates_per_epoch} "
+                f"updates per epoch, amp {amp_name(tr.amp_dtype)} ({tr.amp_why}), output {tr.output_dir}")

@@ -25,37 +25,20 @@ from .callbacks import Callback, Callbacks, Curves, DivergenceGuard, Preemption
 from .checkpoint import capture_rng_state, restore_rng_state
 from .checkpointer import Checkpointer, Geometry, MidEpoch, TrainState, checkpoint_meta
 from .config import Config, dump_config
-from .device import amp_choice, amp_name, autocast, to_device
+from .data import per_process_batch, set_epoch
+from .device import amp_choice, autocast, to_device
 from .distributed import DistInfo
-from .evaluation import BestTracker, evaluate
+from .evaluation import BestTracker, evaluate, finish_run
 from .files import atomic_write_text, read_json, write_json
 from .metrics import RunLogger, setup_logging
 from .optim import build_optimizer, build_scheduler, scaled_lrs
 from .preempt import EXIT_PREEMPTED, Preempted, RunLock, StopSignals, remove_stale_temps
-from .progress import EpochProgress
+from .progress import EpochProgress, describe_run
 from .rundir import RunContext, eval_checkpoint, resolve_run
 from .strategy import build_strategy, class_name
 from .task import EvalEnv, Task
 
 __all__ = ["Trainer"]
-
-
-def _per_process_batch(cfg: Config, loader: Any) -> int:
-    """The loader's batch size, else the config's ``data.batch_size``."""
-    bs = getattr(loader, "batch_size", None)
-    if bs is None:
-        bs = getattr(getattr(cfg, "data", None), "batch_size", None)
-    if bs is None:
-        raise ValueError("cannot tell the batch size: give a DataLoader or a config with data.batch_size")
-    return int(bs)
-
-
-def _set_epoch(loader: Any, epoch: int) -> None:
-    """Reshuffle for the epoch: a DistributedSampler's, or an iterable data set's own ``set_epoch``."""
-    for source in (getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
-        if callable(getattr(source, "set_epoch", None)):
-            source.set_epoch(epoch)
-            return
 
 
 class Trainer:
@@ -93,7 +76,7 @@ class Trainer:
 
         # batch geometry, optimisation, checkpoints
         n = len(train_loader) if train_loader is not None else 0
-        self.geo = Geometry(_per_process_batch(cfg, train_loader) if train_loader is not None else 0,
+        self.geo = Geometry(per_process_batch(cfg, train_loader) if train_loader is not None else 0,
                             self.info.world_size, cfg.optim.accum_steps,
                             min(n, t.max_iters_per_epoch) if t.max_iters_per_epoch else n, t.epochs)
         self.lr, warmup_lr, min_lr = scaled_lrs(cfg, self.geo.global_batch)
@@ -154,7 +137,7 @@ class Trainer:
         restores the RNG of the checkpoint: the result equals an uninterrupted run.
         """
         self.train_model.train()
-        _set_epoch(self.train_loader, epoch)
+        set_epoch(self.train_loader, epoch)
         n, accum = self.geo.iters_per_epoch, self.geo.accum
         full = (n // accum) * accum
         resume, self._resume = self._resume, None
@@ -261,23 +244,6 @@ class Trainer:
             self.ema.update(self.task, step=self.state.updates)
         return norm
 
-    def _describe(self) -> None:
-        cfg, info, geo = self.cfg, self.info, self.geo
-        n_params = sum(p.numel() for p in self.task.backbone.parameters())
-        n_task = sum(p.numel() for p in self.task.parameters()) - n_params
-        extra = f" (+{n_task:,} in the {class_name(self.task)})" if n_task else ""
-        self.log.info(f"model {cfg.model.name}: {n_params:,} parameters{extra}, "
-                      f"{sum(p.numel() for p in self.task.parameters() if p.requires_grad):,} trainable")
-        strategy = self.strategy.describe()
-        self.log.info(f"world size {info.world_size} on {self.device}{', ' + strategy if strategy else ''}; batch "
-                      f"{geo.batch_size} per process x {info.world_size} processes x {geo.accum} accumulation = "
-                      f"global batch {geo.global_batch}")
-        if cfg.sched.warmup_epochs >= cfg.train.epochs and info.is_main:  # a recipe warning: said once
-            self.log.warning(f"sched.warmup_epochs ({cfg.sched.warmup_epochs}) >= train.epochs ({cfg.train.epochs}): "
-                             f"the lr never leaves warm-up")
-        self.log.info(f"lr {self.lr:.3e} (peak), {geo.iters_per_epoch} iterations / {geo.updates_per_epoch} "
-                      f"updates per epoch, amp {amp_name(self.amp_dtype)} ({self.amp_why}), output {self.output_dir}")
-
     def fit(self) -> dict[str, Any]:
         """Train (continuing a checkpoint when one applies), evaluate every ``eval_interval`` epochs, save, summarise.
 
@@ -315,7 +281,7 @@ class Trainer:
         if resume:  # rows a killed run wrote after its last checkpoint would otherwise appear twice
             self.runlog.truncate(self.state.epoch * self.geo.iters_per_epoch
                                  + (self._resume.iteration if self._resume else 0), self.state.epoch)
-        self._describe()
+        describe_run(self)
         self.callbacks.on_fit_start(self)
         start = time.perf_counter()
         try:
@@ -323,7 +289,7 @@ class Trainer:
                 self._run_epoch()
         finally:
             self.runlog.close()
-        results = self._finish(time.perf_counter() - start)
+        results = finish_run(self, self.history, time.perf_counter() - start)
         self.callbacks.on_fit_end(self, results)
         return results
 
@@ -368,23 +334,3 @@ class Trainer:
         if self.info.is_main:
             write_json(os.path.join(self.output_dir, "eval_results.json"), result)
         return result
-
-    def _finish(self, elapsed: float) -> dict[str, Any]:
-        best, best_ema = self.state.best.best, self.state.best.best_ema
-        results = {
-            "name": self.cfg.name, "model": self.cfg.model.name, "epochs": self.state.epoch,
-            "global_batch": self.geo.global_batch, "world_size": self.info.world_size, "time_s": elapsed,
-            "params": sum(p.numel() for p in self.task.backbone.parameters()),
-            "best": best, "best_ema": best_ema,
-            "final": self.history[-1] if self.history else {},
-        }
-        if best:
-            msg = f"best {self.task.describe(best)} at epoch {best.get('epoch')}"
-            if best_ema:
-                msg += f"; EMA best {self.task.describe(best_ema)}"
-        else:
-            msg = "no evaluation metrics"
-        self.log.info(f"done in {elapsed:.1f}s: {msg}")
-        if self.info.is_main:
-            write_json(os.path.join(self.output_dir, "results.json"), results)
-        return results

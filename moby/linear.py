@@ -21,7 +21,7 @@ from core.engine import ConfigError, EvalEnv, RunContext, build_model, launch
 from core.engine.checkpoint import CheckpointError
 from core.engine.data import build_loaders
 from core.engine.device import resolve_amp, seed_everything
-from core.engine.launch import describe_load
+from core.engine.launch import describe_load, pretrained_source
 
 from .config import MoBYConfig
 from .data import build_eval_loader, build_labelled_set
@@ -40,13 +40,12 @@ def load_backbone(cfg: MoBYConfig) -> nn.Module:
         raise ConfigError("model.pretrained is empty: the linear probe needs a pretrained checkpoint, e.g. "
                           "--opt model.pretrained=outputs/moby_tiny_shapes/latest/best.pth (or probe.random_init=true "
                           "for the random-initialisation baseline)")
-    if m.pretrained and not os.path.isfile(m.pretrained):
-        raise ConfigError(f"model.pretrained = {m.pretrained!r} is not a file")
     seed_everything(cfg.train.seed)  # the same random backbone for every probe of a seed
     backbone = build_model(cfg, num_classes=0, initial_weights=False, drop_path_rate=0.0)
     if m.pretrained:
+        source, kwargs = pretrained_source(m.pretrained, backbone, dict(m.pretrained_kwargs))  # a file or a name
         try:
-            report = load_pretrained(backbone, m.pretrained, **m.pretrained_kwargs)
+            report = load_pretrained(backbone, source, **kwargs)
         except (ValueError, KeyError) as e:
             raise CheckpointError(f"model.pretrained = {m.pretrained!r} is not a checkpoint of model.name = "
                                   f"{m.name!r} with model.kwargs = {m.kwargs}: {e}") from None

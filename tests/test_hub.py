@@ -531,3 +531,61 @@ def test_zoo_table_is_current():
     assert "`python -m core.predict IMAGE --model swin_t.ms_in1k`" in text
     assert "`--opt model.pretrained=swin_t.moby_in1k_300ep`" in text
     assert text.count("\n| `") == len(core.list_pretrained())
+
+
+# ----------------------------------------------------------------------------------------------- names in commands
+def _clip(path):
+    import numpy as np
+
+    from core.video.synthetic import render_clip, write_mp4
+    write_mp4(path, render_clip(np.random.default_rng(0), "left", 16, 32))
+    return str(path)
+
+
+def test_video_predict_by_name_prints_kinetics_class_names(hub, monkeypatch, tmp_path, capsys):
+    """`python -m video_swin.predict CLIP --model <K400 name>` with no --checkpoint: downloaded from the (loopback)
+    mirror, the release's recipe, Kinetics-400 names (a small stand-in file of the release's layout)."""
+    from video_swin import predict
+    name = "video_swin_t.ms_in1k_ft_k400"
+    entry = _add(monkeypatch, dataclasses.replace(get_pretrained(name), overrides=TINY_VIDEO,
+                                                  input_size=(3, 8, 32, 32), test_views="1x1"))
+    ref = core.create_model("video_swin_t", num_classes=400, **TINY_VIDEO)
+    hub.files[_path(entry.url)] = _saved({"state_dict": _official_video(ref.state_dict())})
+    monkeypatch.chdir(tmp_path)
+    assert predict.main([_clip(tmp_path / "clip.mp4"), "--model", name, "--workers", "0", "--topk", "3"]) == 0
+    out = capsys.readouterr().out
+    names = re.findall(r"([a-z][a-z ()'-]+) \d+\.\d%", out.split(": ", 1)[1])
+    assert len(names) == 3 and set(names) <= set(core.class_names("kinetics-400")), out
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_model_pretrained_by_name_fine_tunes_onto_other_classes(hub, monkeypatch, tmp_path):
+    """A recipe naming registered weights (1000 classes) trains digits (10): downloaded once, the head replaced."""
+    from core.train import main
+    from helpers import DIGITS, TINY_ENGINE, TINY_OPT
+    entry = _add(monkeypatch, Pretrained("tiny_swin.test_in1k", "swin_t", "Swin", "microsoft/Swin-Transformer",
+                                         url="https://github.com/x/tiny_in1k.pth", overrides=TINY_ENGINE))
+    hub.files[_path(entry.url)] = _saved({"model": core.create_model("swin_t", num_classes=1000,
+                                                                     **TINY_ENGINE).state_dict()})
+    out = tmp_path / "run"
+    assert main(["--config", DIGITS, "--output-dir", str(out), "--opt", TINY_OPT, "model.pretrained=tiny_swin.test_in1k",
+                 "train.epochs=1", "train.max_iters_per_epoch=2", "data.img_size=16", "train.progress=false",
+                 "train.tensorboard=false", "sched.warmup_epochs=0"]) == 0
+    log = (out / "log.txt").read_text()
+    assert "initial weights: tiny_swin.test_in1k" in log and "new classifier head" in log
+    assert main(["--config", DIGITS, "--output-dir", str(tmp_path / "bad"), "--opt", TINY_OPT,
+                 "model.pretrained=swin_t.in1k", "train.epochs=1"]) == 2
+
+
+@pytest.mark.slow
+def test_video_predict_by_name_with_the_full_size_release(hub, monkeypatch, tmp_path, capsys):
+    """The real entry (Video Swin-T, 32x2 frames at 224, its 4x3 views) from a file of the release's size and
+    layout (random weights: the names, not the scores, are checked)."""
+    from video_swin import predict
+    name = "video_swin_t.ms_in1k_ft_k400"
+    entry = get_pretrained(name)
+    ref = core.create_model(entry.model, num_classes=400, **entry.overrides)
+    hub.files[_path(entry.url)] = _saved({"state_dict": _official_video(ref.state_dict())})
+    assert predict.main([_clip(tmp_path / "clip.mp4"), "--model", name, "--workers", "0", "--views", "1x1"]) == 0
+    names = re.findall(r"([a-z][a-z ()'-]+) \d+\.\d%", capsys.readouterr().out.split(": ", 1)[1])
+    assert names and set(names) <= set(core.class_names("kinetics-400"))

@@ -37,8 +37,7 @@ from core.engine.inference import (
     add_model_args,
     check_stage,
     expand_inputs,
-    load_model,
-    model_opts,
+    model_from_args,
     report_error,
     report_problems,
     stage_features,
@@ -280,8 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, info: du.DistInfo) -> int:
-    loaded = load_model(args.checkpoint, VideoConfig, model_name=args.model, opts=model_opts(args), need_head=False,
-                        device=info.device)
+    loaded, _ = model_from_args(args, VideoConfig, info.device, need_head=False)
     d = loaded.cfg.data
     clip_len, interval = args.clip_len or d.clip_len, args.frame_interval or d.frame_interval
     stride = args.stride or default_stride(clip_len, interval)

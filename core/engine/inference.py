@@ -24,8 +24,8 @@ from .data import DataError
 from .device import amp_choice
 from .launch import build_model
 
-__all__ = ["LoadedModel", "load_model", "checkpoint_recipe", "class_names", "expand_inputs", "topk_rows",
-           "add_model_args", "report_error", "ToolError", "pick_device", "check_stage", "check_target"]
+__all__ = ["LoadedModel", "load_model", "pretrained_recipe", "checkpoint_recipe", "class_names", "expand_inputs",
+           "topk_rows", "add_model_args", "report_error", "ToolError", "pick_device", "check_stage", "check_target"]
 
 ToolError = (ConfigError, CheckpointError, DataError)
 
@@ -182,10 +182,11 @@ def format_top(path: str, top: Sequence[dict[str, Any]]) -> str:
 def add_model_args(p: Any, batch_size: int | None = None, amp: bool = True) -> None:
     """--checkpoint, --model, --opt, --device, --workers of every tool, --amp of those that autocast, and
     --batch-size when given a default."""
-    p.add_argument("--checkpoint", required=True, help="ours (a run's best.pth / last.pth), official, timm or "
-                                                       "torchvision weights")
+    p.add_argument("--checkpoint", default=None, help="ours (a run's best.pth / last.pth), official, timm or "
+                                                       "torchvision weights; leave out with --model <arch>.<tag>")
     p.add_argument("--model", default=None, metavar="NAME",
-                   help="model name when the checkpoint holds no recipe (official / timm / torchvision files)")
+                   help="registered weights <arch>.<tag> (downloaded and cached; core.list_pretrained() lists them), "
+                        "or the model name when the checkpoint holds no recipe (official / timm / torchvision files)")
     p.add_argument("--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override recipe values, e.g. data.crop_size=256 (any config field)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -202,11 +203,48 @@ def report_problems(problems: Iterable[tuple[str, str]]) -> None:
         print(f"cannot read {item}: {why}", file=sys.stderr)
 
 
-def model_from_args(args: Any, schema: type, **kwargs: Any) -> tuple[LoadedModel, torch.device]:
-    """:func:`load_model` from the parsed :func:`add_model_args` options, on the device they name."""
-    device = pick_device(args.device)
-    return load_model(args.checkpoint, schema, model_name=args.model, opts=model_opts(args), device=device,
-                      **kwargs), device
+def model_from_args(args: Any, schema: type, device: torch.device | None = None,
+                    **kwargs: Any) -> tuple[LoadedModel, torch.device]:
+    """:func:`load_model` from the parsed :func:`add_model_args` options, on the device they name; ``--model
+    <arch>.<tag>`` without ``--checkpoint``: the registered weights with their recipe and class names."""
+    device = device or pick_device(args.device)
+    name, opts, classes = args.model, model_opts(args), None
+    if not args.checkpoint:
+        if not args.model:
+            raise ConfigError("give --checkpoint FILE, or --model <arch>.<tag> of registered weights "
+                              "(python -c 'import core; print(core.list_pretrained())')")
+        args.checkpoint, name, recipe, classes = pretrained_recipe(args.model)
+        opts = [*recipe, *opts]
+    loaded = load_model(args.checkpoint, schema, model_name=name, opts=opts, device=device, **kwargs)
+    loaded.classes = loaded.classes or classes
+    return loaded, device
+
+
+def pretrained_recipe(name: str) -> tuple[str, str, list[str], list[str] | None]:
+    """(the downloaded file, its model name, the recipe overrides of its release, its class names) of registered
+    weights ``<arch>.<tag>``; errors as one line (ConfigError: unknown name, CheckpointError: no download)."""
+    import yaml
+
+    from ..hub import HubError, UnknownPretrained, class_names, download, get_pretrained
+    try:
+        entry = get_pretrained(name)
+        path = download(entry.name)
+    except UnknownPretrained as e:
+        raise ConfigError(f"--model {name}: {e}") from None
+    except HubError as e:
+        raise CheckpointError(f"--model {name}: {e}") from None
+    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in entry.overrides.items()}
+    opts = [f"model.kwargs={yaml.safe_dump(plain, default_flow_style=True).strip()}"] if plain else []
+    size = entry.input_size
+    if len(size) == 4:  # (C, T, H, W): the release's clip, its sampling and test views
+        opts += [f"data.clip_len={size[1]}", f"data.crop_size={size[-1]}"]
+        opts += [f"data.frame_interval={entry.frame_interval}"] if entry.frame_interval else []
+        if entry.test_views:
+            clips, crops = entry.test_views.split("x")
+            opts += [f"data.num_clips={clips}", f"data.num_crops={crops}"]
+    else:
+        opts += [f"data.img_size={size[-1]}"]
+    return path, entry.model, opts, (class_names(entry.labels) if entry.labels else None)
 
 
 def add_amp_arg(p: Any) -> None:

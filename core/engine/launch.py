@@ -31,7 +31,7 @@ from .rundir import RunContext, latest_run_dir, resolve_run, runs_root
 from .strategy import find_last, strategy_class
 from .trainer import Trainer
 
-__all__ = ["parse_args", "build_model", "describe_load", "launch", "report_error"]
+__all__ = ["parse_args", "build_model", "pretrained_source", "describe_load", "launch", "report_error"]
 
 Setup = Callable[[Any, RunContext], tuple[Any, Any, Any]]
 EXIT_NONFINITE = 3  # a non-finite loss or weights stopped the run (train.nonfinite=stop)
@@ -83,16 +83,47 @@ def build_model(cfg: Config, num_classes: int | None = None, *, initial_weights:
     except ValueError as e:  # the model's own check of its arguments (sizes, windows, heads)
         raise ConfigError(f"model {m.name!r} with model.kwargs {dict(m.kwargs)}: {e}") from None
     if m.pretrained and initial_weights:
-        if not os.path.isfile(m.pretrained):
-            raise ConfigError(f"model.pretrained = {m.pretrained!r} is not a file")
+        path, load_kwargs = pretrained_source(m.pretrained, model, dict(m.pretrained_kwargs))
         try:
-            report = load_pretrained(model, m.pretrained, **m.pretrained_kwargs)
+            report = load_pretrained(model, path, **load_kwargs)
         except (ConfigError, CheckpointError):
             raise
         except Exception as e:  # noqa: BLE001 -- unreadable, unsafe or unfitting weights: one line naming the file
             raise CheckpointError(f"model.pretrained = {m.pretrained}: {load_error(e) if _is_load(e) else e}") from None
         logging.getLogger("swin").info(f"initial weights: {describe_load(m.pretrained, report)}")
     return model
+
+
+def pretrained_source(pretrained: str, model: nn.Module, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``model.pretrained`` as a file, or a registered name (``core.list_pretrained()``): downloaded by rank 0 first
+    (one line on failure, on every rank), read with weights_only; a head of other classes is replaced (the 1K rows
+    of a 22K head for 1000 classes), so fine-tuning from a 22K or K400 model needs no flag."""
+    if os.path.isfile(pretrained):
+        return pretrained, kwargs
+    from ..hub import HubError, UnknownPretrained, download, get_pretrained, imagenet_22k_to_1k, read_checkpoint
+    try:
+        entry = get_pretrained(pretrained)
+    except UnknownPretrained as e:
+        raise ConfigError(f"model.pretrained = {pretrained!r} is neither a file nor registered weights ({e})") from None
+    problem = None
+    if du.is_main():
+        try:
+            download(entry.name)
+        except HubError as e:
+            problem = str(e)
+    problem = du.broadcast_object(problem) if du.is_dist() else problem
+    if problem:
+        raise CheckpointError(f"model.pretrained = {pretrained}: {problem}")
+    classes = getattr(model, "num_classes", None)
+    if classes is not None and classes != entry.num_classes and not kwargs.get("inflate"):
+        if entry.labels == "imagenet-22k" and classes == 1000:
+            kwargs.setdefault("head_map", imagenet_22k_to_1k())
+        else:
+            kwargs.setdefault("reset_head", True)
+    try:
+        return read_checkpoint(download(entry.name, progress=False)), kwargs
+    except HubError as e:
+        raise CheckpointError(f"model.pretrained = {pretrained}: {e}") from None
 
 
 def _is_load(e: BaseException) -> bool:

@@ -21,9 +21,9 @@ from core.engine.inference import load_model, pick_device
 from core.engine.launch import build_model
 from core.video.config import VideoConfig
 from core.video.data import default_stride
+from core.video.features import SlidingClips, extract, plan
 from core.video.synthetic import ensure_moving_shapes
 from video_swin import DEFAULT_CONFIG
-from video_swin.extract_features import SlidingClips, extract, plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:

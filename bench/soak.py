@@ -14,7 +14,7 @@ plus the bounded pool of earlier sizes'). ``--cache-mb inf`` measures the unboun
 each worker.
 
 Most of the RSS growth over many sizes is glibc's heap, not the cache: freed tensors between long-lived ones stay
-resident. core switches glibc to mmapping large blocks once many sizes have been seen (core/nn/heap.py; each row
+resident. core switches glibc to mmapping large blocks once many sizes have been seen (core/malloc.py; each row
 records ``heap``: switched / skipped / pending); ``SWIN_SUITE_MALLOC=off`` measures glibc's default, and
 ``MALLOC_MMAP_THRESHOLD_`` (recorded too) fixes the threshold from the start.
 """
@@ -34,8 +34,8 @@ import torch
 
 import core
 from bench.run import append_jsonl, machine
+from core.malloc import heap_state
 from core.nn.attention import folded_bias_bytes
-from core.nn.heap import heap_state
 
 MODELS = {"2d": "swin_t", "multiscale": "swin_t", "3d": "video_swin_t"}
 FILE_MODES = ("predict", "extract", "train")  # bench/soak_video.py: files through the video tools, epochs

@@ -124,7 +124,7 @@ def ensure_checkpoint(data_dir: str) -> str:
     """best.pth of the embedded tiny recipe trained one epoch on 32 clips, made once in ``data_dir``."""
     run = Path(data_dir) / "tiny_run"
     if not (run / "best.pth").is_file():
-        from video_swin import train
+        from cli import train
         code = train.main(["--opt", f"train.output_dir={run}", f"data.root={Path(data_dir) / 'ckpt_shapes'}",
                            "data.num_train=32", "data.num_val=8", "data.num_workers=0", "train.epochs=1",
                            *TINY_OPTS])
@@ -158,10 +158,10 @@ def soak_predict(clip_dir: str | Path, checkpoint: str, workers: int, every: int
 
     from torch.utils.data import DataLoader
 
+    from cli import predict
     from core.engine.inference import class_names, expand_inputs, load_model
     from core.video.config import VideoConfig, parse_views
     from core.video.data import VIDEO_EXTENSIONS, BrokenVideoWarning, collate_videos
-    from video_swin import predict
 
     loaded = load_model(checkpoint, VideoConfig)
     cfg = loaded.cfg
@@ -183,10 +183,10 @@ def soak_predict(clip_dir: str | Path, checkpoint: str, workers: int, every: int
 
 def soak_extract(clip_dir: str | Path, checkpoint: str, workers: int, every: int) -> tuple[list[dict], dict]:
     """video_swin.extract_features's path over every clip of ``clip_dir`` (mean-pooled last stage, one .npy each)."""
+    from cli import extract as xf
     from core.engine.inference import check_stage, load_model
     from core.video.config import VideoConfig
     from core.video.data import default_stride
-    from video_swin import extract_features as xf
 
     loaded = load_model(checkpoint, VideoConfig, need_head=False)
     d = loaded.cfg.data
@@ -209,8 +209,8 @@ def soak_extract(clip_dir: str | Path, checkpoint: str, workers: int, every: int
 def soak_train(data_dir: str, epochs: int, num_train: int, workers: int) -> tuple[list[dict], dict]:
     """video_swin.train (embedded tiny recipe) for ``epochs`` epochs; a sample per epoch: the main process at
     the epoch's end, the workers as last seen during the epoch (after each optimizer step but the last)."""
+    from cli import train
     from core.engine import callbacks as cbs
-    from video_swin import train
 
     class Probe(cbs.Callback):
         def __init__(self) -> None:

@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from bench.run import append_jsonl, bench_group, make_step
 from core import create_model
-from core.tools.summary import count_macs
+from core.nn.flops import count_macs
 
 
 class PackPathway(nn.Module):

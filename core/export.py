@@ -13,7 +13,6 @@ timm / hf write the weights in timm's or transformers' layout (2D Swin), for use
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -129,38 +128,6 @@ def export(model: nn.Module, fmt: str, out: Path, input_shape: Sequence[int] = (
     return out
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m core.export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", default=None, help="registered model name, e.g. swin_t, video_swin_t, "
-                                                          "swin_mlp_t_c24 (default: the checkpoint's recipe's)")
-    p.add_argument("--checkpoint", required=True, help="weights: ours (a run's best.pth), timm, torchvision, official, "
-                                                      "transformers")
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--input", type=int, nargs="+", default=None,
-                   help="input shape B C H W (video: B C T H W) the graph is traced at (onnx, pt2); default: the "
-                        "size the checkpoint's recipe trained at, else 1 3 224 224")
-    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (onnx, pt2)")
-    p.add_argument("--kwargs", default=None, help="create_model overrides as a YAML mapping "
-                                                  "(default: model.kwargs of the checkpoint's recipe)")
-    p.add_argument("--out", default=None, help="output file (default: beside the checkpoint, <model>_<format>.<suffix>)")
-    return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        model, args.model, recipe_shape = export_model(args.model, args.checkpoint, args.kwargs)
-        args.input = args.input or recipe_shape
-        out = Path(args.out or Path(args.checkpoint).with_name(f"{args.model}_{args.format}{SUFFIX[args.format]}"))
-        export(model, args.format, out, args.input, args.dynamic_batch)
-    except (ValueError, KeyError, OSError, RuntimeError) as e:
-        print(f"error: {e}".splitlines()[0], file=sys.stderr)
-        return 2
-    print(f"wrote {out} ({args.format}; input {' x '.join(map(str, args.input))}"
-          f"{', any batch' if args.dynamic_batch and args.format in ('onnx', 'pt2') else ''})")
-    return 0
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # the documented ``python -m core.export``; the command is cli.export
+    from cli.export import main
     sys.exit(main())

@@ -1,22 +1,26 @@
-"""MoBY recipe schema: the engine's root config plus ``data``, ``aug`` (BYOL views), ``moby``, ``knn`` and ``probe``."""
+"""MoBY recipe schemas: pretraining and the linear probe (the engine's root config plus ``data``, ``aug`` (BYOL
+views), ``moby``, ``knn`` and ``probe``), and fine-tuning (the classification recipe)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
-from core.engine.config import Config, ConfigError, LoaderConfig, fld
-from core.engine.data_fields import ClipSampling, Normalize, VideoSource
-from core.video.sources import is_video_set
+from core.classification.config import ClassificationConfig, ShapesSet
+from core.engine.config import Config, ConfigError, LoaderConfig, check_registered, fld
+from core.engine.data_fields import Normalize
+from core.video.fields import ClipSampling, VideoSource
+from core.video.sources import is_video_set, video_set_names
 
-__all__ = ["MoBYDataConfig", "ViewAugConfig", "MoBYHeadConfig", "KNNConfig", "ProbeConfig", "MoBYConfig"]
+__all__ = ["MoBYDataConfig", "ViewAugConfig", "MoBYHeadConfig", "KNNConfig", "ProbeConfig", "MoBYConfig",
+           "FinetuneConfig"]
 
 
 @dataclass
-class MoBYDataConfig(LoaderConfig, Normalize, ClipSampling, VideoSource):
-    """Images (ImageFolder root/train, root/val; embedded shapes or digits) or clips (Kinetics, generated moving
-    shapes, spin/zoom, speed change or spiral)."""
-    dataset: Literal["imagefolder", "shapes", "digits", "kinetics", "moving_shapes", "spin_zoom",
-                     "speed_change", "spiral"] = "imagefolder"
+class MoBYDataConfig(LoaderConfig, Normalize, ClipSampling, VideoSource, ShapesSet):
+    """Images of a registered image set with raw labelled splits (ImageFolder root/train, root/val; the generated
+    shapes) or clips (a video folder, or a generated set: moving shapes, spin/zoom, speed change, spiral)."""
+    dataset: str = fld("imagefolder", help="a registered image set with raw splits "
+                                           "(core.classification.data.register_image_set) or a video set "
+                                           "(kinetics, core.video.sources.register_generated)")
     root: str = fld("", help="ImageFolder / video folder; generated clip sets: cache folder ('' = "
                              "~/.cache/swin_suite/<name>)")
     train_split: str = "train"
@@ -26,13 +30,19 @@ class MoBYDataConfig(LoaderConfig, Normalize, ClipSampling, VideoSource):
     clip_len: int = fld(16, ge=1)
     num_train: int = fld(4000, ge=8, help="shapes and the generated clip sets: training items")
     num_val: int = fld(1000, ge=4, help="shapes and the generated clip sets: validation items")
-    num_test: int = fld(1000, ge=4, help="shapes: generated test items")
-    shapes: dict[str, Any] = fld({}, help="shapes: difficulty (num_classes, texture, scale, rotation, noise); "
-                                           "see core.classification.shapes")
 
     @property
     def video(self) -> bool:
         return is_video_set(self.dataset)
+
+    def check(self) -> None:
+        from core.classification.data import image_set_names  # registers the embedded image sets
+        images = image_set_names(raw_splits=True)
+        other = sorted(set(image_set_names()) - set(images))
+        note = (f" ({self.dataset!r} is a registered image set without raw labelled splits, which MoBY draws its "
+                f"views from)" if self.dataset in other else "")
+        check_registered("data.dataset", self.dataset, images + video_set_names(), "a data set MoBY builds (an "
+                         "image set with raw splits, or a video set)", note)
 
 
 @dataclass
@@ -107,3 +117,9 @@ class MoBYConfig(Config):
             if getattr(self.moby, name) and not self.data.video:
                 raise ConfigError(f"moby.{name}=true needs clips (a video data.dataset), but data.dataset = "
                                   f"{self.data.dataset!r} gives images; set moby.{name}=false")
+
+
+@dataclass
+class FinetuneConfig(ClassificationConfig):
+    """Root of a MoBY fine-tuning recipe (``moby.finetune``): the classification recipe, any registered image set
+    (the embedded shapes among them), with the MoBY checkpoint as ``model.pretrained``."""

@@ -16,8 +16,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from core.classification.data import SafeImageFolder
-from core.classification.shapes import ShapesDataset
+from core.classification.data import image_set, image_set_names
 from core.engine.data import DataError, build_loaders
 from core.engine.distributed import DistInfo
 from core.video.data import VideoDataset, build_video_dataset, collate_videos
@@ -131,32 +130,14 @@ def _video_split(d: MoBYDataConfig, split: str) -> tuple[str, str | None]:
     return (root if ann is not None else os.path.join(root, split)), ann
 
 
-def _shapes_base(cfg: MoBYConfig, split: str) -> Dataset:
-    d = cfg.data
-    nums = {"train": d.num_train, "val": d.num_val, "test": d.num_test}
-    if split not in nums:
-        raise DataError(f"shapes split {split!r}: expected one of {tuple(nums)}")
-    return ShapesDataset(split, num=nums[split], size=d.img_size, seed=cfg.train.seed, **d.shapes)
-
-
-def _folder_base(cfg: MoBYConfig, split: str) -> Dataset:
-    if not cfg.data.root:
-        raise DataError("data.root is empty: set it to an ImageFolder tree root/<split>/<class>/<image>")
-    return SafeImageFolder(os.path.join(cfg.data.root, split), None, train=True)
-
-
-# labelled image sets by name (data.dataset): the raw split, and whether its evaluation view resizes the whole image
-# (generated shapes) instead of resizing the short side and centre-cropping; clip sets are core.video.sources'
-IMAGE_SETS: dict[str, tuple[Callable[[MoBYConfig, str], Dataset], bool]] = {
-    "imagefolder": (_folder_base, False), "shapes": (_shapes_base, True)}
-
-
 def _image_base(cfg: MoBYConfig, split: str) -> Dataset:
-    """The raw labelled images of a split: PIL images (ImageFolder) or uint8 tensors (shapes)."""
-    if cfg.data.dataset not in IMAGE_SETS:
-        raise DataError(f"data.dataset = {cfg.data.dataset!r} is not supported by MoBY; expected one of "
-                        f"{sorted(IMAGE_SETS)} or a video set")
-    return IMAGE_SETS[cfg.data.dataset][0](cfg, split)
+    """The raw labelled images of a split (PIL images or uint8 tensors) from the registered image set
+    ``data.dataset`` (its ``split`` builder; the config check admits only sets that have one)."""
+    raw = image_set(cfg).split
+    if raw is None:
+        raise DataError(f"data.dataset = {cfg.data.dataset!r} has no raw labelled splits; MoBY builds "
+                        f"{image_set_names(raw_splits=True)} or a video set")
+    return raw(cfg, split)
 
 
 def build_labelled_set(cfg: MoBYConfig, split: str, preloaded: Any = None) -> Dataset:
@@ -168,7 +149,7 @@ def build_labelled_set(cfg: MoBYConfig, split: str, preloaded: Any = None) -> Da
         return build_video_dataset(root, ann, split="val", clip_len=d.clip_len, frame_interval=d.frame_interval,
                                    **d.decoding(), crop_size=d.img_size, short_side=d.img_size, num_clips=1, num_crops=1,
                                    transform=_video_eval_transform(d), preloaded=preloaded)
-    resize = d.img_size if IMAGE_SETS.get(d.dataset, (None, False))[1] else None
+    resize = d.img_size if image_set(cfg).whole_image else None  # generated images: the whole image, no crop
     return Indexed(_image_base(cfg, split), eval_transform(d.img_size, d.mean, d.std, resize))
 
 

@@ -5,10 +5,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from core.classification.config import ClassificationConfig
-from core.engine.config import Config, ConfigError, LoaderConfig, fld
-from core.engine.data_fields import ClipSampling, Normalize, ResizedCrop, VideoSource
+from core.engine.config import Config, ConfigError, LoaderConfig, check_registered, fld
+from core.engine.data_fields import Normalize, ResizedCrop
 from core.video.config import VideoConfig
-from core.video.sources import is_video_set
+from core.video.fields import ClipSampling, VideoSource
+from core.video.sources import is_video_set, video_set_names
 
 from .target import check_target
 
@@ -37,10 +38,11 @@ class MIMConfig:
 
 @dataclass
 class PretrainDataConfig(LoaderConfig, Normalize, ResizedCrop, ClipSampling, VideoSource):
-    """Unlabelled images (ImageFolder, digits, crops of the scikit-learn photos) or clips (Kinetics-style,
-    the generated moving-shapes, spin/zoom, speed-change and spiral sets); labels, where there are any, are ignored."""
-    dataset: Literal["imagefolder", "digits", "photos", "moving_shapes", "spin_zoom", "speed_change",
-                     "spiral", "kinetics"] = "imagefolder"
+    """Unlabelled images (a pretraining image set of ``simmim.data``: ImageFolder, digits, crops of the scikit-learn
+    photos) or clips (Kinetics-style, or a generated set: moving shapes, spin/zoom, speed change, spiral); labels,
+    where there are any, are ignored."""
+    dataset: str = fld("imagefolder", help="a pretraining image set (simmim.data.register_pretrain_set) or a video "
+                                           "set (kinetics, core.video.sources.register_generated)")
     root: str = fld("", help="image/video folder; generated clip sets: cache folder ('' = ~/.cache/swin_suite/<set>)")
     train_split: str = "train"
     val_split: str = "val"
@@ -58,6 +60,11 @@ class PretrainDataConfig(LoaderConfig, Normalize, ResizedCrop, ClipSampling, Vid
     @property
     def is_video(self) -> bool:
         return is_video_set(self.dataset)
+
+    def check(self) -> None:
+        from .data import PRETRAIN_SETS  # registers the image sets (it imports this module)
+        check_registered("data.dataset", self.dataset, [*PRETRAIN_SETS, *video_set_names()],
+                         "a SimMIM pretraining set (an image set of simmim.data, or a video set)")
 
     @property
     def input_size(self) -> tuple[int, ...]:

@@ -6,7 +6,7 @@ are drawn by the task, so any classification-style dataset serves (its labels ar
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -20,7 +20,8 @@ from core.video.sources import video_paths
 
 from .config import PretrainDataConfig, SimMIMConfig
 
-__all__ = ["PhotoCrops", "load_photos", "image_transform", "build_pretrain_datasets"]
+__all__ = ["PhotoCrops", "load_photos", "image_transform", "PRETRAIN_SETS", "register_pretrain_set",
+           "build_pretrain_datasets"]
 
 
 def load_photos(scale: float = 1.0) -> list[torch.Tensor]:
@@ -114,11 +115,21 @@ def _clips(d: PretrainDataConfig) -> tuple[Dataset, Dataset | None]:
     return train, val
 
 
-# unlabelled image sets by name (data.dataset); clip sets are core.video.sources'
-IMAGE_SETS = {"imagefolder": _image_folder, "digits": _digits, "photos": _photos}
+# unlabelled image sets by name (data.dataset), with SimMIM's augmentation; clip sets are core.video.sources'
+PRETRAIN_SETS: dict[str, Callable[[PretrainDataConfig], tuple[Dataset, Dataset | None]]] = {}
+
+
+def register_pretrain_set(name: str, build: Callable[[PretrainDataConfig], tuple[Dataset, Dataset | None]]) -> None:
+    """``data.dataset: <name>`` in a SimMIM pretraining recipe builds (train, val or None) with ``build(cfg.data)``."""
+    PRETRAIN_SETS[name] = build
 
 
 def build_pretrain_datasets(cfg: SimMIMConfig) -> tuple[Dataset, Dataset | None]:
     """(train, val) of the set ``data.dataset`` names."""
     d = cfg.data
-    return _clips(d) if d.is_video else IMAGE_SETS[d.dataset](d)
+    return _clips(d) if d.is_video else PRETRAIN_SETS[d.dataset](d)
+
+
+register_pretrain_set("imagefolder", _image_folder)
+register_pretrain_set("digits", _digits)
+register_pretrain_set("photos", _photos)

@@ -210,7 +210,7 @@ def test_soak_100_sizes_grows_at_most_64_mb_with_a_fixed_mmap_threshold():
 
 _HEAP_PROBE = """
 import core
-from core.nn.heap import SWITCH_AFTER, heap_state
+from core.malloc import SWITCH_AFTER, heap_state
 from core.nn.mask import shifted_window_mask
 states = []
 for i in range(SWITCH_AFTER):
@@ -228,7 +228,7 @@ def test_many_sizes_switch_the_heap_to_mmap_once(monkeypatch):
     import subprocess
     import sys
 
-    from core.nn import heap
+    from core import malloc as heap
     environ = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_THRESHOLD_", "SWIN_SUITE_MALLOC")}
     out = subprocess.run([sys.executable, "-c", _HEAP_PROBE], capture_output=True, text=True, env=environ, check=True)
     assert out.stdout.split() == ["pending", "pending", "switched"]  # a fixed size never switches

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from cli.train import main_image as main
 from core.engine.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -18,7 +19,6 @@ from core.engine.checkpoint import (
     restore_rng_state,
 )
 from core.engine.files import atomic_save
-from core.train import main
 from helpers import DIGITS, interrupt_at
 from helpers import TINY_OPT as TINY
 

@@ -27,8 +27,8 @@ from core.engine.data import build_loaders
 
 def load_config(path, overrides=None):
     return _load_config(path, overrides, ClassificationConfig)
+from cli.train import main_image as main
 from core.engine.distributed import DistInfo
-from core.train import main
 from helpers import DIGITS, ROOT
 from helpers import TINY_OPT as TINY
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn as nn
 
+from cli.train import main_image as main
 from core.classification.config import ClassificationConfig
 from core.classification.task import build_mixup, classification_loss, evaluate_classification
 from core.engine.config import load_config
 from core.engine.distributed import ShardedSampler
 from core.engine.metrics import topk_correct
 from core.engine.outputs import predict
-from core.train import main
 from helpers import DIGITS
 from helpers import TINY_OPT as TINY
 

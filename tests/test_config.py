@@ -222,3 +222,76 @@ def test_a_run_config_reads_back_with_its_own_schema(tmp_path):
     _write(tmp_path / "evil.yaml", "_schema_: os.system\n")
     with pytest.raises(ConfigError, match=r"_schema_ = 'os.system' is not a config schema"):
         _load_config(str(tmp_path / "evil.yaml"))
+
+
+# ------------------------------------------------------------------------------------------------ data-set names
+def _registered(kind: str) -> list[str]:
+    """The names a data section accepts, read from the registries (the one source of them)."""
+    from core.classification.data import image_set_names
+    from core.video.sources import video_set_names
+    from simmim.data import PRETRAIN_SETS
+    return {"images": image_set_names(), "clips": video_set_names(),
+            "moby": image_set_names(raw_splits=True) + video_set_names(),
+            "simmim": [*PRETRAIN_SETS, *video_set_names()]}[kind]
+
+
+@pytest.mark.parametrize("schema, recipe, kind", [
+    ("core.classification.config.ClassificationConfig", "swin/tiny_digits.yaml", "images"),
+    ("core.classification.config.ClassificationConfig", "swin_mlp/tiny_digits.yaml", "images"),
+    ("core.video.config.VideoConfig", "video_swin/tiny_moving_shapes.yaml", "clips"),
+    ("moby.config.MoBYConfig", "moby/tiny_shapes.yaml", "moby"),
+    ("moby.config.MoBYConfig", "moby/linear_tiny_moving_shapes.yaml", "moby"),
+    ("moby.config.FinetuneConfig", "moby/finetune_tiny_shapes.yaml", "images"),
+    ("simmim.config.SimMIMConfig", "simmim/tiny_digits.yaml", "simmim"),
+    ("simmim.config.ImageFinetuneConfig", "simmim/tiny_digits_ft.yaml", "images"),
+    ("simmim.config.VideoFinetuneConfig", "simmim/tiny_spin_zoom_ft.yaml", "clips"),
+], ids=lambda v: v.rsplit(".", 1)[-1] if "config." in v else v)
+def test_an_unregistered_data_set_is_a_start_up_error_listing_the_registered_ones(schema, recipe, kind):
+    import importlib
+    module, _, name = schema.rpartition(".")
+    schema, path, names = getattr(importlib.import_module(module), name), os.path.join(CONFIGS, recipe), _registered(kind)
+    assert _load_config(path, None, schema).data.dataset in names  # the recipe itself names a registered set
+    with pytest.raises(ConfigError, match=r"config value out of range: data.dataset = 'nope', expected ") as e:
+        _load_config(path, ["data.dataset=nope"], schema)
+    assert str(e.value).endswith(": " + ", ".join(sorted(names)))
+    for name in names:  # every listed set passes
+        assert _load_config(path, [f"data.dataset={name}"], schema).data.dataset == name
+
+
+def test_moby_refuses_an_image_set_without_raw_splits_naming_what_it_builds():
+    from moby.config import MoBYConfig
+    with pytest.raises(ConfigError, match=r"data.dataset = 'digits', expected a data set MoBY builds .*: "
+                                          r"imagefolder, kinetics, moving_shapes, shapes, .* \('digits' is a "
+                                          r"registered image set without raw labelled splits"):
+        _load_config(os.path.join(CONFIGS, "moby", "tiny_shapes.yaml"), ["data.dataset=digits"], MoBYConfig)
+
+
+def test_a_package_registers_a_set_and_the_configs_accept_it():
+    from core.classification.data import IMAGE_SETS, ImageSet, register_image_set
+    from core.video.config import VideoConfig
+    from core.video.sources import GENERATED, register_generated
+    with pytest.raises(ConfigError, match="data.dataset = 'mine'"):
+        load_config(None, ["data.dataset=mine"])
+    register_image_set("mine", ImageSet(lambda cfg: (None, None, 0)))
+    register_generated("my_clips", lambda root, **kw: root)
+    try:
+        assert load_config(None, ["data.dataset=mine"]).data.dataset == "mine"
+        assert _load_config(None, ["data.dataset=my_clips"], VideoConfig).data.dataset == "my_clips"
+    finally:
+        del IMAGE_SETS["mine"], GENERATED["my_clips"]
+
+
+def test_the_shapes_set_builds_from_any_image_recipe():
+    """Registered in core next to digits: the MoBY fine-tuning recipe and core.train's schema build it alike."""
+    from core.classification.data import build_image_datasets
+    from core.classification.images import recipe_classes
+    from moby.config import FinetuneConfig
+    opts = ["data.num_train=12", "data.num_test=6", "data.img_size=16"]
+    cfg = _load_config(os.path.join(CONFIGS, "moby", "finetune_tiny_shapes.yaml"), opts, FinetuneConfig)
+    train, val, n = build_image_datasets(cfg)
+    assert (len(train), len(val), n, val.split) == (12, 6, 6, "test") and train[0][0].shape == (3, 16, 16)
+    assert recipe_classes(cfg) == list(train.classes)
+    cfg = load_config(None, ["data.dataset=shapes", "data.num_train=8", "data.num_val=4", "data.img_size=16",
+                             "data.shapes={num_classes: 3}"])
+    train, val, n = build_image_datasets(cfg)
+    assert (len(train), len(val), n, val.split) == (8, 4, 3, "val")

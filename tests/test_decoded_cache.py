@@ -289,7 +289,7 @@ def clips32(tmp_path_factory) -> Path:
 
 def _train(out: Path, root: Path, mb: int, *opts: str) -> tuple[list, dict]:
     """2 epochs of the embedded recipe (32 + 8 clips, a smaller model, 2 workers): per-epoch numbers, final weights."""
-    from video_swin import train as video_train
+    from cli import train as video_train
     assert video_train.main(["--opt", f"train.output_dir={out}", f"data.root={root}", "data.num_train=32",
                              "data.num_val=8", "data.batch_size=4", "data.num_workers=2", "data.num_clips=1",
                              "data.num_crops=1", f"data.decoded_cache_mb={mb}", "train.epochs=2",

@@ -91,17 +91,18 @@ def test_whole_videos_read_forward_in_chunks_equal_random_access(tmp_path):
 
 def test_pyav_reaches_visualize_with_decords_frames(tmp_path, monkeypatch):
     """simmim.visualize reads a clip through the decoder interface: the recipe's data.decoder, or --decoder."""
+    from cli import visualize
     from core.engine.config import load_config
     from core.engine.data import DataError
-    from simmim import visualize
+    from simmim import pictures
     from simmim.config import SimMIMConfig
     path = _gradient_clip(tmp_path / "a clip.mp4", frames=12)
     cfg = load_config(str(Path(__file__).parent.parent / "configs/simmim/tiny_moving_shapes.yaml"),
                       ["data.decoder=pyav"], SimMIMConfig)
-    x_pyav = visualize.load_input(path, cfg, (32, 32))[0]          # the recipe's decoder
-    x_decord = visualize.load_input(path, cfg, (32, 32), "decord")[0]
+    x_pyav = pictures.load_input(path, cfg, (32, 32))[0]          # the recipe's decoder
+    x_decord = pictures.load_input(path, cfg, (32, 32), "decord")[0]
     assert x_pyav.shape == (1, 3, 8, 32, 32) and torch.equal(x_pyav, x_decord)
-    frames = visualize._clip_frames(path, 8, 2, "pyav")  # frames 0, 2, ..., 14 of 12: looped
+    frames = pictures._clip_frames(path, 8, 2, "pyav")  # frames 0, 2, ..., 14 of 12: looped
     assert torch.equal(frames, open_video(path).get(np.arange(8) * 2 % 12).permute(0, 3, 1, 2))
     seen = []
 

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
+from cli.train import main_image as main
 from core.engine.checkpoint import load_checkpoint
-from core.train import main
 from helpers import DIGITS, torchrun
 from helpers import TINY_OPT as TINY
 

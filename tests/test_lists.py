@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from cli import prepare as prepare_cmd
 from core.engine.data import DataError
+from core.video import features
 from core.video.data import build_video_dataset
 from core.video.lists import (
     ListFileError,
@@ -14,8 +16,6 @@ from core.video.lists import (
     read_kinetics_csv,
     read_list_file,
 )
-from video_swin import extract_features as vfeat
-from video_swin import prepare as prepare_cmd
 
 KINETICS = "train/air drumming/clip 00.mp4 0\n# a comment\n\ntrain/playing bass/a  b.mp4\t1\n"
 NAMES = ["train/air drumming/clip 00.mp4", "train/playing bass/a  b.mp4"]
@@ -37,10 +37,10 @@ def test_every_reader_reads_the_same_names(tmp_path):
     lst = tmp_path / "train list.txt"
     lst.write_text(KINETICS)
     assert parse_list_file(lst, "/k400") == [(f"/k400/{NAMES[0]}", 0), (f"/k400/{NAMES[1]}", 1)]  # training, test
-    assert vfeat._list_entries(str(lst)) == NAMES                                                    # extract_features
+    assert features._list_entries(str(lst)) == NAMES                                                    # extract_features
     assert prepare_cmd.read_lists([str(lst)], str(tmp_path))[1] == NAMES                            # prepare
     assert annotation_paths(lst, tmp_path) == NAMES
-    job = vfeat.plan(str(tmp_path / "f"), str(lst), root="/k400")
+    job = features.plan(str(tmp_path / "f"), str(lst), root="/k400")
     assert [v for v, _ in job.problems] == [f"/k400/{n}" for n in NAMES]  # the whole name, reported missing
 
 
@@ -54,7 +54,7 @@ def test_an_empty_list_or_csv_is_an_error_that_says_empty(tmp_path):
         with pytest.raises(ValueError, match=r"0 entries in .*val list.txt"):  # training and test
             build_video_dataset(tmp_path, lst, split="test")
         with pytest.raises(DataError, match=r"0 entries in .*val list.txt"):  # extract_features
-            vfeat.plan(str(tmp_path / "f"), str(lst))
+            features.plan(str(tmp_path / "f"), str(lst))
     csv = tmp_path / "val.csv"
     for text in ("", "label,youtube_id,time_start,time_end,split\n"):
         csv.write_text(text)

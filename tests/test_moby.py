@@ -12,11 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cli.linear import main as linear_main
+from cli.pretrain import main_moby as pretrain_main
 from core import create_model, load_pretrained
 from core.engine.checkpoint import load_checkpoint
 from helpers import interrupt_at
-from moby.linear import main as linear_main
-from moby.pretrain import main as pretrain_main
 from moby.task import MoBY, contrastive_loss, enqueue, momentum_at
 
 TINY_KW = dict(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=4, patch_size=4)

@@ -23,7 +23,7 @@ def worker(out: str, *extra: str) -> None:
     from core.engine import Trainer, load_config, resolve_run
     from core.engine import distributed as du
     from moby.config import MoBYConfig
-    from moby.pretrain import DEFAULT_CONFIG, setup_pretrain
+    from moby.runs import DEFAULT_CONFIG, setup_pretrain
 
     cfg = load_config(DEFAULT_CONFIG, [*OPTS, f"train.output_dir={out}", *extra], MoBYConfig)
     info = du.init_distributed("cpu")

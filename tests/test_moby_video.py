@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from test_moby import TINY
 
+from cli.pretrain import main_moby as pretrain_main
 from core import create_model
 from core.engine.config import ConfigError, config_from_dict
 from moby.config import MoBYConfig
-from moby.pretrain import main as pretrain_main
 from moby.task import MoBY, contrastive_loss, reverse_time, time_top1
 
 VIDEO_KW = dict(embed_dim=16, depths=(1, 1), num_heads=(1, 2), window_size=(2, 4, 4), patch_size=(2, 4, 4))
@@ -181,8 +181,8 @@ def test_spin_zoom_gives_two_clip_views(tmp_path):
 
 def test_spin_zoom_recipe_pretrains_and_its_best_fine_tunes(tmp_path):
     """One epoch of configs/moby/tiny_spin_zoom.yaml on a few clips; simmim.finetune loads its best.pth."""
+    from cli.finetune import main as finetune
     from core.engine.checkpoint import load_checkpoint
-    from simmim.finetune import main as finetune
     root = str(tmp_path / "sz")
     common = ["train.progress=false", "train.tensorboard=false", "train.device=cpu", "data.num_workers=0",
               f"data.root={root}", "data.num_train=16", "data.num_val=8", "train.epochs=1"]

@@ -8,9 +8,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from core import create_model, list_models, load_pretrained
 from core.nn.attention import WindowAttention
+from core.nn.flops import report, window_attention_macs
 from core.nn.mask import shifted_window_mask
 from core.nn.window import window_partition
-from core.tools.summary import report, window_attention_macs
 from helpers import TINY_MODEL as TINY
 
 

@@ -17,11 +17,11 @@ import yaml
 
 pytest.importorskip("decord")
 
+from cli import predict as video_predict
+from cli import test as video_test
+from cli import train as video_train
 from core.engine.checkpoint import load_checkpoint
 from core.video.synthetic import ensure_moving_shapes
-from video_swin import predict as video_predict
-from video_swin import test as video_test
-from video_swin import train as video_train
 
 VIDEO_FAST = ["train.progress=false", "train.tensorboard=false", "data.num_workers=0", "data.batch_size=8",
               "data.num_train=16", "data.num_val=8", "data.num_clips=2", "data.num_crops=3",
@@ -170,7 +170,7 @@ def digits_ckpt(tmp_path_factory):
 def test_image_predict_equals_model_on_the_recipe_preprocessing(digits_ckpt, tmp_path, capsys):
     import torch.nn.functional as F
 
-    from core import predict as image_predict
+    from cli import predict_image as image_predict
     path, model, cfg = digits_ckpt
     pngs, images = _digit_pngs(tmp_path / "imgs")
     (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png" * 10)
@@ -196,7 +196,7 @@ def test_image_predict_timm_checkpoint_with_model_name(tmp_path):
     timm = pytest.importorskip("timm")
     from PIL import Image
 
-    from core import predict as image_predict
+    from cli import predict_image as image_predict
     from core.classification.config import ClassificationConfig
     from core.engine.config import load_config
     from helpers import randomize_
@@ -222,7 +222,7 @@ def test_image_predict_timm_checkpoint_with_model_name(tmp_path):
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_topk_below_one_is_refused_in_one_line(value, capsys):
-    from core import predict as image_predict
+    from cli import predict_image as image_predict
     for main in (image_predict.main, video_predict.main):
         with pytest.raises(SystemExit) as e:
             main(["x.png", "--checkpoint", "none.pth", "--topk", value])
@@ -233,8 +233,8 @@ def test_topk_below_one_is_refused_in_one_line(value, capsys):
 def test_a_lone_checkpoint_is_tested_predicted_explained_and_extracted_with_class_names(video_run, tmp_path,
                                                                                         monkeypatch, capsys):
     """best.pth copied away from its run folder (no config.yaml, no classes.txt) holds its recipe and class names."""
+    from cli import extract as video_extract
     from video_swin import explain as video_explain
-    from video_swin import extract_features as video_extract
     shapes, run = video_run
     lone = tmp_path / "elsewhere" / "model.pth"
     lone.parent.mkdir()
@@ -257,15 +257,15 @@ def test_a_lone_checkpoint_is_tested_predicted_explained_and_extracted_with_clas
     assert not (tmp_path / "outputs").exists()
 
 
-@pytest.mark.parametrize("tool", ["core.predict", "core.explain", "core.extract_features", "video_swin.predict",
-                                  "video_swin.explain", "video_swin.extract_features"])
+@pytest.mark.parametrize("tool", ["cli.predict_image", "core.explain", "cli.extract_image", "cli.predict",
+                                  "video_swin.explain", "cli.extract"])
 def test_no_inference_tool_leaves_a_run_folder_with_model_name(tool, tmp_path, monkeypatch, capsys):
     """A bare state dict with --model NAME: the model is built from the schema's defaults; no outputs/ appears,
     whether the call succeeds or fails (here: its input is missing)."""
     import importlib
 
     from core import create_model
-    video = tool.startswith("video_swin")
+    video = tool in ("cli.predict", "video_swin.explain", "cli.extract")
     kw = ("{embed_dim: 16, depths: [1, 1], num_heads: [1, 2], patch_size: [2, 4, 4], window_size: [4, 4, 4]}"
           if video else "{embed_dim: 16, depths: [1, 1], num_heads: [1, 2], window_size: 4, patch_size: 4}")
     name = "video_swin_t" if video else "swin_t"
@@ -273,8 +273,8 @@ def test_no_inference_tool_leaves_a_run_folder_with_model_name(tool, tmp_path, m
     torch.save(model.state_dict(), tmp_path / "bare.pth")
     monkeypatch.chdir(tmp_path)
     main = importlib.import_module(tool).main
-    inputs = ["--root", str(tmp_path / "missing")] if tool.endswith("extract_features") else [str(tmp_path / "x")]
-    out = [] if tool.endswith("predict") else ["--out", str(tmp_path / "o")]
+    inputs = ["--root", str(tmp_path / "missing")] if "extract" in tool else [str(tmp_path / "x")]
+    out = [] if "predict" in tool else ["--out", str(tmp_path / "o")]
     code = main([*inputs, "--checkpoint", str(tmp_path / "bare.pth"), "--model", name, "--opt", f"model.kwargs={kw}",
                  *out])
     assert code != 0, capsys.readouterr()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cli import prepare as cmd
 from core.video.data import build_video_dataset
 from core.video.synthetic import write_mp4
-from video_swin import prepare as cmd
 
 av = pytest.importorskip("av")
 

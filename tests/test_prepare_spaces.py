@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+from cli import prepare as cmd
 from core.video.data import build_video_dataset
 from core.video.decoders import iter_frames, open_video
 from core.video.synthetic import write_mp4
 from helpers import ROOT
-from video_swin import prepare as cmd
 
 av = pytest.importorskip("av")
 pytest.importorskip("decord")

@@ -17,14 +17,14 @@ pytest.importorskip("pytorchvideo")
 pytestmark = pytest.mark.filterwarnings("ignore:'saved_variables' is deprecated:DeprecationWarning")
 decord = pytest.importorskip("decord")
 
+from cli import test as video_test  # noqa: E402
+from cli import train as video_train  # noqa: E402
 from core.video import pytorchvideo_compat as compat  # noqa: E402
 from core.video.data import VideoDataset, build_video_dataset, collate_videos, read_clips  # noqa: E402
 from core.video.pytorchvideo_data import PytorchvideoClips, build_pytorchvideo_loaders  # noqa: E402
 from core.video.synthetic import ensure_moving_shapes  # noqa: E402
 from core.video.transforms import build_video_transform  # noqa: E402
 from helpers import torchrun  # noqa: E402
-from video_swin import test as video_test  # noqa: E402
-from video_swin import train as video_train  # noqa: E402
 
 # ---- the shim --------------------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core.train import main
+from cli.train import main_image as main
 from helpers import CONFIGS, DIGITS, TINY_OPT, torchrun
 
 MLP_DIGITS = str(CONFIGS / "swin_mlp" / "tiny_digits.yaml")
@@ -24,7 +24,7 @@ def _runs(root, name):
 
 @pytest.mark.slow  # four entry points in a row; each folder rule is also tested alone below
 def test_readme_sequence_each_command_trains_in_its_own_folder(tmp_path, monkeypatch):
-    from swin_mlp.train import main as mlp_main
+    from cli.train import main_image as mlp_main
     monkeypatch.setenv("SWIN_OUTPUT_ROOT", str(tmp_path / "outputs"))
     monkeypatch.chdir(tmp_path)
     assert main(["--config", DIGITS, "--opt", TINY_OPT, *QUICK]) == 0

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from cli.pretrain import main_simmim as pretrain
 from core import create_model, load_pretrained
 from core.engine.checkpoint import load_checkpoint
 from core.engine.optim import build_param_groups
@@ -18,7 +19,6 @@ from core.nn.position import resize_bias_table
 from helpers import interrupt_at, randomize_, tiny_kwargs
 from simmim import MaskGenerator, SimMIM, simmim_loss
 from simmim.decoder import PixelShuffleND
-from simmim.pretrain import main as pretrain
 from simmim.task import pixel_mask
 
 TINY2D = dict(embed_dim=16, depths=(2, 2), num_heads=(1, 2), window_size=4, patch_size=4, num_classes=0)
@@ -254,17 +254,17 @@ def test_entry_point_fails_at_start_naming_the_value(opt, message, tmp_path, cap
 
 
 def test_recipes_load_with_their_schema():
+    from cli.recipes import recipe_model_name
     from core.engine.config import load_config
     from helpers import CONFIGS
     from simmim.config import ImageFinetuneConfig, SimMIMConfig, VideoFinetuneConfig
-    from simmim.finetune import is_video_recipe
     seen = {}
     for path in sorted((CONFIGS / "simmim").glob("*.yaml")):
         if "_base" in path.name:
             continue
         ft = "_ft" in path.name
-        schema = (VideoFinetuneConfig if is_video_recipe(["--config", str(path)]) else ImageFinetuneConfig) \
-            if ft else SimMIMConfig
+        video = recipe_model_name(["--config", str(path)]).startswith("video_")
+        schema = (VideoFinetuneConfig if video else ImageFinetuneConfig) if ft else SimMIMConfig
         seen[path.stem] = load_config(str(path), [], schema)
     b100, b800 = seen["swin_b_192_w6_100ep"], seen["swin_b_192_w6_800ep"]
     assert (b100.data.img_size, b100.model.kwargs["window_size"], b100.mim.mask_patch_size, b100.mim.mask_ratio) == \
@@ -280,7 +280,7 @@ def test_recipes_load_with_their_schema():
 def test_visualize_writes_the_picture_and_rejects_bad_input(tmp_path, capsys):
     from PIL import Image
 
-    from simmim.visualize import main as visualize
+    from cli.visualize import main as visualize
     run = str(tmp_path / "run")
     assert pretrain(["--output-dir", run, *RUN, "train.epochs=1"]) == 0
     img = tmp_path / "photo.png"

@@ -13,7 +13,7 @@ from core.engine.checkpoint import load_checkpoint
 from core.video.synthetic import SPIN_ZOOM_CLASSES, ensure_spin_zoom, render_spin_zoom_clip
 from simmim.config import FinetuneSection, PretrainDataConfig
 from simmim.data import PhotoCrops, load_photos
-from simmim.finetune import label_subset
+from simmim.runs import label_subset
 
 
 def test_spin_zoom_set_is_real_decodable_mp4(tmp_path):
@@ -74,8 +74,8 @@ def test_label_subset_keeps_a_stratified_fraction(caplog):
 def test_video_pretrain_then_finetune_from_it(tmp_path):
     """Per-frame-masked pretraining (the recipe) on generated clips, then few-label fine-tuning that loads its
     backbone."""
-    from simmim.finetune import main as finetune
-    from simmim.pretrain import main as pretrain
+    from cli.finetune import main as finetune
+    from cli.pretrain import main_simmim as pretrain
     root = str(tmp_path / "sz")
     common = ["train.progress=false", "train.tensorboard=false", "train.device=cpu", "data.num_workers=0",
               f"data.root={root}", "data.num_train=16", "data.num_val=8"]

@@ -198,7 +198,7 @@ def test_task_refuses_frame_diff_for_images():
 
 @pytest.mark.parametrize("target", ["norm_pixels", "frame_diff"])
 def test_reconstruction_picture_of_the_new_targets(target, tmp_path):
-    from simmim.visualize import reconstruction_figure
+    from simmim.pictures import reconstruction_figure
     task = _video_task(target, "frame").eval()
     mean, std = torch.full((1, 3, 1, 1, 1), 120.0), torch.full((1, 3, 1, 1, 1), 58.0)
     res = reconstruction_figure(task, torch.randn(1, 3, 8, 32, 32), mean, std, str(tmp_path / "r.png"))

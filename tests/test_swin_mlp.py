@@ -271,7 +271,7 @@ def test_spatial_mlp_flops(ndim):
 
 
 def test_summary_covers_swin_mlp():
-    from core.tools.summary import report
+    from core.nn.flops import report
     r = report("swin_mlp_t_c24")
     assert r["input"] == "3x256x256" and abs(r["mparams"] - 20.39) < 0.01 and r["gmacs"] == pytest.approx(4.0, rel=0.02)
 
@@ -331,7 +331,7 @@ def test_train_entry_point_smoke(tmp_path):
     import json
     import os
 
-    from swin_mlp.train import main
+    from cli.train import main_image as main
     rc = main(["--config", os.path.join(_root(), TINY), "--output-dir", str(tmp_path),
                "--opt", "train.epochs=1", "sched.warmup_epochs=0", "train.max_iters_per_epoch=2"])
     assert rc == 0
@@ -345,6 +345,6 @@ def test_tiny_recipe_reaches_readme_accuracy(tmp_path):
     import json
     import os
 
-    from swin_mlp.train import main
+    from cli.train import main_image as main
     assert main(["--config", os.path.join(_root(), TINY), "--output-dir", str(tmp_path)]) == 0
     assert json.load(open(tmp_path / "results.json"))["final"]["top1"] >= 98.0

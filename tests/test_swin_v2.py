@@ -13,7 +13,7 @@ from timm.models.swin_transformer_v2 import checkpoint_filter_fn
 
 import core
 from core import load_pretrained
-from core.tools.summary import count_macs, report
+from core.nn.flops import count_macs, report
 from helpers import CONFIGS, randomize_
 from swin_v2 import ContinuousPositionBias, log_spaced_coords
 
@@ -181,7 +181,7 @@ def test_flops_and_params_match_timm(name, timm_name):
 
 # ------------------------------------------------------------------------------------------- recipes
 def test_digits_recipe_smoke(tmp_path):
-    from core.train import main
+    from cli.train import main_image as main
     rc = main(["--config", str(CONFIGS / "swin_v2" / "tiny_digits.yaml"), "--output-dir", str(tmp_path),
                "--opt", "train.epochs=1", "sched.warmup_epochs=0", "train.max_iters_per_epoch=2",
                "train.progress=false", "train.tensorboard=false"])

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from bench.run import side_by_side
-from core.tools import visualize_mask
+from cli import visualize_mask
 from helpers import ROOT
 
 

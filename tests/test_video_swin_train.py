@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
+from cli import test as video_test
+from cli import train as video_train
 from core.video.synthetic import ensure_moving_shapes
 from helpers import torchrun
-from video_swin import test as video_test
-from video_swin import train as video_train
 
 FAST = ["train.progress=false", "train.tensorboard=false", "data.num_workers=0", "data.batch_size=8",
         "data.num_train=48", "data.num_val=16", "data.num_clips=2", "data.num_crops=1",

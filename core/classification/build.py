@@ -10,7 +10,7 @@ from ..engine.data import build_loaders
 from ..engine.device import rank_seeds
 from .task import ClassificationTask, build_mixup, classification_loss
 
-__all__ = ["check_num_classes", "dataset_classes", "build_classification"]
+__all__ = ["check_num_classes", "dataset_classes", "build_classification", "setup_classification"]
 
 
 def check_num_classes(cfg: Any, num_classes: int) -> None:
@@ -43,3 +43,10 @@ def build_classification(cfg: Any, run: RunContext, train_ds: Dataset | None, va
     task = task_cls(model, classification_loss(cfg.aug, mixup is not None), mixup, **task_kwargs)
     task.classes = dataset_classes(train_ds) or dataset_classes(val_ds)
     return task, train_loader, val_loader
+
+
+def setup_classification(cfg: Any, run: RunContext) -> tuple[ClassificationTask, Any, Any]:
+    """Image datasets and loaders, the classifier (identical on every rank) and its task."""
+    from .data import build_image_datasets
+    train_ds, val_ds, num_classes = build_image_datasets(cfg)
+    return build_classification(cfg, run, train_ds, val_ds, num_classes, train_set=train_ds)

@@ -2,18 +2,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from ..engine.config import Config, ConfigError, LoaderConfig, fld
+from ..engine.config import Config, ConfigError, LoaderConfig, check_registered, fld
 from ..engine.data_fields import Normalize, ResizedCrop
 
-__all__ = ["DataConfig", "AugConfig", "ClassificationConfig"]
+__all__ = ["ShapesSet", "DataConfig", "AugConfig", "ClassificationConfig"]
 
 
 @dataclass
-class DataConfig(LoaderConfig, Normalize, ResizedCrop):
-    """Image data: an ImageFolder tree (root/train/<class>/*, root/val/<class>/*) or the embedded digits set."""
-    dataset: Literal["imagefolder", "digits"] = "imagefolder"
+class ShapesSet:
+    """The embedded shapes set (``core.classification.shapes``): images per split and their difficulty."""
+    num_train: int = fld(4000, ge=8, help="shapes: training images")
+    num_val: int = fld(1000, ge=4, help="shapes: validation images")
+    num_test: int = fld(1000, ge=4, help="shapes: test images")
+    shapes: dict[str, Any] = fld({}, help="shapes: difficulty (num_classes, texture, scale, rotation, noise, "
+                                           "polarity); see core.classification.shapes")
+
+
+@dataclass
+class DataConfig(LoaderConfig, Normalize, ResizedCrop, ShapesSet):
+    """Image data: a registered image set (``core.classification.data.register_image_set``): an ImageFolder tree
+    (root/train/<class>/*, root/val/<class>/*), the embedded digits or the generated shapes."""
+    dataset: str = fld("imagefolder", help="a registered image set (core.classification.data.register_image_set)")
     root: str = ""
     train_split: str = "train"
     val_split: str = "val"
@@ -23,6 +34,10 @@ class DataConfig(LoaderConfig, Normalize, ResizedCrop):
     crop_pct: float = fld(0.875, gt=0.0, le=1.0)
     verify_images: bool = fld(False, help="open every image once at start to drop unreadable files up front")
     val_fraction: float = fld(0.2, gt=0.0, lt=1.0, help="digits: held-out fraction")
+
+    def check(self) -> None:
+        from .data import image_set_names  # registers the embedded sets (it imports this module)
+        check_registered("data.dataset", self.dataset, image_set_names(), "a registered image data set")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Image classification data: checked ImageFolder trees, the embedded digits set, transforms and loaders.
+"""Image classification data: checked ImageFolder trees, the embedded digits and shapes sets, transforms, and the
+registry of image sets by name (``data.dataset``), the one list of their names that the configs check against.
 
 Unreadable images never stop a run: in training they are replaced by the next readable sample, in
 evaluation they come back with target -1 and are left out of the metrics; either way a
@@ -22,10 +23,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
 
 from ..engine.data import DataError
 from .config import ClassificationConfig
+from .shapes import build_shapes, shape_classes, shapes_split
 
 __all__ = ["DataError", "UnreadableImageWarning", "check_image_folder", "SafeImageFolder", "DigitsDataset",
-           "build_transform", "ImageSet", "IMAGE_SETS", "register_image_set", "image_set", "build_image_datasets",
-           "IGNORE_INDEX"]
+           "build_transform", "ImageSet", "IMAGE_SETS", "register_image_set", "image_set", "image_set_names",
+           "build_image_datasets", "IGNORE_INDEX"]
 
 IGNORE_INDEX = -1
 
@@ -182,11 +184,14 @@ def build_transform(cfg: ClassificationConfig, train: bool) -> Callable:
 @dataclass(frozen=True)
 class ImageSet:
     """A registered image data set: how a recipe builds it, and what the inference tools need to read files like it
-    (``eval_transform`` of a PIL image, ``classes`` names; defaults: the timm eval transform, no names)."""
+    (``eval_transform`` of a PIL image, ``classes`` names; defaults: the timm eval transform, no names).
+    ``split(cfg, name)``: the raw labelled images of one split (PIL images or uint8 tensors, no transform), for
+    methods that draw their own views (MoBY); None where the set has none."""
     build: Callable[[Any], tuple[Dataset, Dataset, int]]
     eval_transform: Callable[[Any], Callable] | None = None
     classes: Callable[[Any], list[str]] | None = None
-    whole_image: bool = False  # the tools resize the whole file to img_size (no centre crop)
+    whole_image: bool = False  # evaluation resizes the whole image to img_size (no centre crop)
+    split: Callable[[Any, str], Dataset] | None = None
 
 
 IMAGE_SETS: dict[str, ImageSet] = {}
@@ -205,6 +210,11 @@ def image_set(cfg: Any) -> ImageSet:
     return IMAGE_SETS[name]
 
 
+def image_set_names(*, raw_splits: bool = False) -> list[str]:
+    """The registered names (those with raw splits: ``raw_splits=True``), for the configs' start-up checks."""
+    return sorted(n for n, s in IMAGE_SETS.items() if s.split is not None or not raw_splits)
+
+
 def build_image_datasets(cfg: Any) -> tuple[Dataset, Dataset, int]:
     """(train, val, num_classes) of the set ``data.dataset`` names."""
     return image_set(cfg).build(cfg)
@@ -217,8 +227,9 @@ def _digits(cfg: ClassificationConfig) -> tuple[Dataset, Dataset, int]:
     return DigitsDataset("train", **kw), DigitsDataset("val", **kw), 10
 
 
-def _digits_file_transform(cfg: ClassificationConfig) -> Callable:
-    """A file as DigitsDataset sees its 8x8 images: the whole image resized (bilinear) to img_size."""
+def _whole_file_transform(cfg: ClassificationConfig) -> Callable:
+    """A file as the generated sets see their images: the whole image resized (bilinear) to img_size (digits: from
+    8x8)."""
     from torchvision.transforms import v2
     d = cfg.data
     return v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
@@ -249,6 +260,17 @@ def _folder_classes(cfg: ClassificationConfig) -> list[str]:
     return sorted(e.name for e in os.scandir(train) if e.is_dir()) if train and os.path.isdir(train) else []
 
 
-register_image_set("imagefolder", ImageSet(_image_folder, classes=_folder_classes))
-register_image_set("digits", ImageSet(_digits, eval_transform=_digits_file_transform,
+def _folder_split(cfg: Any, split: str) -> Dataset:
+    """The raw images of root/<split> (PIL images, unreadable ones skipped)."""
+    if not cfg.data.root:
+        raise DataError("data.root is empty: set it to an ImageFolder tree root/<split>/<class>/<image>")
+    return SafeImageFolder(os.path.join(cfg.data.root, split), None, train=True)
+
+
+register_image_set("imagefolder", ImageSet(_image_folder, classes=_folder_classes, split=_folder_split))
+register_image_set("digits", ImageSet(_digits, eval_transform=_whole_file_transform,
                                       classes=lambda cfg: [str(i) for i in range(10)], whole_image=True))
+register_image_set("shapes", ImageSet(build_shapes, eval_transform=_whole_file_transform, whole_image=True,
+                                      classes=lambda cfg: list(shape_classes(cfg.data.shapes.get("num_classes"),
+                                                                             cfg.data.shapes.get("classes"))),
+                                      split=shapes_split))

@@ -7,6 +7,7 @@ Colours and textures are drawn independently of the class, so features that only
     ds = ShapesDataset("train", num=4000, size=32)            # uint8 images (3, 32, 32), labels 0..5
     x, y = ds[0]                                              # x: tensor, or transform(tensor) if given
     images, labels = render_shapes(100, size=32, seed=7)      # the raw arrays
+    train, val, n = build_shapes(cfg)                         # a recipe's sets (data.dataset: shapes)
 
 The difficulty is adjustable (keyword arguments of render_shape / render_shapes / ShapesDataset; the defaults
 are the original, hard set): ``num_classes`` (the first N of SHAPE_CLASSES, or ``classes`` by name),
@@ -24,7 +25,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["SHAPE_CLASSES", "SPLIT_SEEDS", "render_shape", "render_shapes", "ShapesDataset", "shape_classes"]
+from ..engine.data import DataError
+
+__all__ = ["SHAPE_CLASSES", "SPLIT_SEEDS", "render_shape", "render_shapes", "ShapesDataset", "shape_classes",
+           "shapes_split", "build_shapes"]
 
 SHAPE_CLASSES = ("disc", "ring", "square", "triangle", "cross", "half_disc")
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}  # disjoint random streams per split
@@ -163,3 +167,27 @@ class ShapesDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[object, int]:
         x = self.images[index]
         return (self.transform(x) if self.transform is not None else x), int(self.targets[index])
+
+
+# ------------------------------------------------------------------------------------------------ from a recipe
+def shapes_split(cfg: Any, split: str, transform: Callable[[torch.Tensor], object] | None = None) -> ShapesDataset:
+    """One split of a recipe's shapes (``data.dataset: shapes``): ``data.num_<split>`` images of ``data.img_size``,
+    difficulty ``data.shapes``, seeded by ``train.seed``; uint8 images unless ``transform`` is given."""
+    d = cfg.data
+    nums = {"train": d.num_train, "val": d.num_val, "test": d.num_test}
+    if split not in nums:
+        raise DataError(f"shapes split {split!r}: expected one of {tuple(nums)}")
+    return ShapesDataset(split, num=nums[split], size=d.img_size, seed=cfg.train.seed, transform=transform,
+                         **d.shapes)
+
+
+def build_shapes(cfg: Any) -> tuple[ShapesDataset, ShapesDataset, int]:
+    """(train, val, classes) for classification: a random-resized crop and flip for training, the plain image for
+    evaluation (``data.train_split`` / ``data.val_split``)."""
+    from torchvision.transforms import v2
+    d = cfg.data
+    norm = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(d.mean), list(d.std))]
+    train_tf = v2.Compose([v2.RandomResizedCrop(d.img_size, scale=(0.5, 1.0), antialias=True),
+                           v2.RandomHorizontalFlip(cfg.aug.hflip), *norm])
+    train = shapes_split(cfg, d.train_split, train_tf)
+    return train, shapes_split(cfg, d.val_split, v2.Compose(norm)), train.num_classes

@@ -4,6 +4,7 @@ Formats (``formats``, ``hf``) are detected from the keys; model families registe
 :func:`register_converter` next to their builders, pretraining methods their checkpoint layouts with
 :func:`register_layout`; ``inflate`` turns 2D weights into 3D ones.
 """
+from ..nn.position import infer_table_window
 from .formats import (
                       FORMATS,
                       convert_state_dict,
@@ -13,7 +14,7 @@ from .formats import (
                       register_layout,
                       unwrap,
 )
-from .load import LoadReport, infer_table_window, load_pretrained, register_converter
+from .load import LoadReport, load_pretrained, register_converter
 
 __all__ = ["FORMATS", "convert_state_dict", "detect_format", "pretraining_method", "read_state_dict",
            "register_layout", "unwrap", "LoadReport", "infer_table_window", "load_pretrained", "register_converter"]

@@ -5,8 +5,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..nn.position import resize_bias_table
-from .load import infer_table_window
+from ..nn.position import infer_table_window, resize_bias_table
 
 StateDict = dict[str, torch.Tensor]
 

@@ -10,8 +10,9 @@ from typing import Callable, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from ..nn.position import embed_bias_table, resize_bias_table, table_size
+from ..nn.position import embed_bias_table, infer_table_window, resize_bias_table, table_size
 from .formats import DERIVED, StateDict, _entry, pretraining_method, read_file, read_state_dict
+from .inflate import inflate_state_dict
 
 Prepare = Callable[[nn.Module, StateDict], list[str]]
 _FAMILIES: dict[type, tuple[Prepare | None, Prepare | None]] = {}
@@ -39,18 +40,6 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
-
-
-def infer_table_window(table: torch.Tensor, model_window: Sequence[int]) -> tuple[int, ...] | None:
-    """Infer the square window a bias table was made for, keeping the model's leading (temporal) axes."""
-    lead = model_window[:-2]
-    lead_size = math.prod(2 * w - 1 for w in lead)
-    if table.shape[0] % lead_size:
-        return None
-    side = math.isqrt(table.shape[0] // lead_size)
-    if side * side * lead_size != table.shape[0] or side % 2 == 0:
-        return None
-    return tuple(lead) + ((side + 1) // 2,) * 2
 
 
 def _shrunk_windows(model: nn.Module, img_size: Sequence[int]) -> dict[int, tuple[int, ...]]:
@@ -93,7 +82,6 @@ def load_pretrained(
     report = LoadReport(fmt, pretraining=method)
     prepare, inflate_fn = _family(model)
     if inflate:
-        from .inflate import inflate_state_dict
         sd = inflate_state_dict(sd, model.patch_size, model.window_size)
         report.inflated, reset_head = True, True
         if inflate_fn:

@@ -26,13 +26,14 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Iterable, Literal, Union
 
 import yaml
 
 __all__ = [
     "ConfigError", "fld", "ModelConfig", "LoaderConfig", "OptimConfig", "SchedConfig", "TrainConfig", "Config",
     "load_config", "read_recipe", "config_from_dict", "config_to_dict", "dump_config", "parse_overrides", "validate",
+    "check_registered",
 ]
 
 OPT_SOURCE = "--opt"
@@ -50,6 +51,14 @@ def fld(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: floa
         value = default
         return field(default_factory=lambda: copy.deepcopy(value), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def check_registered(key: str, value: str, registered: Iterable[str], what: str, note: str = "") -> None:
+    """A field that names something registered (a data set): ConfigError listing the registered names. The registry
+    is the one source of the names; a schema never lists them again."""
+    names = sorted(set(registered))
+    if value not in names:
+        raise ConfigError(f"config value out of range: {key} = {value!r}, expected {what}: {', '.join(names)}{note}")
 
 
 # ----------------------------------------------------------------------------------------------- schema

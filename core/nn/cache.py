@@ -23,7 +23,7 @@ from typing import Callable, Hashable
 
 import torch
 
-from .heap import note_mask_built
+from ..malloc import note_mask_built
 
 ENV_VAR = "SWIN_SUITE_CACHE_MB"
 DEFAULT_MB = 128.0  # a Video Swin 32x224x224 clip needs 105 MB of masks; a 2D image at 640 px 7 MB

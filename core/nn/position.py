@@ -1,4 +1,5 @@
-"""Relative position index and bias table for N-d windows."""
+"""Relative position index and bias tables for N-d windows: their size, the window a table was made for, resizing
+and embedding them (what the model and the weight converters share)."""
 from __future__ import annotations
 
 import math
@@ -13,6 +14,19 @@ from .cache import cached_constant
 def table_size(window: Sequence[int]) -> int:
     """Entries of the bias table: prod(2 * w - 1), e.g. (2M-1)^2 in 2D, (2D-1)(2H-1)(2W-1) in 3D."""
     return math.prod(2 * w - 1 for w in window)
+
+
+def infer_table_window(table: torch.Tensor, model_window: Sequence[int]) -> tuple[int, ...] | None:
+    """The window a bias table was made for, square in the last two axes, keeping the model's leading (temporal)
+    axes; None when the table fits no such window."""
+    lead = model_window[:-2]
+    lead_size = math.prod(2 * w - 1 for w in lead)
+    if table.shape[0] % lead_size:
+        return None
+    side = math.isqrt(table.shape[0] // lead_size)
+    if side * side * lead_size != table.shape[0] or side % 2 == 0:
+        return None
+    return tuple(lead) + ((side + 1) // 2,) * 2
 
 
 def relative_position_index(

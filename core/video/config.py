@@ -6,14 +6,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from core.classification.config import ClassificationConfig
-from core.engine.config import ConfigError, LoaderConfig, fld
-from core.engine.data_fields import ClipSampling, VideoSource
+from core.engine.config import ConfigError, LoaderConfig, check_registered, fld
+from core.video.fields import ClipSampling, VideoSource
+from core.video.sources import FOLDER, video_set_names
 
 
 @dataclass
 class VideoDataConfig(LoaderConfig, ClipSampling, VideoSource):
     """Kinetics-style clips (list file, official CSV or class folders) or the embedded moving-shapes set."""
-    dataset: Literal["kinetics", "moving_shapes", "spin_zoom", "speed_change", "spiral"] = "kinetics"
+    dataset: str = fld(FOLDER, help="kinetics = a folder of videos (list files, official CSVs or class folders), or "
+                                    "a generated set (core.video.sources.register_generated)")
     backend: Literal["decord", "pytorchvideo"] = fld(
         "decord", help="decord: this suite's reader (SampleFrames frame indices); pytorchvideo: the same files through "
                        "pytorchvideo.data.LabeledVideoDataset (time-based clips of clip_len * frame_interval / fps s)")
@@ -34,6 +36,10 @@ class VideoDataConfig(LoaderConfig, ClipSampling, VideoSource):
     max_skipped_fraction: float = fld(
         0.5, ge=0.0, le=1.0, help="stop the run (data error, exit 2) when more than this fraction of an epoch's "
                                   "training videos, or of a validation pass, is unreadable; none readable always stops")
+
+    def check(self) -> None:
+        check_registered("data.dataset", self.dataset, video_set_names(), "a video data set (kinetics = a folder of "
+                         "videos, or a generated set)")
 
     def decoding(self) -> dict:
         """VideoSource's reader arguments; no preload (decoded_cache_mb) under data.backend pytorchvideo."""

@@ -16,7 +16,7 @@ from ..engine.config import ConfigError
 from ..engine.data import DataError
 from . import synthetic
 
-__all__ = ["GENERATED", "FOLDER", "register_generated", "is_generated", "is_video_set", "video_paths"]
+__all__ = ["GENERATED", "FOLDER", "register_generated", "is_generated", "is_video_set", "video_set_names", "video_paths"]
 
 GENERATED: dict[str, Callable[..., Path]] = {}
 _ANNOUNCED: set[str] = set()
@@ -36,6 +36,11 @@ def is_generated(name: str) -> bool:
 def is_video_set(name: str) -> bool:
     """Whether ``data.dataset`` names clips (a video folder or a generated set) rather than images."""
     return name == FOLDER or name in GENERATED
+
+
+def video_set_names() -> list[str]:
+    """Every name ``data.dataset`` may give for clips: the folder layout and the registered generated sets."""
+    return sorted({FOLDER, *GENERATED})
 
 
 def video_paths(d: Any, name: str | None = None) -> tuple[str, str | None, str | None]:

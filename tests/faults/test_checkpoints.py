@@ -13,8 +13,8 @@ import subprocess
 import pytest
 import torch
 
+from cli.train import main_image as main
 from core.engine.checkpoint import CheckpointError, load_checkpoint
-from core.train import main
 from faults.helpers_faults import run
 from helpers import DIGITS, TINY_OPT
 

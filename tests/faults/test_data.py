@@ -10,8 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
+from cli import train as video_train
 from core.video.synthetic import ensure_moving_shapes, write_mp4
-from video_swin import train as video_train
 
 TINY = ["train.progress=false", "train.tensorboard=false", "data.num_workers=0", "data.num_clips=1",
         "data.num_crops=1", "data.dataset=kinetics", "train.epochs=1",

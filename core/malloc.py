@@ -1,4 +1,4 @@
-"""Keep the heap from growing when inputs keep changing size (glibc's malloc only).
+"""glibc malloc tuning for a process: keep the heap from growing when inputs keep changing size (glibc only).
 
 glibc serves large blocks from the heap once freed mmapped blocks have raised its dynamic mmap threshold, and
 activations of ever new sizes then fragment the heap: Swin-T over 100 image sizes grew the process by ~800 MB

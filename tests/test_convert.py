@@ -55,3 +55,18 @@ def test_official_pretraining_layouts_give_the_online_encoder_and_a_fresh_head(m
     assert report.pretraining == method and report.new_head and torch.equal(clf.head.fc.weight, head)
     for k, v in enc.state_dict().items():
         assert torch.equal(clf.state_dict()[k], v), k  # the online encoder, not the momentum one
+
+
+def test_the_head_hint_names_what_differs():
+    """A head of another class count is named as such; a head of the same classes but another width (another size
+    of model) is not called a class-count problem."""
+    from core import create_model, load_pretrained
+    small = dict(depths=(1, 1), num_heads=(1, 2), window_size=4)
+    ten_a = create_model("swin_t", num_classes=10, embed_dim=16, **small)
+    ten_b = create_model("swin_t", num_classes=10, embed_dim=24, **small)
+    five = create_model("swin_t", num_classes=5, embed_dim=16, **small)
+    with pytest.raises(ValueError) as e:
+        load_pretrained(ten_b, ten_a.state_dict())
+    assert "class count differs" not in str(e.value) and "head's input width differs" in str(e.value)
+    with pytest.raises(ValueError, match=r"the class count differs: 10 in the checkpoint, 5 in the model"):
+        load_pretrained(five, ten_a.state_dict())

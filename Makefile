@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install train test bench
+.PHONY: install train test docs bench
 
 install: $(STAMP)
 
@@ -19,10 +19,17 @@ $(STAMP): pyproject.toml constraints.txt
 train: $(STAMP)
 	$(BIN)/python -m video_swin.train $(ARGS)
 
-# lint, then the tests in two worker processes of one thread each (a test file stays in one worker, so its
-# module fixtures are built once); the slow suite: make test ARGS="-m slow"
+# the documentation site (mkdocs.yml) into site/; --strict: a broken link or anchor, a page missing from the nav or
+# an API reference to a missing symbol fails. The reference pages it holds are generated from the code by
+# `python docs/gen_ref.py` and committed (tests/test_docs.py checks they are current).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet -d site
+
+# lint, build the docs, then the tests in two worker processes of one thread each (a test file stays in one worker,
+# so its module fixtures are built once); the slow suite: make test ARGS="-m slow"
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory docs
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 $(ARGS)
 
 bench: $(STAMP)

@@ -10,7 +10,9 @@ from core.engine.launch import parse_args
 
 def recipe_tree(argv: Sequence[str]) -> dict:
     """The recipe of ``--config`` (or a run folder's config.yaml) with the ``--opt`` overrides; {} when unreadable
-    (the launcher then reports the problem)."""
+    (the launcher then reports the problem); {} for ``--help``, which the chosen command's launcher answers."""
+    if {"-h", "--help"} & set(argv):
+        return {}
     args = parse_args(list(argv))
     path = args.config or (os.path.join(args.output_dir, "config.yaml") if args.output_dir else None)
     try:

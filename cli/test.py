@@ -80,8 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         loaders = build_pytorchvideo_loaders if cfg.data.backend == "pytorchvideo" else build_loaders
         _, loader = loaders(cfg, None, test_set, info, collate_fn=collate_videos)
         if info.is_main:
-            print(f"testing {ckpt_path} on {len(test_set)} videos, amp {amp_name(amp_dtype)} ({why})")
-        scores, labels, index, skipped = predict_views(model, loader, info.device, amp_dtype, cfg.data.single_frame)
+            print(f"testing {ckpt_path} on {len(test_set)} videos, amp {amp_name(amp_dtype)} ({why})", flush=True)
+        # the bar (stderr) is closed and ends its line before the result line is printed, so that line stands alone
+        scores, labels, index, skipped = predict_views(model, loader, info.device, amp_dtype, cfg.data.single_frame,
+                                                       leave=True)
+        sys.stderr.flush()
         metrics = view_metrics(scores, labels, skipped)
         views = f"{cfg.data.num_clips}x{cfg.data.num_crops}"
         if info.is_main:
@@ -96,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 json.dump({"checkpoint": ckpt_path, "views": views, **metrics, "skipped": list(skipped)}, f, indent=2)
             print(f"{views} views, {metrics['count']} videos ({metrics['skipped_videos']} unreadable skipped): "
                   + "  ".join(f"top-{k[3:]} {v:.2f}%" for k, v in metrics.items() if k.startswith("top"))
-                  + f"  -> {out}/test_scores.csv")
+                  + f"  -> {out}/test_scores.csv", flush=True)
         return 0
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,16 +1,6 @@
-"""Export a trained model: ``python -m core.export [MODEL] --checkpoint PATH --format onnx|pt2|timm|hf
-[--input 1 3 224 224] [--dynamic-batch]``.
-
-A checkpoint of ours names its model and its input size in its saved recipe: MODEL and --input default to them
-(``data.crop_size`` or ``data.img_size``, and ``data.clip_len`` for clips); other checkpoints need MODEL, and
---input defaults to 224 (clips: 32 x 224 x 224).
-
-onnx / pt2 trace the model at the given input size (torch.onnx / torch.export) after one eager call at that
-size: the shifted-window masks, relative position indices and each block's folded attention bias (position bias
-+ mask) are stored in the graph as constants (no ops that build them), so the exported model accepts exactly
-that spatial size (and channel count); the batch size too, unless --dynamic-batch.
-timm / hf write the weights in timm's or transformers' layout (2D Swin), for users of those libraries.
-"""
+"""Export a model for deployment: ONNX or torch.export graphs of a fixed input size (the shifted-window masks, relative
+position indices and folded attention biases as constants), or the weights in timm's / transformers' layout (the
+command: ``cli/export.py``, ``python -m core.export``)."""
 from __future__ import annotations
 
 import sys

@@ -233,8 +233,8 @@ def test_topk_below_one_is_refused_in_one_line(value, capsys):
 def test_a_lone_checkpoint_is_tested_predicted_explained_and_extracted_with_class_names(video_run, tmp_path,
                                                                                         monkeypatch, capsys):
     """best.pth copied away from its run folder (no config.yaml, no classes.txt) holds its recipe and class names."""
+    from cli import explain as video_explain
     from cli import extract as video_extract
-    from video_swin import explain as video_explain
     shapes, run = video_run
     lone = tmp_path / "elsewhere" / "model.pth"
     lone.parent.mkdir()
@@ -257,15 +257,15 @@ def test_a_lone_checkpoint_is_tested_predicted_explained_and_extracted_with_clas
     assert not (tmp_path / "outputs").exists()
 
 
-@pytest.mark.parametrize("tool", ["cli.predict_image", "core.explain", "cli.extract_image", "cli.predict",
-                                  "video_swin.explain", "cli.extract"])
+@pytest.mark.parametrize("tool", ["cli.predict_image", "cli.explain_image", "cli.extract_image", "cli.predict",
+                                  "cli.explain", "cli.extract"])
 def test_no_inference_tool_leaves_a_run_folder_with_model_name(tool, tmp_path, monkeypatch, capsys):
     """A bare state dict with --model NAME: the model is built from the schema's defaults; no outputs/ appears,
     whether the call succeeds or fails (here: its input is missing)."""
     import importlib
 
     from core import create_model
-    video = tool in ("cli.predict", "video_swin.explain", "cli.extract")
+    video = tool in ("cli.predict", "cli.explain", "cli.extract")
     kw = ("{embed_dim: 16, depths: [1, 1], num_heads: [1, 2], patch_size: [2, 4, 4], window_size: [4, 4, 4]}"
           if video else "{embed_dim: 16, depths: [1, 1], num_heads: [1, 2], window_size: 4, patch_size: 4}")
     name = "video_swin_t" if video else "swin_t"

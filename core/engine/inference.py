@@ -7,6 +7,7 @@ beside it (a run folder), else the schema's defaults with ``--model NAME`` (offi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import os
 import sys
@@ -19,7 +20,7 @@ import torch.nn as nn
 
 from ..convert import load_pretrained, read_state_dict
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import ConfigError, config_from_dict, load_config, parse_overrides
+from .config import SCHEMA_KEY, ConfigError, config_from_dict, load_config, parse_overrides, read_recipe
 from .data import DataError
 from .device import amp_choice
 from .launch import build_model
@@ -43,15 +44,18 @@ class LoadedModel:
 
 def checkpoint_recipe(ckpt_path: str, ckpt: dict, schema: type, model_name: str | None = None,
                 opts: Sequence[str] = ()) -> tuple[Any, str]:
-    """(config of type ``schema``, where it came from); ``opts`` are ``--opt key=value`` overrides."""
+    """(config of type ``schema``, where it came from); ``opts`` are ``--opt key=value`` overrides. Sections of the
+    training method that ``schema`` does not have (a fine-tuning recipe's ``finetune``) are set aside: inference
+    needs the model and the data settings."""
     beside = os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), "config.yaml")
     problem = ""
     try:
         if isinstance(ckpt.get("config"), dict):
-            tree = parse_overrides(list(opts), {k: v for k, v in ckpt["config"].items() if k != "_schema_"})
+            tree = parse_overrides(list(opts), _inference_sections(ckpt["config"], schema))
             return config_from_dict(tree, schema), "checkpoint"
         if os.path.isfile(beside):
-            return load_config(beside, list(opts), schema=schema), beside
+            tree = parse_overrides(list(opts), _inference_sections(read_recipe(beside), schema))
+            return config_from_dict(tree, schema), beside
     except ConfigError as e:
         problem = f"its saved recipe is not a {schema.__name__} ({e})"
     if not model_name:
@@ -59,6 +63,12 @@ def checkpoint_recipe(ckpt_path: str, ckpt: dict, schema: type, model_name: str 
         raise ConfigError(f"{ckpt_path}: {why}; pass --model NAME (e.g. swin_t, video_swin_t)")
     cfg = load_config(None, [f"model.name={model_name}", *opts], schema=schema)
     return cfg, f"--model {model_name}"
+
+
+def _inference_sections(tree: dict, schema: type) -> dict:
+    """A saved recipe without its schema name and without the sections (mappings) that ``schema`` has no field for."""
+    fields = {f.name for f in dataclasses.fields(schema)}
+    return {k: v for k, v in tree.items() if k != SCHEMA_KEY and (k in fields or not isinstance(v, dict))}
 
 
 def _head_classes(sd: dict[str, torch.Tensor]) -> int:

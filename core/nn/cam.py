@@ -1,17 +1,23 @@
-"""Class-activation maps for every Swin family (2D and 3D), computed by grad-cam (pytorch-grad-cam).
+"""Class-activation maps for every Swin family (2D and 3D), computed by grad-cam (pytorch-grad-cam), and the pictures
+a person reads.
 
 The CAM methods are the library's; this module is the Swin plumbing around them:
 
-- the target layer: the final norm (the last stage, what the head pools) or the output of a chosen stage;
+- the target layer: a stage's output (the final norm for the last stage, what the head pools) or the input of its
+  last block; by default the last stage but one (:func:`default_stage`): the last stage's tokens are mixed over the
+  whole input (Swin-T's at 224 px is one 7x7 window) and localise worst;
 - the reshape: our token maps are channels-last, (B, H', W', C) or (B, T', H', W', C); grad-cam wants
   (B, C, H, W). A clip's T' token frames are laid side by side along the width, (B, C, H', T'*W'), so every
   method sees the whole clip at once: one set of channel weights and one normalisation per clip, as a 3D CAM
   would have, while the methods written for 2D maps (Grad-CAM++, XGrad-CAM, ...) work unchanged;
 - the way back to pixels and frames: grad-cam returns the map at token resolution (we keep it from resizing);
   a token of the stage covers ``stride`` pixels (patch size times the merges before it; for time, the temporal
-  patch size), so the map is interpolated to tokens x stride and the padding cropped off.
+  patch size), so the map is interpolated to tokens x stride, the padding cropped off, and blurred by a Gaussian
+  of ``smooth`` tokens (default half a token: no token lattice, a few percent of the localisation given up).
 
-Each map is scaled to [0, 1] per image or clip, as grad-cam does. Nothing here imports a command-line module.
+The defaults (Grad-CAM for images, HiResCAM for clips, the last stage but one, half a token of smoothing) are the best
+localising choices of ``python -m bench.explain`` on its localisation sets (results/explain/README.md). Each map is
+scaled to [0, 1] per image or clip, as grad-cam does. Nothing here imports a command-line module.
 """
 from __future__ import annotations
 
@@ -24,8 +30,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["METHODS", "IMAGE_ONLY", "CamResult", "class_activation_maps", "cam_method", "stage_strides",
-           "target_layer", "paste_back", "overlay", "upscale", "caption"]
+__all__ = ["METHODS", "IMAGE_ONLY", "LAYERS", "DEFAULT_METHODS", "DEFAULT_METHOD", "DEFAULT_LAYER", "DEFAULT_SMOOTH",
+           "CamResult", "class_activation_maps", "cam_method", "default_method", "default_stage", "stage_strides",
+           "target_layer", "smooth_maps", "paste_back", "COLORMAP", "colorize", "overlay", "display_size", "resize",
+           "caption", "upscale", "colour_bar", "panels", "explain_figure", "clip_frames", "clip_sheet"]
 
 # our name -> grad-cam class; the methods that take a target layer and a reshape (AblationCAM needs an ablation
 # layer written for a model's layout, FullGrad every bias of a CNN, FinerCAM wraps another method, ShapleyCAM
@@ -38,6 +46,13 @@ METHODS: dict[str, str] = {
 }
 # these multiply the input by each channel's map upsampled to the input: images only
 IMAGE_ONLY = frozenset({"scorecam"})
+# the target layers of a stage: its output (after the final norm for the last stage), or its last block's input
+LAYERS = ("output", "block")
+# the defaults: the best localising choice on bench.explain's localisation sets (results/explain/README.md)
+DEFAULT_METHODS = {2: "gradcam", 3: "hirescam"}      # by the input's dimensions: images, clips
+DEFAULT_METHOD = DEFAULT_METHODS[2]
+DEFAULT_LAYER = "output"
+DEFAULT_SMOOTH = 0.5
 
 
 def _grad_cam_version() -> str:
@@ -71,18 +86,38 @@ def stage_strides(model: nn.Module) -> list[tuple[int, ...]]:
     return out
 
 
+def default_method(ndim: int) -> str:
+    """The method used by default for 2D images (Grad-CAM) or 3D clips (HiResCAM): on bench.explain's localisation
+    sets, the best localising of grad-cam's methods for each (results/explain/README.md)."""
+    return DEFAULT_METHODS.get(ndim, DEFAULT_METHOD)
+
+
+def default_stage(model: nn.Module) -> int:
+    """The stage explained by default: the last but one (the last for a one-stage model). The last stage's tokens
+    have been mixed over the whole input (in Swin-T at 224 px it is a single 7x7 window) and localise worst."""
+    return max(1, len(model.layers) - 1)
+
+
 def _check_stage(model: nn.Module, stage: int | None) -> int:
     n = len(model.layers)
-    stage = n if stage is None else stage
+    stage = default_stage(model) if stage is None else stage
     if not 1 <= stage <= n:
         raise ValueError(f"stage {stage} is out of range: this model has stages 1 to {n}")
     return stage
 
 
-def target_layer(model: nn.Module, stage: int | None = None) -> nn.Module:
-    """The layer whose output is explained: the final norm for the last stage (default), else stage ``stage``."""
+def target_layer(model: nn.Module, stage: int | None = None, layer: str = DEFAULT_LAYER) -> nn.Module:
+    """The layer whose output is explained: ``output``, the stage's output (the final norm for the last stage), or
+    ``block``, the first norm of the stage's last block (pytorch-grad-cam's Swin tutorial layer: the input its token
+    mixing sees; in Swin V2's post-norm blocks, the normalised token mixing); stage: 1-based, default
+    :func:`default_stage`."""
     stage = _check_stage(model, stage)
-    return model.norm if stage == len(model.layers) else model.layers[stage - 1]
+    if layer == "output":
+        return model.norm if stage == len(model.layers) else model.layers[stage - 1]
+    if layer == "block":
+        block = model.layers[stage - 1].blocks[-1]
+        return getattr(block, "norm1", block)
+    raise ValueError(f"unknown CAM layer {layer!r}; layers: {', '.join(LAYERS)}")
 
 
 class _TokenLayout:
@@ -126,23 +161,43 @@ def _to_pixels(maps: torch.Tensor, grid: tuple[int, ...], stride: Sequence[int],
 
 @dataclass
 class CamResult:
-    """Maps (B, [T,] H, W) in [0, 1] at the input's resolution, the logits (B, classes) and each map's class."""
+    """Maps (B, [T,] H, W) in [0, 1] at the input's resolution, the logits (B, classes) and each map's class, and
+    how they were made (method, stage, layer, smoothing in tokens)."""
     maps: torch.Tensor
     logits: torch.Tensor
     targets: list[int]
+    method: str = ""
+    stage: int = 0
+    layer: str = DEFAULT_LAYER
+    smooth: float = DEFAULT_SMOOTH
+
+    def describe(self) -> str:
+        """``gradcam, stage 1, smoothed 0.5 token``: what a caption says about the maps."""
+        smooth = f", smoothed {self.smooth:g} token" if self.smooth else ""
+        layer = "" if self.layer == DEFAULT_LAYER else f" ({self.layer})"
+        return f"{self.method}, stage {self.stage}{layer}{smooth}"
 
 
-def class_activation_maps(model: nn.Module, x: torch.Tensor, *, method: str = "gradcam",
-                          targets: int | Sequence[int] | None = None, stage: int | None = None) -> CamResult:
+def class_activation_maps(model: nn.Module, x: torch.Tensor, *, method: str | None = None,
+                          targets: int | Sequence[int] | None = None, stage: int | None = None,
+                          layer: str = DEFAULT_LAYER, smooth: float = DEFAULT_SMOOTH) -> CamResult:
     """Class-activation maps of a batch for any registered Swin family (2D images or 3D clips).
 
+    ``method``: grad-cam's method (default: :func:`default_method`, Grad-CAM for images, HiResCAM for clips);
     ``targets``: the class each map explains, one for all or one per item (default: the predicted class);
-    ``stage``: 1-based stage whose output is explained (default: the last, after the final norm).
+    ``stage``: 1-based stage explained (default: :func:`default_stage`, the last stage but one);
+    ``layer``: ``output`` (the stage's output; after the final norm for the last stage) or ``block`` (the input of
+    the stage's last block, after its first norm); ``smooth``: the Gaussian that takes the map from the token grid
+    to pixels, its sigma in tokens of the stage (0: none, the map interpolated between token centres only).
+    The defaults are the best localising choice of ``bench.explain`` (results/explain/README.md).
     The model is run in eval mode in float32 with gradients on; its training flag and grads are restored.
     """
     ndim = x.ndim - 2
+    method = method or default_method(ndim)
     cls = cam_method(method, ndim)
     stage = _check_stage(model, stage)
+    if smooth < 0:
+        raise ValueError(f"smooth = {smooth}: expected a sigma >= 0 in tokens (0 = no smoothing)")
     num_classes = model.num_classes
     if targets is not None:
         items = [int(targets)] * x.shape[0] if isinstance(targets, (int, np.integer)) else [int(t) for t in targets]
@@ -155,7 +210,7 @@ def class_activation_maps(model: nn.Module, x: torch.Tensor, *, method: str = "g
 
     layout = _TokenLayout()
     was_training = model.training
-    cam = _at_token_resolution(cls, layout)(model=model, target_layers=[target_layer(model, stage)],
+    cam = _at_token_resolution(cls, layout)(model=model, target_layers=[target_layer(model, stage, layer)],
                                             reshape_transform=layout)
     try:
         with torch.enable_grad():
@@ -168,8 +223,32 @@ def class_activation_maps(model: nn.Module, x: torch.Tensor, *, method: str = "g
         model.train(was_training)
     items = logits.argmax(-1).tolist() if targets is None else items
     maps = torch.from_numpy(np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0))
-    out = _to_pixels(maps, layout.grid, stage_strides(model)[stage - 1][-len(layout.grid):], x.shape[2:])
-    return CamResult(out.to(x.device), logits, items)
+    stride = stage_strides(model)[stage - 1][-len(layout.grid):]
+    out = smooth_maps(_to_pixels(maps, layout.grid, stride, x.shape[2:]), [smooth * s for s in stride[-2:]])
+    return CamResult(out.to(x.device), logits, items, method.lower(), stage, layer, float(smooth))
+
+
+def smooth_maps(maps: torch.Tensor, sigma: Sequence[float]) -> torch.Tensor:
+    """Maps (B, [T,] H, W) blurred in each frame by a Gaussian of ``sigma`` (rows, columns) pixels (replicated
+    borders), then each image's or clip's map scaled back to a peak of 1; unchanged where sigma is 0."""
+    if not any(s > 0 for s in sigma):
+        return maps
+    flat = maps.reshape(-1, 1, *maps.shape[-2:]).float()
+    for axis, s in zip((2, 3), sigma):
+        if s <= 0:
+            continue
+        half = max(1, int(3 * s + 0.5))
+        half = min(half, flat.shape[axis] - 1) if flat.shape[axis] > 1 else 0
+        if half == 0:
+            continue
+        t = torch.arange(-half, half + 1, dtype=torch.float32)
+        kernel = torch.exp(-t * t / (2 * s * s))
+        kernel = (kernel / kernel.sum()).view(1, 1, -1, 1) if axis == 2 else (kernel / kernel.sum()).view(1, 1, 1, -1)
+        pad = (0, 0, half, half) if axis == 2 else (half, half, 0, 0)
+        flat = F.conv2d(F.pad(flat, pad, mode="replicate"), kernel)
+    out = flat.reshape(maps.shape)
+    peak = out.flatten(1).amax(1).clamp_min(1e-12).view(-1, *[1] * (maps.ndim - 1))
+    return (out / peak).clamp_(0, 1)
 
 
 def paste_back(maps: torch.Tensor, resized: Sequence[int], top: int, left: int,
@@ -187,11 +266,72 @@ def paste_back(maps: torch.Tensor, resized: Sequence[int], top: int, left: int,
 
 
 # ------------------------------------------------------------------------------------------------ pictures
-def overlay(image: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.ndarray:
-    """The map as a heatmap over an (H, W, 3) uint8 RGB image (grad-cam's show_cam_on_image), uint8."""
-    from pytorch_grad_cam.utils.image import show_cam_on_image
-    return show_cam_on_image(image.astype(np.float32) / 255, np.clip(cam, 0, 1), use_rgb=True,
-                             image_weight=image_weight)
+# What a person reads: the input beside its map and the overlay, at a size where pixels are visible. The map uses a
+# perceptual colour map (matplotlib's inferno: dark = little, yellow = most); the overlay keeps the input visible
+# (greyed) and colours it with an opacity that grows with the map, so the low values leave the picture as it is.
+COLORMAP = "inferno"
+
+
+def colorize(cam: np.ndarray, name: str = COLORMAP) -> np.ndarray:
+    """A map (H, W) in [0, 1] as (H, W, 3) uint8 RGB through a matplotlib colour map."""
+    import matplotlib
+    lut = (matplotlib.colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    return lut[(np.clip(cam, 0, 1) * 255).astype(np.uint8)]
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.75, name: str = COLORMAP) -> np.ndarray:
+    """The map over an (H, W, 3) uint8 RGB image: the image greyed to 70 %, the map's colour laid on with opacity
+    ``alpha`` times the map's value (0 leaves the image unchanged), uint8."""
+    cam = np.clip(cam, 0, 1)[..., None]
+    grey = image.astype(np.float32).mean(-1, keepdims=True)
+    base = 0.7 * (0.5 * image.astype(np.float32) + 0.5 * grey)
+    a = alpha * np.sqrt(cam)                                    # a visible tint already at mid values
+    return np.clip(base * (1 - a) + colorize(cam[..., 0], name).astype(np.float32) * a, 0, 255).astype(np.uint8)
+
+
+def display_size(shape: Sequence[int], min_side: int = 192, max_side: int = 320) -> tuple[int, int]:
+    """(H, W) at which a picture of ``shape`` is shown: a whole multiple of it up to a short side of ``min_side``
+    (small inputs keep crisp pixels), or scaled down to a long side of ``max_side``."""
+    h, w = int(shape[0]), int(shape[1])
+    if max(h, w) > max_side:
+        k = max_side / max(h, w)
+        return max(1, round(h * k)), max(1, round(w * k))
+    k = max(1, min(-(-min_side // min(h, w)), max_side // max(h, w)))
+    return h * k, w * k
+
+
+def resize(image: np.ndarray, size: Sequence[int], smooth: bool) -> np.ndarray:
+    """An (H, W[, 3]) array resized to ``size`` (H, W): nearest (pixels shown as they are) or bilinear."""
+    from PIL import Image
+    if tuple(image.shape[:2]) == tuple(size):
+        return image
+    if image.dtype != np.uint8:
+        out = Image.fromarray(image.astype(np.float32)).resize((size[1], size[0]), Image.BILINEAR)
+        return np.asarray(out, dtype=np.float32)
+    method = Image.BILINEAR if smooth else Image.NEAREST
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), method))
+
+
+def _font(size: int):
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):        # an old Pillow or no FreeType: the small bitmap font
+        return ImageFont.load_default()
+
+
+def caption(image: np.ndarray, text: str, size: int = 13, below: bool = False) -> np.ndarray:
+    """The picture with text (one line, or several split at newlines) on a black band above (or below) it, uint8
+    RGB."""
+    from PIL import Image, ImageDraw
+    lines = text.split("\n")
+    band = (size + 4) * len(lines) + 2
+    out = Image.new("RGB", (image.shape[1], image.shape[0] + band))
+    out.paste(Image.fromarray(image), (0, 0 if below else band))
+    draw, font = ImageDraw.Draw(out), _font(size)
+    for i, line in enumerate(lines):
+        draw.text((3, (image.shape[0] if below else 0) + 2 + i * (size + 4)), line, fill=(255, 255, 255), font=font)
+    return np.asarray(out)
 
 
 def upscale(image: np.ndarray, min_size: int = 192) -> np.ndarray:
@@ -200,11 +340,76 @@ def upscale(image: np.ndarray, min_size: int = 192) -> np.ndarray:
     return image.repeat(k, 0).repeat(k, 1) if k > 1 else image
 
 
-def caption(image: np.ndarray, text: str) -> np.ndarray:
-    """The picture with a line of text on a black band above it (PIL's default font), uint8 RGB."""
+def _hstack(parts: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
+    h = max(p.shape[0] for p in parts)
+    sep = np.zeros((h, gap, 3), np.uint8)
+    padded = [np.pad(p, ((0, h - p.shape[0]), (0, 0), (0, 0))) for p in parts]
+    return np.concatenate([x for p in padded for x in (p, sep)][:-1], axis=1)
+
+
+def _vstack(parts: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:
+    w = max(p.shape[1] for p in parts)
+    sep = np.zeros((gap, w, 3), np.uint8)
+    padded = [np.pad(p, ((0, 0), (0, w - p.shape[1]), (0, 0))) for p in parts]
+    return np.concatenate([x for p in padded for x in (p, sep)][:-1], axis=0)
+
+
+def colour_bar(width: int, name: str = COLORMAP) -> np.ndarray:
+    """A horizontal key of the colour map, ``width`` pixels wide, labelled "less" and "more"."""
     from PIL import Image, ImageDraw
-    band = 14
-    out = Image.new("RGB", (image.shape[1], image.shape[0] + band))
-    out.paste(Image.fromarray(image), (0, band))
-    ImageDraw.Draw(out).text((2, 1), text, fill=(255, 255, 255))
+    bar = np.repeat(colorize(np.linspace(0, 1, width)[None], name), 8, axis=0)
+    out = Image.new("RGB", (width, 24))
+    out.paste(Image.fromarray(bar), (0, 0))
+    draw, font = ImageDraw.Draw(out), _font(11)
+    draw.text((2, 10), "less", fill=(200, 200, 200), font=font)
+    draw.text((width - 30, 10), "more", fill=(200, 200, 200), font=font)
     return np.asarray(out)
+
+
+def panels(image: np.ndarray, cam: np.ndarray, size: Sequence[int] | None = None) -> list[np.ndarray]:
+    """[input, map, overlay] of an (H, W, 3) uint8 image and its (H, W) map, each at ``size`` (default:
+    :func:`display_size`): the input's pixels nearest-neighbour, the map bilinear (no blocks)."""
+    size = size or display_size(image.shape)
+    big = resize(image, size, smooth=max(size) < max(image.shape[:2]))
+    m = np.clip(resize(np.asarray(cam, np.float32), size, smooth=True), 0, 1)
+    return [big, colorize(m), overlay(big, m)]
+
+
+def explain_figure(image: np.ndarray, cam: np.ndarray, title: str, size: Sequence[int] | None = None) -> np.ndarray:
+    """One picture: the input, the map alone and the map over the input, side by side under ``title`` (e.g. the
+    class, its probability and how the map was made), with a key of the colours; uint8 RGB."""
+    parts = panels(image, cam, size)
+    names = ("input", "class-activation map", "map over the input")
+    row = _hstack([caption(p, n, 12, below=True) for p, n in zip(parts, names)])
+    key = np.zeros((24, row.shape[1], 3), np.uint8)
+    bar = colour_bar(parts[1].shape[1])
+    left = parts[0].shape[1] + 6
+    key[:, left:left + bar.shape[1]] = bar
+    return caption(_vstack([row, key], gap=2), title, 14)
+
+
+def clip_frames(frames: Sequence[np.ndarray], maps: np.ndarray, title: str,
+                size: Sequence[int] | None = None) -> list[np.ndarray]:
+    """The animation of a clip: per frame, the frame, its map and the overlay side by side, titled and numbered, the
+    frames and their maps in step; uint8 RGB pictures."""
+    size = size or display_size(frames[0].shape, min_side=160, max_side=256)
+    out = []
+    for i, (f, m) in enumerate(zip(frames, maps)):
+        row = _hstack(panels(f, m, size))
+        out.append(caption(caption(row, f"frame {i + 1}/{len(frames)}: input, map, map over the input", 12,
+                                   below=True), title, 14))
+    return out
+
+
+def clip_sheet(frames: Sequence[np.ndarray], maps: np.ndarray, count: int, title: str,
+               size: Sequence[int] | None = None) -> np.ndarray:
+    """A contact sheet: ``count`` evenly spaced frames in columns, the input above its map and the overlay, under a
+    title; uint8 RGB."""
+    size = size or display_size(frames[0].shape, min_side=128, max_side=192)
+    picks = np.unique(np.linspace(0, len(frames) - 1, max(1, min(count, len(frames)))).round().astype(int))
+    cols = []
+    for i in picks:
+        p = panels(frames[i], maps[i], size)
+        cols.append(caption(_vstack([p[0], p[1], p[2]], gap=3), f"frame {i + 1}/{len(frames)}", 12))
+    sheet = _hstack(cols)
+    return caption(sheet, title + "\nrows: input, class-activation map, map over the input", 14)

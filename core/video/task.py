@@ -43,22 +43,26 @@ def view_scores(model: nn.Module, x: torch.Tensor, device: torch.device, amp_dty
 
 @torch.no_grad()
 def predict_views(model: nn.Module, loader, device: torch.device, amp_dtype: torch.dtype | None,
-                  single_frame: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+                  single_frame: bool = False, *, leave: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Per video (in dataset order, gathered from every rank): view-averaged softmax scores, labels, indices.
 
     Each item holds all its views (clips x crops); the scores of a video are the mean over its views, as in
-    the paper's 4x3-view testing. Unreadable videos are returned by path and left out of the scores.
+    the paper's 4x3-view testing. Unreadable videos are returned by path and left out of the scores. The progress
+    bar (rank 0, stderr) is closed before this returns; ``leave=True`` leaves its last state on a line of its own
+    (a command's result line then follows on its own line, also in a log that captures both streams).
     """
     model.eval()
     idx, scores, labels, skipped = [], [], [], []
-    for batch in tqdm(loader, desc="multi-view test", leave=False, disable=not du.is_main(), mininterval=1.0):
-        skipped += batch["skipped"]
-        if batch["video"] is None:
-            continue
-        batch = to_device(batch, device)
-        scores.append(view_scores(model, batch["video"], device, amp_dtype, single_frame))
-        labels.append(batch["label"].cpu())
-        idx.append(batch["index"].cpu())
+    with tqdm(loader, desc="multi-view test", leave=leave, disable=not du.is_main(), mininterval=1.0) as bar:
+        for batch in bar:
+            skipped += batch["skipped"]
+            if batch["video"] is None:
+                continue
+            batch = to_device(batch, device)
+            scores.append(view_scores(model, batch["video"], device, amp_dtype, single_frame))
+            labels.append(batch["label"].cpu())
+            idx.append(batch["index"].cpu())
     index, scores, labels = du.gather_by_index(
         torch.cat(idx) if idx else torch.empty(0, dtype=torch.long), torch.cat(scores) if scores else torch.empty(0),
         torch.cat(labels) if labels else torch.empty(0, dtype=torch.long))

@@ -38,17 +38,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.cam_pictures import caption, panels
 from core.engine.files import write_json
 from core.engine.inference import load_model
 from core.engine.launch import build_model
 from core.nn.cam import (
     DEFAULT_LAYER,
     DEFAULT_SMOOTH,
-    caption,
     class_activation_maps,
     default_method,
     default_stage,
-    panels,
     smooth_maps,
     stage_strides,
 )

@@ -13,9 +13,10 @@ import argparse
 import sys
 from typing import Sequence
 
+from cli.kit import add_model_args, report_error
 from core.demo_app import DEFAULT_PORT, process_age, require_gradio, serve
 from core.engine.config import ConfigError
-from core.engine.inference import ToolError, add_model_args, report_error
+from core.engine.inference import ToolError
 from core.explainer import Explainer
 from core.nn.cam import DEFAULT_LAYER, DEFAULT_SMOOTH, LAYERS
 

@@ -20,19 +20,9 @@ import os
 import sys
 from typing import Sequence
 
+from cli.kit import add_cam_args, add_model_args, check_cam_args, model_from_args, report_error, report_problems
 from core.engine.config import ConfigError
-from core.engine.inference import (
-    ToolError,
-    add_cam_args,
-    add_model_args,
-    check_cam_args,
-    class_names,
-    expand_inputs,
-    model_from_args,
-    output_stems,
-    report_error,
-    report_problems,
-)
+from core.engine.inference import ToolError, class_names, expand_inputs, output_stems
 from core.explainer import Explainer, InputError, add_map_args
 from core.nn.cam import default_method
 from core.video.config import VideoConfig, parse_views

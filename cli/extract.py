@@ -18,18 +18,12 @@ import os
 import sys
 from typing import Sequence
 
+from cli.kit import add_model_args, model_from_args, report_error, report_problems
 from core.engine import distributed as du
 from core.engine.config import ConfigError
 from core.engine.device import resolve_amp
 from core.engine.files import write_json
-from core.engine.inference import (
-    ToolError,
-    add_model_args,
-    check_stage,
-    model_from_args,
-    report_error,
-    report_problems,
-)
+from core.engine.inference import ToolError, check_stage
 from core.video.config import VideoConfig
 from core.video.data import (
     default_stride,

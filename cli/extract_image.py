@@ -18,21 +18,14 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from cli.kit import add_model_args, model_from_args, report_error
 from core.classification.config import ClassificationConfig
 from core.classification.images import ImageFiles, collate_images, image_transform
 from core.engine.config import ConfigError
 from core.engine.data import DataError
 from core.engine.device import autocast, resolve_amp
 from core.engine.files import atomic_target, write_json
-from core.engine.inference import (
-    ToolError,
-    add_model_args,
-    check_stage,
-    expand_inputs,
-    model_from_args,
-    report_error,
-    stage_features,
-)
+from core.engine.inference import ToolError, check_stage, expand_inputs, stage_features
 
 
 def image_list(list_file: str | None, root: str | None) -> tuple[list[str], list[tuple[str, str]]]:

@@ -15,20 +15,10 @@ from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
+from cli.kit import add_model_args, format_top, model_from_args, positive_int, report_error, report_problems
 from core.engine.device import resolve_amp
 from core.engine.files import write_json
-from core.engine.inference import (
-    ToolError,
-    add_model_args,
-    class_names,
-    expand_inputs,
-    format_top,
-    model_from_args,
-    positive_int,
-    report_error,
-    report_problems,
-    topk_rows,
-)
+from core.engine.inference import ToolError, class_names, expand_inputs, topk_rows
 from core.video.config import VideoConfig, parse_views
 from core.video.data import (
     VIDEO_EXTENSIONS,

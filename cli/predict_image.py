@@ -16,22 +16,12 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from cli.kit import add_model_args, format_top, model_from_args, positive_int, report_error, report_problems
 from core.classification.config import ClassificationConfig
 from core.classification.images import ImageFiles, collate_images, image_transform, recipe_classes
 from core.engine.device import autocast, resolve_amp
 from core.engine.files import write_json
-from core.engine.inference import (
-    ToolError,
-    add_model_args,
-    class_names,
-    expand_inputs,
-    format_top,
-    model_from_args,
-    positive_int,
-    report_error,
-    report_problems,
-    topk_rows,
-)
+from core.engine.inference import ToolError, class_names, expand_inputs, topk_rows
 
 __all__ = ["main"]
 

@@ -16,13 +16,14 @@ from typing import Sequence
 
 import torch
 
+from cli.kit import add_amp_arg, model_opts
 from core.engine import build_model, latest_run_dir, load_config
 from core.engine import distributed as du
 from core.engine.checkpoint import CheckpointError, load_checkpoint
 from core.engine.config import ConfigError
 from core.engine.data import DataError, build_loaders
 from core.engine.device import amp_choice, amp_name
-from core.engine.inference import add_amp_arg, checkpoint_recipe, model_opts
+from core.engine.inference import checkpoint_recipe
 from core.video.config import VideoConfig
 from core.video.data import collate_videos
 from core.video.datasets import build_datasets, check_classes

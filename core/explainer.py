@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .cam_pictures import clip_frames, clip_sheet, explain_figure
 from .nn.cam import (
     DEFAULT_LAYER,
     DEFAULT_SMOOTH,
@@ -31,9 +32,6 @@ from .nn.cam import (
     CamResult,
     cam_method,
     class_activation_maps,
-    clip_frames,
-    clip_sheet,
-    explain_figure,
     paste_back,
     target_layer,
 )
@@ -169,17 +167,14 @@ class Explainer:
                         opts: Sequence[str] = (), classes_file: str | None = None, **kw: Any) -> Explainer:
         """Load an image or a video model (its recipe tells which) from ``checkpoint``, or registered weights
         ``model`` = ``<arch>.<tag>``; ToolError (one line) when it cannot be used."""
-        import argparse
-
-        from .engine.inference import class_names, model_from_args
-        args = argparse.Namespace(checkpoint=checkpoint, model=model, opt=list(opts), device=device, amp=None)
-        schema = _schema_of(checkpoint, model)
-        loaded, dev = model_from_args(args, schema)
+        from .engine.inference import class_names, load_for_inference, pick_device
+        schema, dev = _schema_of(checkpoint, model), pick_device(device)
+        loaded, checkpoint = load_for_inference(checkpoint, schema, model=model, opts=opts, device=dev)
         if schema.__name__ == "VideoConfig":
-            names = class_names(loaded.num_classes, args.checkpoint, classes_file, saved=loaded.classes)
+            names = class_names(loaded.num_classes, checkpoint, classes_file, saved=loaded.classes)
         else:
             from .classification.images import recipe_classes
-            names = class_names(loaded.num_classes, args.checkpoint, classes_file, recipe_classes(loaded.cfg),
+            names = class_names(loaded.num_classes, checkpoint, classes_file, recipe_classes(loaded.cfg),
                                 loaded.classes)
         return cls(loaded, names, dev, **kw)
 

@@ -61,7 +61,7 @@ def shims() -> dict[str, list[str]]:
 
 def command_modules() -> list[str]:
     import cli
-    return [f"cli.{m.name}" for m in pkgutil.iter_modules(cli.__path__) if m.name != "recipes"]
+    return [f"cli.{m.name}" for m in pkgutil.iter_modules(cli.__path__) if m.name not in ("recipes", "kit")]
 
 
 def help_text(module: str, prog: str) -> str:

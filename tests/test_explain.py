@@ -140,7 +140,7 @@ def test_moving_shapes_masks_match_the_data_set_clips():
 def test_pictures_show_the_input_beside_its_map_and_overlay():
     """The figure: the input (its pixels enlarged whole), the map in a colour map and the map over the input, side by
     side under a title; a clip's animation has one picture per frame and its contact sheet the frames asked for."""
-    from core.nn.cam import clip_frames, clip_sheet, colorize, display_size, explain_figure, overlay, panels
+    from core.cam_pictures import clip_frames, clip_sheet, colorize, display_size, explain_figure, overlay, panels
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
     cam = np.zeros((32, 48), np.float32)

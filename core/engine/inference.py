@@ -1,16 +1,15 @@
-"""What the inference tools share: a checkpoint's recipe and model (any format load_pretrained reads), class
-names, input expansion (files, folders, globs) and top-k rows.
+"""What the inference tools load (their options and reports are the commands' kit, ``cli/kit.py``): a checkpoint's
+recipe and model (any format load_pretrained reads) or registered weights by name, class names, input expansion
+(files, folders, globs), top-k rows and stage features.
 
 The recipe of a checkpoint is its saved ``config`` entry (our training checkpoints), else the ``config.yaml``
 beside it (a run folder), else the schema's defaults with ``--model NAME`` (official, timm, torchvision files).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import glob
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -25,8 +24,9 @@ from .data import DataError
 from .device import amp_choice
 from .launch import build_model
 
-__all__ = ["LoadedModel", "load_model", "pretrained_recipe", "checkpoint_recipe", "class_names", "expand_inputs",
-           "topk_rows", "add_model_args", "report_error", "ToolError", "pick_device", "check_stage", "check_target"]
+__all__ = ["LoadedModel", "load_model", "load_for_inference", "pretrained_recipe", "checkpoint_recipe", "class_names",
+           "expand_inputs", "output_stems", "topk_rows", "ToolError", "pick_device", "stage_features", "check_stage",
+           "check_target"]
 
 ToolError = (ConfigError, CheckpointError, DataError)
 
@@ -167,16 +167,6 @@ def output_stems(paths: Sequence[str]) -> dict[str, str]:
     return {p: os.path.splitext(os.path.relpath(os.path.abspath(p), root))[0].replace(os.sep, "__") for p in paths}
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (``--topk 0`` or ``-1`` is refused in one line)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
 
 def topk_rows(probs: torch.Tensor, classes: Sequence[str], k: int) -> list[dict[str, Any]]:
     """The k most probable classes of one score vector: [{"class", "index", "prob"}]."""
@@ -184,50 +174,21 @@ def topk_rows(probs: torch.Tensor, classes: Sequence[str], k: int) -> list[dict[
     return [{"class": classes[j], "index": j, "prob": float(v)} for v, j in zip(p.tolist(), i.tolist())]
 
 
-def format_top(path: str, top: Sequence[dict[str, Any]]) -> str:
-    """One line: ``path: cls 93.2%, cls 4.1%, ...``."""
-    return f"{path}: " + ", ".join(f"{t['class']} {100 * t['prob']:.1f}%" for t in top)
 
-
-def add_model_args(p: Any, batch_size: int | None = None, amp: bool = True) -> None:
-    """--checkpoint, --model, --opt, --device, --workers of every tool, --amp of those that autocast, and
-    --batch-size when given a default."""
-    p.add_argument("--checkpoint", default=None, help="ours (a run's best.pth / last.pth), official, timm or "
-                                                       "torchvision weights; leave out with --model <arch>.<tag>")
-    p.add_argument("--model", default=None, metavar="NAME",
-                   help="registered weights <arch>.<tag> (downloaded and cached; core.list_pretrained() lists them), "
-                        "or the model name when the checkpoint holds no recipe (official / timm / torchvision files)")
-    p.add_argument("--opt", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="override recipe values, e.g. data.crop_size=256 (any config field)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    if amp:
-        add_amp_arg(p)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers (per process)")
-    if batch_size is not None:
-        p.add_argument("--batch-size", type=int, default=batch_size, help="items per forward pass")
-
-
-def report_problems(problems: Iterable[tuple[str, str]]) -> None:
-    """One ``cannot read ITEM: WHY`` line on stderr per input that could not be found or opened."""
-    for item, why in problems:
-        print(f"cannot read {item}: {why}", file=sys.stderr)
-
-
-def model_from_args(args: Any, schema: type, device: torch.device | None = None,
-                    **kwargs: Any) -> tuple[LoadedModel, torch.device]:
-    """:func:`load_model` from the parsed :func:`add_model_args` options, on the device they name; ``--model
-    <arch>.<tag>`` without ``--checkpoint``: the registered weights with their recipe and class names."""
-    device = device or pick_device(args.device)
-    name, opts, classes = args.model, model_opts(args), None
-    if not args.checkpoint:
-        if not args.model:
+def load_for_inference(checkpoint: str | None, schema: type, *, model: str | None = None, opts: Sequence[str] = (),
+                       device: torch.device | str = "cpu", **kwargs: Any) -> tuple[LoadedModel, str]:
+    """(:func:`load_model` of ``checkpoint``, its path); without a checkpoint, the registered weights ``model`` =
+    ``<arch>.<tag>`` (downloaded) with their release's recipe and class names."""
+    name, classes = model, None
+    if not checkpoint:
+        if not model:
             raise ConfigError("give --checkpoint FILE, or --model <arch>.<tag> of registered weights "
                               "(python -c 'import core; print(core.list_pretrained())')")
-        args.checkpoint, name, recipe, classes = pretrained_recipe(args.model)
+        checkpoint, name, recipe, classes = pretrained_recipe(model)
         opts = [*recipe, *opts]
-    loaded = load_model(args.checkpoint, schema, model_name=name, opts=opts, device=device, **kwargs)
+    loaded = load_model(checkpoint, schema, model_name=name, opts=opts, device=device, **kwargs)
     loaded.classes = loaded.classes or classes
-    return loaded, device
+    return loaded, checkpoint
 
 
 def pretrained_recipe(name: str) -> tuple[str, str, list[str], list[str] | None]:
@@ -257,17 +218,6 @@ def pretrained_recipe(name: str) -> tuple[str, str, list[str], list[str] | None]
     return path, entry.model, opts, (class_names(entry.labels) if entry.labels else None)
 
 
-def add_amp_arg(p: Any) -> None:
-    """--amp: the autocast precision of a tool (sets train.amp; :func:`model_opts`)."""
-    p.add_argument("--amp", default=None, choices=["auto", "none", "bf16", "fp16"],
-                   help="autocast precision (default: the checkpoint's train.amp; auto = bf16 where the device "
-                        "has native bf16)")
-
-
-def model_opts(args: Any) -> list[str]:
-    """The recipe overrides of :func:`add_model_args` options: ``--opt`` and ``--amp`` (as ``train.amp``)."""
-    return [*args.opt, f"train.amp={args.amp}"] if getattr(args, "amp", None) else list(args.opt)
-
 
 def pick_device(pref: str) -> torch.device:
     """auto = cuda when available, else cpu; or the device named."""
@@ -277,13 +227,6 @@ def pick_device(pref: str) -> torch.device:
         raise ConfigError(f"--device {pref} but CUDA is not available")
     return torch.device(pref)
 
-
-def report_error(e: Exception) -> int:
-    """Print a tool error as one line (config / checkpoint / data) and return exit code 2."""
-    import sys
-    kind = "config" if isinstance(e, ConfigError) else "checkpoint" if isinstance(e, CheckpointError) else "data"
-    print(f"{kind} error: {e}", file=sys.stderr)
-    return 2
 
 
 def stage_features(model: nn.Module, x: torch.Tensor, stage: int, pooling: str) -> torch.Tensor:
@@ -301,25 +244,6 @@ def check_stage(stage: int | None, model: nn.Module) -> int:
         raise ConfigError(f"--stage {stage}: this model has stages 1 to {n}")
     return stage
 
-
-def add_cam_args(p: argparse.ArgumentParser) -> None:
-    """The class-activation-map tools' --method, --target and --stage."""
-    from ..nn.cam import METHODS
-    p.add_argument("--method", default="gradcam", help=f"grad-cam method: {', '.join(METHODS)}")
-    p.add_argument("--target", default=None, metavar="CLASS", help="class to explain, index or name "
-                                                                     "(default: the predicted one)")
-    p.add_argument("--stage", type=int, default=None, help="stage whose output is explained, 1-based "
-                                                           "(default: the last, after the final norm)")
-
-
-def check_cam_args(args: argparse.Namespace, model: nn.Module, classes: Sequence[str]) -> tuple[int, int | None]:
-    """(stage, target) of :func:`add_cam_args`, each checked against the model and its classes (ConfigError)."""
-    from ..nn.cam import cam_method
-    try:
-        cam_method(args.method, model.ndim)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    return check_stage(args.stage, model), check_target(args.target, classes)
 
 
 def check_target(target: str | None, classes: Sequence[str]) -> int | None:

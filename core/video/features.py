@@ -17,10 +17,7 @@ from torchvision import tv_tensors
 from core.engine.config import ConfigError
 from core.engine.data import DataError
 from core.engine.device import autocast
-from core.engine.inference import (
-    expand_inputs,
-    stage_features,
-)
+from core.engine.inference import expand_inputs, stage_features
 from core.malloc import maybe_trim
 from core.video.data import (
     VIDEO_EXTENSIONS,

@@ -295,3 +295,14 @@ def test_the_shapes_set_builds_from_any_image_recipe():
                              "data.shapes={num_classes: 3}"])
     train, val, n = build_image_datasets(cfg)
     assert (len(train), len(val), n, val.split) == (8, 4, 3, "val")
+
+
+def test_a_shipped_recipe_loads_from_any_folder(tmp_path, monkeypatch):
+    """``--config configs/...`` works outside the checkout (the shipped recipe); a missing file is still named."""
+    from core.engine.config import ConfigError, load_config
+    from simmim.config import VideoFinetuneConfig
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("configs/simmim/tiny_moving_shapes_ft.yaml", [], VideoFinetuneConfig)
+    assert cfg.model.name.startswith("video_")
+    with pytest.raises(ConfigError, match="config file not found: .*configs/nope.yaml"):
+        load_config("configs/nope.yaml", [])

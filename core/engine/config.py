@@ -240,9 +240,20 @@ def _record(d: dict, src_file: str, sources: dict, prefix: str) -> None:
             _record(v, src_file, sources, f"{prefix}{k}.")
 
 
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _shipped(path: str) -> str:
+    """A recipe path as given, else the shipped recipe of that relative path (``configs/...`` from any folder)."""
+    if os.path.isabs(path) or os.path.isfile(path):
+        return path
+    shipped = os.path.join(PROJECT_ROOT, path)
+    return shipped if os.path.isfile(shipped) else path
+
+
 def _load_tree(path: str, sources: dict, stack: tuple[str, ...] = ()) -> dict:
     """Load a YAML file and its ``_base_`` chain into one merged dict."""
-    path = os.path.abspath(path)
+    path = os.path.abspath(_shipped(path) if not stack else path)
     if path in stack:
         raise ConfigError(f"circular _base_ chain: {' -> '.join(stack + (path,))}")
     data = _read_yaml(path)

@@ -10,9 +10,9 @@ from typing import Any, Iterable, Sequence
 import torch
 import torch.nn as nn
 
-from core.engine.checkpoint import CheckpointError
 from core.engine.config import ConfigError
 from core.engine.inference import LoadedModel, check_stage, check_target, load_for_inference, pick_device
+from core.engine.launch import error_kind
 
 __all__ = ["add_model_args", "add_amp_arg", "add_cam_args", "check_cam_args", "model_from_args", "model_opts",
            "positive_int", "format_top", "report_error", "report_problems"]
@@ -82,9 +82,7 @@ def model_opts(args: Any) -> list[str]:
 
 def report_error(e: Exception) -> int:
     """Print a tool error as one line (config / checkpoint / data) and return exit code 2."""
-    import sys
-    kind = "config" if isinstance(e, ConfigError) else "checkpoint" if isinstance(e, CheckpointError) else "data"
-    print(f"{kind} error: {e}", file=sys.stderr)
+    print(f"{error_kind(e)} error: {e}", file=sys.stderr)
     return 2
 
 

@@ -23,7 +23,7 @@ from core.engine.checkpoint import CheckpointError, load_checkpoint
 from core.engine.config import ConfigError
 from core.engine.data import DataError, build_loaders
 from core.engine.device import amp_choice, amp_name
-from core.engine.inference import checkpoint_recipe
+from core.engine.inference import checkpoint_recipe, saved_classes
 from core.video.config import VideoConfig
 from core.video.data import collate_videos
 from core.video.datasets import build_datasets, check_classes
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as e:  # config or checkpoint unusable: one clear line
         print(f"error: {e}", file=sys.stderr)
         return 2
-    saved = (ckpt.get("meta") or {}).get("classes") if isinstance(ckpt.get("meta"), dict) else None
+    saved = saved_classes(ckpt)
     info = du.init_distributed(cfg.train.device)
     try:
         try:

@@ -156,6 +156,15 @@ def convert_state_dict(sd: Mapping[str, torch.Tensor], fmt: str | None = None) -
     return CONVERTERS[fmt](sd)
 
 
+def unpickle_error(e: BaseException) -> str:
+    """torch.load's error in one line, without its advice to turn the weights_only safety off."""
+    msg = str(e)
+    if "WeightsUnpickler error:" in msg:
+        detail = msg.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        return f"it holds objects other than tensors and plain containers, refused without running them ({detail})"
+    return f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"
+
+
 def read_file(path: str | os.PathLike) -> Mapping:
     """``torch.load(path, weights_only=True)``; a file holding anything but tensors and plain containers is a
     ValueError naming it (torch's advice to turn the safety off is not passed on)."""
@@ -164,12 +173,7 @@ def read_file(path: str | os.PathLike) -> Mapping:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 -- any unpickling failure means an unusable file
-        msg = str(e)
-        if "WeightsUnpickler error:" in msg:
-            detail = msg.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
-            raise ValueError(f"{path} holds objects other than tensors and plain containers, refused without "
-                             f"running them ({detail})") from None
-        raise ValueError(f"cannot read {path}: {type(e).__name__}: {msg.splitlines()[0] if msg else ''}") from None
+        raise ValueError(f"cannot read {path}: {unpickle_error(e)}") from None
 
 
 def read_state_dict(source: str | os.PathLike | Mapping, fmt: str | None = None) -> tuple[StateDict, str]:

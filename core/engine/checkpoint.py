@@ -46,11 +46,8 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
 
 def load_error(e: BaseException) -> str:
     """torch.load's error in one line, without its advice to turn the weights_only safety off."""
-    msg = str(e)
-    if "WeightsUnpickler error:" in msg:
-        detail = msg.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
-        return f"it holds objects other than tensors and plain containers, refused without running them ({detail})"
-    return f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"
+    from ..convert.formats import unpickle_error
+    return unpickle_error(e)
 
 
 # ----------------------------------------------------------------------------------------------- rng

@@ -12,7 +12,7 @@ import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -100,8 +100,15 @@ def load_model(ckpt_path: str, schema: type, *, model_name: str | None = None, o
         load_pretrained(model, ckpt)
     except ValueError as e:
         raise CheckpointError(f"{ckpt_path}: {e}") from None
-    saved = (ckpt.get("meta") or {}).get("classes") if isinstance(ckpt.get("meta"), dict) else None
-    return LoadedModel(model.to(device).eval(), cfg, num_classes, fmt, recipe, list(saved) if saved else None)
+    saved = saved_classes(ckpt)
+    return LoadedModel(model.to(device).eval(), cfg, num_classes, fmt, recipe, saved)
+
+
+def saved_classes(ckpt: Mapping[str, Any]) -> list[str] | None:
+    """The class names a checkpoint of ours carries (its ``meta``), None for other files."""
+    meta = ckpt.get("meta")
+    classes = meta.get("classes") if isinstance(meta, dict) else None
+    return list(classes) if classes else None
 
 
 def class_names(num_classes: int, ckpt_path: str, classes_file: str | None = None,

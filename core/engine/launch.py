@@ -183,8 +183,7 @@ def launch(argv: Sequence[str] | None, *, schema: type, setup: Setup, descriptio
     fresh_dir: str | None = None  # a run folder this call created, removed again if the run fails to start
     try:
         if args.resume == "auto":
-            marker = strategy_class(cfg.train.strategy).LAST  # a sharded run's checkpoint is the folder last.dcp
-            latest = latest_run_dir(cfg, marker + ("/complete.json" if marker.endswith(".dcp") else ""))
+            latest = latest_run_dir(cfg, strategy_class(cfg.train.strategy).MARKER)
             if latest and not cfg.train.output_dir:
                 cfg.train.output_dir = latest
         elif args.resume:

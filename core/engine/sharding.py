@@ -318,6 +318,7 @@ class FSDPStrategy(Strategy):
 
     name = "fsdp"
     LAST = LAST
+    MARKER = f"{LAST}/{MARKER}"
     unsupported = {"ema": "the EMA copy would be a whole replica on every rank, which sharding exists to avoid",
                    "compile": "torch.compile of a sharded model is not wired up yet"}
 

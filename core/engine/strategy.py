@@ -39,6 +39,7 @@ class Strategy:
 
     name = "ddp"
     LAST = "last.pth"        # the training checkpoint a run of this strategy continues from
+    MARKER = LAST            # the file whose presence (and time) says that checkpoint is complete
     unsupported: Mapping[str, str] = {}  # train.<flag> -> why this strategy cannot run with it
 
     def __init__(self, t: TrainConfig, info: DistInfo, amp_dtype: torch.dtype | None = None) -> None:

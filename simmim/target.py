@@ -7,6 +7,9 @@ against.
   ``(x - mean) / sqrt(var + 1e-6)``; appearance (a unit's colour and contrast) is taken out; trivial predictor: 0.
 - ``frame_diff`` (clips only): at frame t the temporal difference ``x[t + 1] - x[t]``; the last frame has no
   successor and is left out of the loss; trivial predictor: 0 (no motion).
+- ``flow`` (clips only): at frame t the dense optical flow (dx, dy) in pixels to frame t + 1, from OpenCV's
+  Farneback estimator (``core.video.flow``): the direction of motion at every pixel, as masked motion encoding;
+  two channels; the last frame is left out; trivial predictor: 0 (no motion).
 
     y, valid = make_target(x, "norm_pixels", unit=(2, 8, 8))   # valid: None or a (1, 1, T, 1, 1) 0/1 weight
 """
@@ -16,22 +19,28 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["TARGETS", "check_target", "patch_normalise", "frame_diff", "make_target", "trivial_prediction",
+__all__ = ["TARGETS", "MOTION_TARGETS", "check_target", "target_channels", "patch_normalise", "frame_diff", "make_target", "trivial_prediction",
            "prediction_as_pixels"]
 
-TARGETS = ("pixels", "norm_pixels", "frame_diff")
+TARGETS = ("pixels", "norm_pixels", "frame_diff", "flow")
+MOTION_TARGETS = ("frame_diff", "flow")  # clips of 2 frames or more only
 
 
 def check_target(target: str, input_size: Sequence[int]) -> None:
     """A start-up error for a target that does not fit the input (``input_size`` = (H, W) or (T, H, W))."""
     if target not in TARGETS:
         raise ValueError(f"mim.target = {target!r}, expected one of {', '.join(TARGETS)}")
-    if target == "frame_diff":
+    if target in MOTION_TARGETS:
         if len(input_size) != 3:
-            raise ValueError("mim.target = frame_diff needs clips (a video_* model and a clip data set); this "
-                              "model takes images: use pixels or norm_pixels")
+            raise ValueError(f"mim.target = {target} needs clips (a video_* model and a clip data set); this "
+                             f"model takes images: use pixels or norm_pixels")
         if input_size[0] < 2:
-            raise ValueError(f"mim.target = frame_diff needs at least 2 frames, data.clip_len = {input_size[0]}")
+            raise ValueError(f"mim.target = {target} needs at least 2 frames, data.clip_len = {input_size[0]}")
+
+
+def target_channels(target: str, in_chans: int) -> int:
+    """Channels the decoder predicts: 2 for ``flow`` (dx, dy), else the input's."""
+    return 2 if target == "flow" else in_chans
 
 
 def _unit_stats(x: torch.Tensor, unit: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -84,11 +93,15 @@ def make_target(x: torch.Tensor, target: str, unit: Sequence[int]) -> tuple[torc
         return patch_normalise(x, unit), None
     if target == "frame_diff":
         return frame_diff(x)
+    if target == "flow":
+        from core.video.flow import clip_flow
+        return clip_flow(x)
     raise ValueError(f"mim.target = {target!r}, expected one of {', '.join(TARGETS)}")
 
 
-def trivial_prediction(x: torch.Tensor, target: str) -> torch.Tensor:
-    """What ``skill`` is measured against: the mean colour of each image / clip (pixels), else zeros."""
+def trivial_prediction(x: torch.Tensor, target: str, y: torch.Tensor | None = None) -> torch.Tensor:
+    """What ``skill`` is measured against: the mean colour of each image / clip (pixels), else zeros shaped as
+    the target ``y`` (default: as ``x``)."""
     if target == "pixels":
         return x.mean(dim=tuple(range(2, x.ndim)), keepdim=True).expand_as(x)
-    return torch.zeros_like(x)
+    return torch.zeros_like(x if y is None else y)

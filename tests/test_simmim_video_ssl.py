@@ -181,6 +181,9 @@ def test_image_task_takes_norm_pixels_and_frame_masks():
     ("tiny_digits.yaml", ["mim.target=frame_diff"], "mim.target = frame_diff needs clips"),
     ("tiny_spin_zoom.yaml", ["mim.target=frame_diff", "data.clip_len=1"],
      "mim.target = frame_diff needs at least 2 frames, data.clip_len = 1"),
+    ("tiny_digits.yaml", ["mim.target=flow"], "mim.target = flow needs clips"),
+    ("tiny_spin_zoom.yaml", ["mim.target=flow", "data.clip_len=1"],
+     "mim.target = flow needs at least 2 frames, data.clip_len = 1"),
     ("tiny_spin_zoom.yaml", ["mim.target=hog"], "config key 'mim.target'"),
     ("tiny_spin_zoom.yaml", ["mim.mask_mode=moving"], "one of 'tube', 'frame'"),
     ("tiny_digits.yaml", ["mim.mask_last=1"], "mim.mask_last = 1 hides the last temporal patches of a clip, but "
@@ -196,10 +199,74 @@ def test_task_refuses_frame_diff_for_images():
         SimMIM(create_model("swin_t", **TINY2D), MaskGenerator(32, 8, 4, 0.6), target="frame_diff")
 
 
-@pytest.mark.parametrize("target", ["norm_pixels", "frame_diff"])
+@pytest.mark.parametrize("target", ["norm_pixels", "frame_diff", "flow"])
 def test_reconstruction_picture_of_the_new_targets(target, tmp_path):
     from simmim.pictures import reconstruction_figure
     task = _video_task(target, "frame").eval()
     mean, std = torch.full((1, 3, 1, 1, 1), 120.0), torch.full((1, 3, 1, 1, 1), 58.0)
     res = reconstruction_figure(task, torch.randn(1, 3, 8, 32, 32), mean, std, str(tmp_path / "r.png"))
     assert (tmp_path / "r.png").stat().st_size > 1000 and res["l1"] > 0 and res["l1_trivial"] > 0
+
+
+# ------------------------------------------------------------------------------------------------ flow
+def _translating_clip(shift: tuple[int, int], frames: int = 4, size: int = 32) -> torch.Tensor:
+    """(1, 3, T, H, W): a smooth periodic pattern moved by ``shift`` = (dx, dy) pixels a frame."""
+    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    out = []
+    for t in range(frames):
+        u, v = xx - shift[0] * t, yy - shift[1] * t
+        img = torch.sin(2 * math.pi * u / 16) + torch.cos(2 * math.pi * v / 16) + 0.5 * torch.sin(
+            2 * math.pi * (u + v) / 32)
+        out.append(img.expand(3, size, size))
+    return torch.stack(out, 1)[None]
+
+
+@pytest.mark.parametrize("shift", [(1, 0), (0, -2), (2, 1)])
+def test_flow_target_is_the_motion_of_a_translating_pattern(shift):
+    from core.video.flow import clip_flow
+    x = _translating_clip(shift)
+    y, valid = make_target(x * 40 + 3, "flow", (2, 8, 8))   # any affine colour scale gives the same flow
+    assert y.shape == (1, 2, 4, 32, 32) and valid.flatten().tolist() == [1.0, 1.0, 1.0, 0.0]
+    inner = y[0, :, :3, 8:24, 8:24]                          # away from the borders, where Farneback extrapolates
+    for c in range(2):
+        assert abs(float(inner[c].median()) - shift[c]) < 0.25, (c, float(inner[c].median()))
+    assert not y[:, :, -1].any()
+    assert float((clip_flow(x)[0] - y).abs().mean()) < 0.01   # the same up to the rounding to 8-bit grey
+    with pytest.raises(ValueError, match="optical flow needs clips"):
+        clip_flow(torch.randn(1, 3, 32, 32))
+
+
+def test_flow_task_predicts_two_channels_and_is_scored_against_zero():
+    torch.manual_seed(0)
+    task = _video_task("flow", "frame")
+    assert task.decoder[0].out_channels == 2 * 2 * 8 * 8       # (dx, dy) x the decoder's 2 x 8 x 8 stride
+    x = _translating_clip((1, 0), frames=8).repeat(2, 1, 1, 1, 1)
+    torch.manual_seed(7)
+    loss = task((x, None))["loss"]
+    torch.manual_seed(7)
+    mask = task.mask_generator(2)
+    y, m = task.target_of(x, mask)
+    rec = task.reconstruct(x, mask).float()
+    assert rec.shape == y.shape == (2, 2, 8, 32, 32) and not m[:, :, -1].any()
+    torch.testing.assert_close(loss, simmim_loss(y, rec, m))
+    loss.backward()
+
+    class Env:
+        device, amp_dtype = torch.device("cpu"), None
+
+    out = task.evaluate([x], Env())
+    assert 0.4 < out["l1_trivial"] < 0.6 and math.isclose(out["skill"], 1 - out["l1"] / out["l1_trivial"])
+    assert "masked flow L1" in task.describe(out)
+
+
+def test_a_flow_recipe_masking_every_patch_is_a_start_up_error():
+    from simmim.task import build_simmim
+    cfg = load_config(str(CONFIGS / "simmim" / "tiny_spin_zoom.yaml"), ["mim.target=flow", "mim.mask_ratio=0.99"],
+                      SimMIMConfig)
+    with pytest.raises(ConfigError, match=re.escape("mim.mask_ratio = 0.99 masks all 16 mask patches")):
+        build_simmim(cfg)
+
+
+def test_task_refuses_flow_for_images():
+    with pytest.raises(ValueError, match="mim.target = flow needs clips"):
+        SimMIM(create_model("swin_t", **TINY2D), MaskGenerator(32, 8, 4, 0.6), target="flow")

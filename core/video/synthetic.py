@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -189,15 +190,19 @@ SPIN_ZOOM_CLASSES = ("clockwise", "anticlockwise", "zoom_in", "zoom_out")
 _SPIN_ZOOM_VERSION = 1
 
 
-def _periodic_texture(rng: np.random.Generator, size: int) -> np.ndarray:
-    """(size, size, 3) float texture that tiles seamlessly: low-pass noise plus a few wrapped shapes."""
+def _periodic_texture(rng: np.random.Generator, size: int, sharp: bool = False) -> np.ndarray:
+    """(size, size, 3) float texture that tiles seamlessly: low-pass noise plus a few wrapped shapes; ``sharp``:
+    finer noise cut into two tones per channel (hard edges everywhere) instead of smooth blobs."""
     freq = np.fft.fftfreq(size)
     radius = np.sqrt(freq[:, None] ** 2 + freq[None, :] ** 2)
     img = np.empty((size, size, 3))
     for c in range(3):
-        spectrum = np.fft.fft2(rng.normal(0, 1, (size, size))) * np.exp(-(radius / 0.08) ** 2)
+        spectrum = np.fft.fft2(rng.normal(0, 1, (size, size))) * np.exp(-(radius / (0.12 if sharp else 0.08)) ** 2)
         layer = np.real(np.fft.ifft2(spectrum))
-        img[..., c] = 128 + 60 * layer / (layer.std() + 1e-8)
+        if sharp:
+            img[..., c] = np.where(layer > 0, rng.uniform(150, 255), rng.uniform(0, 105))
+        else:
+            img[..., c] = 128 + 60 * layer / (layer.std() + 1e-8)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     for _ in range(int(rng.integers(3, 6))):
         cy, cx = rng.uniform(0, size, 2)
@@ -210,19 +215,21 @@ def _periodic_texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def render_spin_zoom_clip(rng: np.random.Generator, motion: str, num_frames: int = 16,
-                          size: int = 32) -> np.ndarray:
-    """Frames (T, H, W, 3) uint8 of a texture turning (``clockwise`` / ``anticlockwise``, 3-6 degrees a frame)
-    or zooming (``zoom_in`` / ``zoom_out``, 3-6 % a frame) about a random centre, sampled with wrap-around."""
+def render_spin_zoom_clip(rng: np.random.Generator, motion: str, num_frames: int = 16, size: int = 32, *,
+                          sharp: bool = False, turn: tuple[float, float] = (3.0, 6.0),
+                          rate_range: tuple[float, float] = (1.03, 1.06)) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 of a texture turning (``clockwise`` / ``anticlockwise``, ``turn`` degrees a
+    frame) or zooming (``zoom_in`` / ``zoom_out``, by a factor in ``rate_range`` a frame) about a random centre,
+    sampled with wrap-around; ``sharp``: a two-tone texture with hard edges."""
     from scipy.ndimage import map_coordinates
 
     if motion not in SPIN_ZOOM_CLASSES:
         raise ValueError(f"motion must be one of {SPIN_ZOOM_CLASSES}, got {motion!r}")
-    tex = _periodic_texture(rng, size)
+    tex = _periodic_texture(rng, size, sharp)
     centre = size / 2 + rng.uniform(-size / 8, size / 8, 2)
     phase = rng.uniform(0, 2 * np.pi)                  # random initial orientation: frame 0 tells nothing
-    omega = np.deg2rad(rng.uniform(3.0, 6.0)) * (1 if motion == "clockwise" else -1 if motion == "anticlockwise" else 0)
-    rate = rng.uniform(1.03, 1.06) ** (1 if motion == "zoom_in" else -1 if motion == "zoom_out" else 0)
+    omega = np.deg2rad(rng.uniform(*turn)) * (1 if motion == "clockwise" else -1 if motion == "anticlockwise" else 0)
+    rate = rng.uniform(*rate_range) ** (1 if motion == "zoom_in" else -1 if motion == "zoom_out" else 0)
     zoom0 = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))  # scale of the middle frame, wide: no frame
     mid = (num_frames - 1) / 2                         # alone tells zoom in from zoom out
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
@@ -357,17 +364,21 @@ def spiral_motion(motion: str, num_frames: int, omega: float, rate: float, veloc
     return turn * omega * t, rate ** (zoom * t), t[:, None] * np.asarray(velocity, float)[None]
 
 
-def render_spiral_clip(rng: np.random.Generator, motion: str, num_frames: int = 16, size: int = 32) -> np.ndarray:
-    """Frames (T, H, W, 3) uint8 of a texture turning and zooming about a drifting centre (:func:`spiral_motion`),
-    sampled with wrap-around; random orientation and scale at the middle frame."""
+def render_spiral_clip(rng: np.random.Generator, motion: str, num_frames: int = 16, size: int = 32, *,
+                       sharp: bool = False, turn: tuple[float, float] = (3.0, 6.0),
+                       rate_range: tuple[float, float] = (1.03, 1.06),
+                       drift: tuple[float, float] = (0.5, 1.5)) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 of a texture turning (``turn`` degrees a frame) and zooming (``rate_range``)
+    about a centre drifting ``drift`` px a frame (:func:`spiral_motion`), sampled with wrap-around; random
+    orientation and scale at the middle frame; ``sharp``: a two-tone texture with hard edges."""
     from scipy.ndimage import map_coordinates
 
-    tex = _periodic_texture(rng, size)
+    tex = _periodic_texture(rng, size, sharp)
     mid_centre = size / 2 + rng.uniform(-size / 8, size / 8, 2)
     heading = rng.uniform(0, 2 * np.pi)
-    velocity = rng.uniform(0.5, 1.5) * np.array([np.sin(heading), np.cos(heading)])
-    angle, scale, offset = spiral_motion(motion, num_frames, np.deg2rad(rng.uniform(3.0, 6.0)),
-                                         rng.uniform(1.03, 1.06), velocity)
+    velocity = rng.uniform(*drift) * np.array([np.sin(heading), np.cos(heading)])
+    angle, scale, offset = spiral_motion(motion, num_frames, np.deg2rad(rng.uniform(*turn)),
+                                         rng.uniform(*rate_range), velocity)
     phase = rng.uniform(0, 2 * np.pi)
     zoom0 = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
@@ -386,3 +397,19 @@ def render_spiral_clip(rng: np.random.Generator, motion: str, num_frames: int = 
 ensure_speed_change = _kind_ensurer("speed_change", _SPEED_CHANGE_VERSION, SPEED_CHANGE_CLASSES,
                                     render_speed_change_clip, "speed-change")
 ensure_spiral = _kind_ensurer("spiral", _SPIRAL_VERSION, SPIRAL_CLASSES, render_spiral_clip, "spiral")
+
+
+# -------------------------------------------------------------------------- held-out sets of issue 41
+# Made once, before any run on them, to check the video SSL recipes where they were not chosen (the recipes are
+# chosen on spin_zoom): other texture statistics (sharp two-tone edges instead of smooth blobs) and other speeds.
+# spin_zoom_sharp: the spin/zoom classes, sharp texture, slow (1.5-3 degrees, 1.5-3 % a frame).
+# spiral_sharp: the spiral classes, sharp texture, fast (6-9 degrees, 6-9 % a frame, drift 1-2 px a frame).
+_HELD_OUT_VERSION = 1
+ensure_spin_zoom_sharp = _kind_ensurer(
+    "spin_zoom_sharp", _HELD_OUT_VERSION, SPIN_ZOOM_CLASSES,
+    partial(render_spin_zoom_clip, sharp=True, turn=(1.5, 3.0), rate_range=(1.015, 1.03)),
+    "slow sharp-texture spin/zoom")
+ensure_spiral_sharp = _kind_ensurer(
+    "spiral_sharp", _HELD_OUT_VERSION, SPIRAL_CLASSES,
+    partial(render_spiral_clip, sharp=True, turn=(6.0, 9.0), rate_range=(1.06, 1.09), drift=(1.0, 2.0)),
+    "fast sharp-texture spiral")

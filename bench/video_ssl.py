@@ -1,0 +1,137 @@
+"""Video self-supervision where it was not tuned (issue 41): the pre-registered protocol of
+``results/video_ssl/protocol.md`` as commands, a runner and the table.
+
+    python -m bench.video_ssl commands --sets spin_zoom_sharp --seeds 0     # print one group's commands
+    python -m bench.video_ssl run --sets spin_zoom_sharp spiral_sharp speed_change --seeds 0 1 2 --queue 0/2
+    python -m bench.video_ssl table --sets spin_zoom spin_zoom_sharp spiral_sharp speed_change --seeds 0 1 2
+
+A group is one (set, seed): the SimMIM pretraining on the set's 2000 unlabelled clips, fine-tuning from it and from
+random weights at 25 %, 10 % and 100 % of the 400-clip labelled pool, and the linear probes of both. ``run`` runs
+every ``k``-th group of ``--queue k/n`` in order (one queue a core), skips runs whose ``results.json`` exists, and
+logs each run's command, commit and wall time to ``<out>/logs/<run>.log``; ``table`` reads the final epochs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PY = [sys.executable, "-m"]
+COMMON = ["data.num_workers=0", "data.decoded_cache_mb=256"]
+PRETRAIN = ["mim.target=flow", "data.num_train=2000", "train.epochs=30", "sched.warmup_epochs=1"]
+FRACTIONS = {"25": ["finetune.label_fraction=0.25"], "10": ["finetune.label_fraction=0.1"],
+             "100": ["finetune.label_fraction=1.0", "train.epochs=20"]}
+
+
+def group(out: Path, name: str, seed: int, moby: bool = False) -> list[tuple[str, list[str]]]:
+    """(run name, command) of one set and seed, in the order they must run."""
+    pt = f"{name}_pt_s{seed}"
+    ckpt = str(out / pt / "best.pth")
+    runs = [(pt, PY + ["simmim.pretrain", "--config", "configs/simmim/tiny_spin_zoom.yaml", "--opt",
+                       f"data.dataset={name}", f"train.seed={seed}", *PRETRAIN, *COMMON])]
+    for frac, opt in FRACTIONS.items():
+        for kind, weights in (("ft", ckpt), ("sc", "''")):
+            runs.append((f"{name}_{kind}{frac}_s{seed}",
+                         PY + ["simmim.finetune", "--config", "configs/simmim/tiny_spin_zoom_ft.yaml", "--opt",
+                               f"data.dataset={name}", f"model.pretrained={weights}", f"train.seed={seed}",
+                               f"finetune.label_seed={seed}", *opt, *COMMON]))
+    probe = ["moby.linear", "--config", "configs/moby/linear_tiny_spin_zoom.yaml", "--opt", f"data.dataset={name}",
+             f"train.seed={seed}", *COMMON]
+    runs.append((f"{name}_lp_s{seed}", PY + probe + [f"model.pretrained={ckpt}"]))
+    runs.append((f"{name}_lprand_s{seed}", PY + probe + ["probe.random_init=true"]))
+    if moby:  # MoBY as shipped, and MoBY started from the SimMIM weights, each with its probe
+        for tag, init in (("moby", []), ("mobyft", [f"model.pretrained={ckpt}"])):
+            run = f"{name}_{tag}_s{seed}"
+            runs.append((run, PY + ["moby.pretrain", "--config", "configs/moby/tiny_spin_zoom.yaml", "--opt",
+                                    f"data.dataset={name}", f"train.seed={seed}", *init, *COMMON]))
+            runs.append((f"{run}_lp", PY + probe + [f"model.pretrained={out / run / 'last.pth'}"]))
+    return [(r, cmd + ["--output-dir", str(out / r)]) for r, cmd in runs]
+
+
+def _shell(cmd: list[str]) -> str:
+    return " ".join(c if c and " " not in c else repr(c) for c in ["python", *cmd[1:]])
+
+
+def _final(out: Path, run: str) -> dict | None:
+    p = out / run / "results.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def run_queue(out: Path, groups: list[list[tuple[str, list[str]]]], k: int, n: int) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for runs in groups[k::n]:
+        for name, cmd in runs:
+            if _final(out, name) is not None:
+                continue
+            log = out / "logs" / f"{name}.log"
+            start = time.time()
+            with log.open("w") as f:
+                f.write(f"# {time.strftime('%H:%M:%S', time.gmtime())} UTC commit {commit} on "
+                        f"{platform.processor() or platform.machine()}\n# {_shell(cmd)}\n")
+                f.flush()
+                rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+                f.write(f"# rc={rc} wall={time.time() - start:.0f}s\n")
+            print(f"{name}: rc {rc}, {time.time() - start:.0f} s", flush=True)
+
+
+def _top1(out: Path, run: str, key: str = "top1") -> float | None:
+    r = _final(out, run)
+    return None if r is None else r["final"].get(key)
+
+
+def table(out: Path, sets: list[str], seeds: list[int]) -> str:
+    """Markdown: per set, mean and seeds of every row, final epoch."""
+    rows = [("SimMIM flow, fine-tuned, 25 %", "ft25"), ("random weights, 25 %", "sc25"),
+            ("SimMIM flow, fine-tuned, 10 %", "ft10"), ("random weights, 10 %", "sc10"),
+            ("SimMIM flow, fine-tuned, 100 %", "ft100"), ("random weights, 100 %", "sc100"),
+            ("SimMIM flow, linear probe (100 %)", "lp"), ("random weights, linear probe", "lprand"),
+            ("MoBY, linear probe", "moby_lp_"), ("MoBY from SimMIM flow, linear probe", "mobyft_lp_")]
+    lines = ["| set | " + " | ".join(r for r, _ in rows) + " | pretraining skill |",
+             "|---|" + "---|" * (len(rows) + 1)]
+    for name in sets:
+        cells = []
+        for _, key in rows:
+            if key.endswith("_"):  # the MoBY probes: <set>_<moby|mobyft>_s<seed>_lp
+                runs = [f"{name}_{key[:-4]}_s{s}_lp" for s in seeds]
+            else:
+                runs = [f"{name}_{key}_s{s}" for s in seeds]
+            vals = [v for v in (_top1(out, r) for r in runs) if v is not None]
+            cells.append("-" if not vals else f"**{sum(vals) / len(vals):.1f}** ({' / '.join(f'{v:.0f}' for v in vals)})")
+        skills = [_final(out, f"{name}_pt_s{s}") for s in seeds]
+        sk = [r["best"].get("skill") for r in skills if r is not None]
+        cells.append("-" if not sk else " / ".join(f"{v:.2f}" for v in sk))
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=("commands", "run", "table"))
+    ap.add_argument("--sets", nargs="+", default=["spin_zoom_sharp", "spiral_sharp", "speed_change"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--moby", nargs="*", default=[], help="sets whose groups also run MoBY")
+    ap.add_argument("--queue", default="0/1", help="k/n: run every n-th group starting at k")
+    ap.add_argument("--out", default="outputs/video_ssl")
+    a = ap.parse_args()
+    out = Path(a.out)
+    groups = [group(out, s, seed, s in a.moby) for seed in a.seeds for s in a.sets]
+    if a.action == "commands":
+        for runs in groups:
+            for _, cmd in runs:
+                print(_shell(cmd))
+    elif a.action == "run":
+        k, n = (int(v) for v in a.queue.split("/"))
+        run_queue(out, groups, k, n)
+    else:
+        print(table(out, a.sets, a.seeds))
+
+
+if __name__ == "__main__":
+    main()

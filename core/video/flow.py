@@ -1,0 +1,55 @@
+"""Dense optical flow of clips from a classical estimator (OpenCV's Farneback: no learned weights), for targets
+that carry the direction of motion at every pixel (``mim.target: flow``, as masked motion encoding).
+
+    flow, valid = clip_flow(x)   # x (B, C, T, H, W) any affine colour scale -> (B, 2, T, H, W) px per frame
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["clip_flow", "FARNEBACK"]
+
+# pyramid scale, levels, window, iterations, poly_n, poly_sigma: two levels reach about 4 px a frame on 32-px frames
+FARNEBACK = dict(pyr_scale=0.5, levels=2, winsize=9, iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
+
+
+def _grey_uint8(x: torch.Tensor) -> np.ndarray:
+    """(B, C, T, H, W) float -> (B, T, H, W) uint8: the channel mean, stretched to 0..255 per clip."""
+    g = x.detach().float().mean(dim=1)
+    lo = g.flatten(1).amin(1).view(-1, 1, 1, 1)
+    hi = g.flatten(1).amax(1).view(-1, 1, 1, 1)
+    g = (g - lo) / (hi - lo).clamp_min(1e-6) * 255.0
+    return g.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def clip_flow(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flow from frame t to t + 1 at frame t as (dx, dy) in pixels, zero at the last frame; the (1, 1, T, 1, 1)
+    0/1 validity weight, 0 at the last frame), on ``x``'s device in float32."""
+    import cv2
+
+    if x.ndim != 5 or x.shape[2] < 2:
+        raise ValueError(f"optical flow needs clips (B, C, T >= 2, H, W), got shape {tuple(x.shape)}")
+    grey = _grey_uint8(x)
+    b, t, h, w = grey.shape
+    out = np.zeros((b, t, h, w, 2), np.float32)
+    for i in range(b):
+        for j in range(t - 1):
+            out[i, j] = cv2.calcOpticalFlowFarneback(grey[i, j], grey[i, j + 1], None, **FARNEBACK)
+    flow = torch.from_numpy(out).permute(0, 4, 1, 2, 3).to(x.device)
+    valid = torch.ones(1, 1, t, 1, 1, device=x.device)
+    valid[:, :, -1] = 0
+    return flow, valid
+
+
+def flow_to_rgb(flow: torch.Tensor, max_magnitude: float | None = None) -> torch.Tensor:
+    """(2, *dims) flow -> (3, *dims) colours in [0, 1], the usual colour wheel: hue = direction, brightness =
+    speed / ``max_magnitude`` (default: the largest speed shown); still pixels are black."""
+    from matplotlib.colors import hsv_to_rgb
+
+    f = flow.detach().float().cpu()
+    mag = f.norm(dim=0)
+    top = float(max_magnitude or mag.max()) or 1.0
+    hue = (torch.atan2(-f[1], -f[0]) / (2 * torch.pi) + 0.5) % 1.0
+    hsv = torch.stack([hue, torch.ones_like(hue), (mag / top).clamp(0, 1)], -1).numpy()
+    return torch.from_numpy(hsv_to_rgb(hsv)).movedim(-1, 0).float()

@@ -19,6 +19,7 @@ from core.engine.checkpoint import CheckpointError
 from core.engine.config import ConfigError
 from core.engine.data import DataError
 from simmim.pictures import load_input, load_task, reconstruction_figure
+from simmim.target import DESCRIPTIONS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,10 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    what = {"pixels": "masked-pixel L1", "norm_pixels": "masked norm-pixel L1", "frame_diff": "masked "
-            "frame-difference L1"}[task.target]
-    trivial = "mean colour" if task.target == "pixels" else "zero"
-    print(f"wrote {args.out}: {what} {res['l1']:.4f}, {trivial} {res['l1_trivial']:.4f}")
+    what, trivial = DESCRIPTIONS[task.target]
+    print(f"wrote {args.out}: {what} L1 {res['l1']:.4f}, {trivial} {res['l1_trivial']:.4f}")
     return 0
 
 

@@ -33,8 +33,6 @@ class MIMConfig:
         "pixels", help="what is regressed at masked positions: pixels (SimMIM); norm_pixels = pixels normalised "
                        "per mask patch (MAE's norm_pix_loss); frame_diff = x[t+1] - x[t]; flow = dense optical "
                        "flow to the next frame, OpenCV's Farneback (clips only)")
-    visible_weight: float = fld(0.0, ge=0.0, help="weight of the same loss on the visible positions (0 = SimMIM: "
-                                                  "masked only); flow: motion measured where it is seen")
     loss: Literal["l1", "l2"] = fld("l1", help="l1 (SimMIM) or l2 = squared error (MAE) on the masked positions; "
                                                "held-out skill is measured with the same error")
 

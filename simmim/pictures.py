@@ -15,7 +15,7 @@ from core.engine.data import DataError
 
 from .config import SimMIMConfig
 from .mask import MaskGenerator
-from .target import prediction_as_pixels, trivial_prediction
+from .target import DESCRIPTIONS, prediction_as_pixels, trivial_prediction
 from .task import SimMIM, pixel_mask
 
 __all__ = ["load_task", "load_input", "reconstruction_figure"]
@@ -130,7 +130,8 @@ def reconstruction_figure(task: SimMIM, x: torch.Tensor, mean: torch.Tensor, std
         from core.video.flow import flow_to_rgb
         top = float(y.norm(dim=1).max())
         cols = {"original": show(x), "masked input": show(x * (1 - m) + grey * m),
-                "true flow": flow_to_rgb(y[0] * m[0], top), "predicted flow": flow_to_rgb(pred[0] * m[0], top)}
+                "true flow (hue: direction)": flow_to_rgb(y[0] * w[0], top),
+                "predicted flow (brightness: speed)": flow_to_rgb(pred[0] * w[0], top)}
     elif rec is None:  # frame_diff: the true and the predicted difference around grey, in the masked patches
         cols = {"original": show(x), "masked input": show(x * (1 - m) + grey * m),
                 "true difference": show(grey + y * m), "predicted difference": show(grey + pred * m)}
@@ -156,7 +157,7 @@ def reconstruction_figure(task: SimMIM, x: torch.Tensor, mean: torch.Tensor, std
             if c == 0 and label:
                 ax.set_ylabel(label, fontsize=8)
     g = task.mask_generator
-    trivial = "mean colour" if task.target == "pixels" else "zero"
+    trivial = DESCRIPTIONS[task.target][1]
     fig.suptitle(f"{title}{' - ' if title else ''}{g.mask_count}/{g.token_count} mask patches of {g.mask_patch_size} px"
                  f"{', ' + g.mode if g.frames else ''}"
                  f"{f', the last {g.mask_last} of {g.frames} temporal patches whole' if g.mask_last else ''}"

@@ -19,11 +19,14 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["TARGETS", "MOTION_TARGETS", "check_target", "target_channels", "patch_normalise", "frame_diff", "make_target", "trivial_prediction",
+__all__ = ["TARGETS", "MOTION_TARGETS", "DESCRIPTIONS", "check_target", "target_channels", "patch_normalise", "frame_diff", "make_target", "trivial_prediction",
            "prediction_as_pixels"]
 
 TARGETS = ("pixels", "norm_pixels", "frame_diff", "flow")
 MOTION_TARGETS = ("frame_diff", "flow")  # clips of 2 frames or more only
+# how reports name each target's error and its trivial predictor
+DESCRIPTIONS = {"pixels": ("masked-pixel", "mean colour"), "norm_pixels": ("masked norm-pixel", "zero"),
+                "frame_diff": ("masked frame-difference", "zero"), "flow": ("masked flow", "zero")}
 
 
 def check_target(target: str, input_size: Sequence[int]) -> None:

@@ -22,7 +22,7 @@ from core.nn.layers import channels_first
 
 from .decoder import build_decoder, encoder_stride
 from .mask import MaskGenerator
-from .target import TARGETS, check_target, make_target, target_channels, trivial_prediction
+from .target import DESCRIPTIONS, TARGETS, check_target, make_target, target_channels, trivial_prediction
 
 __all__ = ["SimMIM", "simmim_loss", "pixel_mask", "batch_inputs", "TARGETS"]
 
@@ -72,7 +72,7 @@ class SimMIM(Task):
     best_metric = "skill"
 
     def __init__(self, encoder: nn.Module, mask_generator: MaskGenerator, decoder_stride: int = 0,
-                 target: str = "pixels", loss: str = "l1", visible_weight: float = 0.0) -> None:
+                 target: str = "pixels", loss: str = "l1") -> None:
         super().__init__()
         check_target(target, mask_generator.input_size)
         if loss not in LOSSES:
@@ -100,7 +100,7 @@ class SimMIM(Task):
         trunc_normal_(self.mask_token, std=0.02)
         self.decoder = build_decoder(encoder.num_features, stride, target_channels(target, self.in_chans))
         self.eval_seed = 0
-        self.target, self.loss, self.visible_weight = target, loss, float(visible_weight)
+        self.target, self.loss = target, loss
         g = mask_generator  # norm_pixels' unit: one mask patch (clips: x one temporal patch)
         self.target_unit = ((g.model_patch_size[0],) if g.frames else ()) + (g.mask_patch_size,) * 2
 
@@ -124,28 +124,20 @@ class SimMIM(Task):
         """The predicted target (B, 3, *input): pixels in the normalised space of ``x``; flow (B, 2, *input)."""
         return self.decoder(self.encode(x, mask))
 
-    def target_of(self, x: torch.Tensor, mask: torch.Tensor, visible: bool = False
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the regression target of ``x``, the pixel weight: 1 on masked positions that carry a target; with
-        ``visible``, also the weight of the visible positions that carry one)."""
+    def target_of(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the regression target of ``x``, the pixel weight: 1 on masked positions that carry a target)."""
         y, valid = make_target(x.float(), self.target, self.target_unit)
         m = pixel_mask(mask, self.encoder.patch_size).to(y.dtype)
-        v = 1.0 - m
-        if valid is not None:
-            m, v = m * valid, v * valid
-        return (y, m, v) if visible else (y, m)
+        return y, m if valid is None else m * valid
 
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
         x = batch_inputs(batch)
         if x is None:  # every clip unreadable: the trainer makes the zero step
             return None
         mask = self.mask_generator(x.shape[0]).to(x.device)
-        x_rec = self.reconstruct(x, mask).float()
-        y, m, v = self.target_of(x, mask, visible=True)
-        loss = simmim_loss(y, x_rec, m, self.loss)
-        if self.visible_weight:  # the target at the visible positions too (flow: motion measured where it is seen)
-            loss = loss + self.visible_weight * simmim_loss(y, x_rec, v, self.loss)
-        return {"loss": loss}
+        x_rec = self.reconstruct(x, mask)
+        y, m = self.target_of(x, mask)
+        return {"loss": simmim_loss(y, x_rec.float(), m, self.loss)}
 
     # ------------------------------------------------------------------------------------------- engine hooks
     def no_weight_decay(self) -> set[str]:
@@ -190,9 +182,7 @@ class SimMIM(Task):
         return out
 
     def describe(self, metrics: dict[str, float]) -> str:
-        what, trivial = {"pixels": ("masked-pixel", "mean colour"), "norm_pixels": ("masked norm-pixel", "zero"),
-                         "frame_diff": ("masked frame-difference", "zero"),
-                         "flow": ("masked flow", "zero")}[self.target]
+        what, trivial = DESCRIPTIONS[self.target]
         key = "l1" if self.loss == "l1" else "mse"
         return (f"{what} {key.upper()} {metrics.get(key, float('nan')):.4f} vs {trivial} "
                 f"{metrics.get(f'{key}_trivial', float('nan')):.4f} (skill {metrics.get('skill', float('nan')):.3f})")
@@ -204,7 +194,7 @@ def build_simmim(cfg: Any, initial_weights: bool = True) -> SimMIM:
     try:  # the model's own checks name the mim.* fields; here they become config errors
         gen = MaskGenerator(cfg.data.input_size, cfg.mim.mask_patch_size, encoder.patch_size, cfg.mim.mask_ratio,
                             cfg.mim.mask_mode, cfg.mim.mask_last)
-        task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target, cfg.mim.loss, cfg.mim.visible_weight)
+        task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target, cfg.mim.loss)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     task.eval_seed = cfg.mim.eval_seed

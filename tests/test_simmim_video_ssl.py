@@ -270,3 +270,4 @@ def test_a_flow_recipe_masking_every_patch_is_a_start_up_error():
 def test_task_refuses_flow_for_images():
     with pytest.raises(ValueError, match="mim.target = flow needs clips"):
         SimMIM(create_model("swin_t", **TINY2D), MaskGenerator(32, 8, 4, 0.6), target="flow")
+

@@ -60,3 +60,33 @@ def test_train_pretrain_finetune_test_and_predict_on_own_clips(myclips, tmp_path
     rows = capfd.readouterr().out.splitlines()  # "<file>: up 35.5%, right 33.5%, left 31.0%": the class names
     assert len(rows) == 2 and all({w for w in r.split(": ", 1)[1].replace(",", " ").split() if "%" not in w}
                                   == set(CLASSES) for r in rows), rows
+
+
+def test_pretrain_on_every_clip_then_fine_tune_on_the_labelled_list(myclips, tmp_path):
+    """More unlabelled clips than labels (docs/own-data/pretraining.md): the flow recipe pretrains on a list of every
+    clip (the unlabelled ones with label 0), fine-tuning reads the list of the labelled ones."""
+    rng = np.random.default_rng(1)
+    (myclips / "unlabelled").mkdir(exist_ok=True)
+    for i in range(6):
+        write_mp4(myclips / "unlabelled" / f"u{i}.mp4", render_clip(rng, CLASSES[i % 3], 16, 40))
+    labelled = [f"train/{c}/{c}_{i}.mp4 {k}" for k, c in enumerate(CLASSES) for i in range(2)]
+    unlabelled = [f"unlabelled/u{i}.mp4 0" for i in range(6)]
+    val = [f"val/{c}/{c}_{i}.mp4 {k}" for k, c in enumerate(CLASSES) for i in range(2)]
+    for name, lines in (("all", labelled + unlabelled), ("labelled", labelled), ("val", val)):
+        (tmp_path / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    data = ["data.dataset=kinetics", f"data.root={myclips}", f"data.ann_val={tmp_path / 'val.txt'}"]
+    ssl = tmp_path / "all_simmim"
+    assert pretrain.main(["--config", str(CONFIGS / "simmim" / "tiny_spin_zoom.yaml"), "--opt",
+                          f"train.output_dir={ssl}", *data, f"data.ann_train={tmp_path / 'all.txt'}", *FAST,
+                          "data.batch_size=4", "train.eval_interval=1"]) == 0
+    log = (ssl / "log.txt").read_text()
+    assert "masked flow L1" in log and "3 iterations / 3 updates per epoch" in log  # 12 clips, batch 4
+    ft = tmp_path / "labelled_ft"
+    assert finetune.main(["--config", str(CONFIGS / "simmim" / "tiny_spin_zoom_ft.yaml"), "--opt",
+                          f"train.output_dir={ft}", *data, f"data.ann_train={tmp_path / 'labelled.txt'}", *FAST,
+                          f"model.pretrained={ssl / 'best.pth'}", "finetune.label_fraction=1.0",
+                          "data.batch_size=2", "train.eval_interval=1"]) == 0
+    log = (ft / "log.txt").read_text()
+    assert "videos: 6 training, 6 validation, 3 classes" in log and "missing keys none" in log
+    assert (ft / "classes.txt").read_text().split() == list(CLASSES)   # from classes.txt beside the lists

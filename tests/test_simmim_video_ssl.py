@@ -271,3 +271,12 @@ def test_task_refuses_flow_for_images():
     with pytest.raises(ValueError, match="mim.target = flow needs clips"):
         SimMIM(create_model("swin_t", **TINY2D), MaskGenerator(32, 8, 4, 0.6), target="flow")
 
+
+
+def test_flow_pyramid_follows_the_frame_size():
+    from core.video.flow import clip_flow, levels
+    assert [levels(s, s) for s in (16, 32, 64, 224)] == [1, 2, 3, 4]
+    x = _translating_clip((5, -4), size=64)          # 6.4 px a frame: beyond the two levels of 32-px frames
+    y, _ = clip_flow(x)
+    inner = y[0, :, :3, 16:48, 16:48]
+    assert abs(float(inner[0].median()) - 5) < 0.5 and abs(float(inner[1].median()) + 4) < 0.5

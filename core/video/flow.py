@@ -5,13 +5,20 @@ that carry the direction of motion at every pixel (``mim.target: flow``, as mask
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 __all__ = ["clip_flow", "FARNEBACK"]
 
-# pyramid scale, levels, window, iterations, poly_n, poly_sigma: two levels reach about 4 px a frame on 32-px frames
-FARNEBACK = dict(pyr_scale=0.5, levels=2, winsize=9, iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
+# pyramid scale, window, iterations, poly_n, poly_sigma; the pyramid's levels follow the frame size (levels())
+FARNEBACK = dict(pyr_scale=0.5, winsize=9, iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
+
+
+def levels(height: int, width: int) -> int:
+    """Pyramid levels down to about 8 px: 2 for 32-px frames (motion up to about 4 px a frame), 4 for 224."""
+    return max(1, int(math.log2(max(min(height, width), 8) / 8)))
 
 
 def _grey_uint8(x: torch.Tensor) -> np.ndarray:
@@ -33,9 +40,10 @@ def clip_flow(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     grey = _grey_uint8(x)
     b, t, h, w = grey.shape
     out = np.zeros((b, t, h, w, 2), np.float32)
+    n = levels(h, w)
     for i in range(b):
         for j in range(t - 1):
-            out[i, j] = cv2.calcOpticalFlowFarneback(grey[i, j], grey[i, j + 1], None, **FARNEBACK)
+            out[i, j] = cv2.calcOpticalFlowFarneback(grey[i, j], grey[i, j + 1], None, levels=n, **FARNEBACK)
     flow = torch.from_numpy(out).permute(0, 4, 1, 2, 3).to(x.device)
     valid = torch.ones(1, 1, t, 1, 1, device=x.device)
     valid[:, :, -1] = 0

@@ -4,11 +4,14 @@
     python -m bench.video_ssl commands --sets spin_zoom_sharp --seeds 0     # print one group's commands
     python -m bench.video_ssl run --sets spin_zoom_sharp spiral_sharp speed_change --seeds 0 1 2 --queue 0/2
     python -m bench.video_ssl table --sets spin_zoom spin_zoom_sharp spiral_sharp speed_change --seeds 0 1 2
+    python -m bench.video_ssl flow-quality --sets spin_zoom spin_zoom_sharp spiral_sharp speed_change
 
 A group is one (set, seed): the SimMIM pretraining on the set's 2000 unlabelled clips, fine-tuning from it and from
 random weights at 25 %, 10 % and 100 % of the 400-clip labelled pool, and the linear probes of both. ``run`` runs
 every ``k``-th group of ``--queue k/n`` in order (one queue a core), skips runs whose ``results.json`` exists, and
-logs each run's command, commit and wall time to ``<out>/logs/<run>.log``; ``table`` reads the final epochs.
+logs each run's command, commit and wall time to ``<out>/logs/<run>.log``; ``table`` reads the final epochs. ``flow-quality`` measures how well the flow target describes each set's motion:
+the share of the frame-to-frame change that warping frame t + 1 back by the estimated flow explains (1 = all, 0 =
+none), and the median speed, over the validation clips sampled as the recipes sample them.
 """
 from __future__ import annotations
 
@@ -111,9 +114,39 @@ def table(out: Path, sets: list[str], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def flow_quality(name: str, clips: int = 100) -> dict[str, float]:
+    """Explained change (1 - |I_t - warp(I_t+1)| / |I_t - I_t+1|) and median speed of the flow target on a set's
+    validation clips (8 frames every 2nd, as the recipes sample them)."""
+    import cv2
+    import decord
+    import numpy as np
+    import torch
+
+    from core.video.flow import clip_flow
+    from core.video.sources import GENERATED
+    root = GENERATED[name](None, num_train=400, num_val=100)
+    lines = (root / "val.txt").read_text().split("\n")[:clips]
+    frames = [decord.VideoReader(str(root / ln.split()[0])).get_batch(list(range(0, 16, 2))).asnumpy()
+              for ln in lines if ln.strip()]
+    x = torch.from_numpy(np.stack(frames)).permute(0, 4, 1, 2, 3).float()
+    flow = clip_flow(x)[0].numpy()                                  # (N, 2, T, H, W)
+    grey = x.mean(1).numpy()                                        # (N, T, H, W)
+    h, w = grey.shape[-2:]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    res = still = 0.0
+    for i in range(len(grey)):
+        for t in range(grey.shape[1] - 1):
+            back = cv2.remap(grey[i, t + 1], xx + flow[i, 0, t], yy + flow[i, 1, t], cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REFLECT)
+            res += float(np.abs(grey[i, t] - back)[4:-4, 4:-4].mean())
+            still += float(np.abs(grey[i, t] - grey[i, t + 1])[4:-4, 4:-4].mean())
+    speed = float(np.median(np.linalg.norm(flow[:, :, :-1], axis=1)))
+    return {"explained": 1.0 - res / still, "median_speed_px": speed}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=("commands", "run", "table"))
+    ap.add_argument("action", choices=("commands", "run", "table", "flow-quality"))
     ap.add_argument("--sets", nargs="+", default=["spin_zoom_sharp", "spiral_sharp", "speed_change"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--moby", nargs="*", default=[], help="sets whose groups also run MoBY")
@@ -129,6 +162,11 @@ def main() -> None:
     elif a.action == "run":
         k, n = (int(v) for v in a.queue.split("/"))
         run_queue(out, groups, k, n)
+    elif a.action == "flow-quality":
+        print("| set | change explained by the flow target | median speed (px a sampled frame) |\n|---|---|---|")
+        for s in a.sets:
+            q = flow_quality(s)
+            print(f"| `{s}` | {q['explained']:.2f} | {q['median_speed_px']:.2f} |")
     else:
         print(table(out, a.sets, a.seeds))
 

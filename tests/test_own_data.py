@@ -4,6 +4,7 @@ SimMIM pretraining on them, fine-tuning with a fraction of the labels, then the 
 predicted with the class names; video_swin.test's result line stands on its own line after its progress bar."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 pytest.importorskip("decord")
 
-from cli import finetune, predict, pretrain, test, train
+from cli import finetune, linear, predict, pretrain, test, train
 from core.video.synthetic import render_clip, write_mp4
 from helpers import CONFIGS
 
@@ -90,3 +91,8 @@ def test_pretrain_on_every_clip_then_fine_tune_on_the_labelled_list(myclips, tmp
     log = (ft / "log.txt").read_text()
     assert "videos: 6 training, 6 validation, 3 classes" in log and "missing keys none" in log
     assert (ft / "classes.txt").read_text().split() == list(CLASSES)   # from classes.txt beside the lists
+    probe = tmp_path / "labelled_probe"
+    assert linear.main(["--config", str(CONFIGS / "moby" / "linear_tiny_spin_zoom.yaml"), "--opt",
+                        f"train.output_dir={probe}", *data, f"data.ann_train={tmp_path / 'labelled.txt'}", *FAST,
+                        f"model.pretrained={ssl / 'best.pth'}", "data.batch_size=4"]) == 0
+    assert json.loads((probe / "results.json").read_text())["final"]["count"] == 6

@@ -29,10 +29,10 @@ class MIMConfig:
                      "per temporal patch (a masked place is mostly visible in another frame); images: the same")
     mask_last: int = fld(0, ge=0, help="clips: also mask the last N temporal patches entirely (predict the future "
                                        "from the past: needs the direction of motion); 0 = off")
-    target: Literal["pixels", "norm_pixels", "frame_diff", "flow"] = fld(
+    target: Literal["pixels", "norm_pixels", "frame_diff", "flow", "pixels_flow"] = fld(
         "pixels", help="what is regressed at masked positions: pixels (SimMIM); norm_pixels = pixels normalised "
                        "per mask patch (MAE's norm_pix_loss); frame_diff = x[t+1] - x[t]; flow = dense optical "
-                       "flow to the next frame, OpenCV's Farneback (clips only)")
+                       "flow to the next frame, OpenCV's Farneback (clips only); pixels_flow = both")
     loss: Literal["l1", "l2"] = fld("l1", help="l1 (SimMIM) or l2 = squared error (MAE) on the masked positions; "
                                                "held-out skill is measured with the same error")
 

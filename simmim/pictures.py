@@ -118,7 +118,7 @@ def reconstruction_figure(task: SimMIM, x: torch.Tensor, mean: torch.Tensor, std
     mask = task.mask_generator(1, generator=torch.Generator().manual_seed(seed))
     pred = task.reconstruct(x, mask).float()
     y, w = task.target_of(x, mask)
-    n = max(float(w.sum()) * y.shape[1], 1.0)
+    n = max(float(w.expand_as(y).sum()), 1.0)
     l1 = float(((pred - y).abs() * w).sum()) / n
     base = float(((trivial_prediction(x, task.target, y) - y).abs() * w).sum()) / n
     m = pixel_mask(mask, task.encoder.patch_size).float()      # the masked region (frame_diff: also the last frame)
@@ -126,12 +126,13 @@ def reconstruction_figure(task: SimMIM, x: torch.Tensor, mean: torch.Tensor, std
     show = lambda t: ((t * std + mean) / scale).clamp(0, 1)[0]  # noqa: E731
     grey = (torch.full_like(x, 0.5 * scale) - mean) / std      # mid-grey in normalised units
     rec = prediction_as_pixels(pred, x, task.target, task.target_unit)
-    if task.target == "flow":  # colour wheel (hue = direction, brightness = speed), in the masked patches
+    if task.target in ("flow", "pixels_flow"):  # colour wheel (hue = direction, brightness = speed), masked
         from core.video.flow import flow_to_rgb
-        top = float(y.norm(dim=1).max())
+        fy, fp, fw = y[:, -2:], pred[:, -2:], w[:, -1:]
+        top = float(fy.norm(dim=1).max())
         cols = {"original": show(x), "masked input": show(x * (1 - m) + grey * m),
-                "true flow (hue: direction)": flow_to_rgb(y[0] * w[0], top),
-                "predicted flow (brightness: speed)": flow_to_rgb(pred[0] * w[0], top)}
+                "true flow (hue: direction)": flow_to_rgb(fy[0] * fw[0], top),
+                "predicted flow (brightness: speed)": flow_to_rgb(fp[0] * fw[0], top)}
     elif rec is None:  # frame_diff: the true and the predicted difference around grey, in the masked patches
         cols = {"original": show(x), "masked input": show(x * (1 - m) + grey * m),
                 "true difference": show(grey + y * m), "predicted difference": show(grey + pred * m)}

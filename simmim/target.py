@@ -10,6 +10,8 @@ against.
 - ``flow`` (clips only): at frame t the dense optical flow (dx, dy) in pixels to frame t + 1, from OpenCV's
   Farneback estimator (``core.video.flow``): the direction of motion at every pixel, as masked motion encoding;
   two channels; the last frame is left out; trivial predictor: 0 (no motion).
+- ``pixels_flow`` (clips only): both, as five channels (the pixels, then the flow), each term with its own
+  validity (the flow's last frame is left out); trivial predictor: the mean colour and no motion.
 
     y, valid = make_target(x, "norm_pixels", unit=(2, 8, 8))   # valid: None or a (1, 1, T, 1, 1) 0/1 weight
 """
@@ -22,11 +24,12 @@ import torch
 __all__ = ["TARGETS", "MOTION_TARGETS", "DESCRIPTIONS", "check_target", "target_channels", "patch_normalise", "frame_diff", "make_target", "trivial_prediction",
            "prediction_as_pixels"]
 
-TARGETS = ("pixels", "norm_pixels", "frame_diff", "flow")
-MOTION_TARGETS = ("frame_diff", "flow")  # clips of 2 frames or more only
+TARGETS = ("pixels", "norm_pixels", "frame_diff", "flow", "pixels_flow")
+MOTION_TARGETS = ("frame_diff", "flow", "pixels_flow")  # clips of 2 frames or more only
 # how reports name each target's error and its trivial predictor
 DESCRIPTIONS = {"pixels": ("masked-pixel", "mean colour"), "norm_pixels": ("masked norm-pixel", "zero"),
-                "frame_diff": ("masked frame-difference", "zero"), "flow": ("masked flow", "zero")}
+                "frame_diff": ("masked frame-difference", "zero"), "flow": ("masked flow", "zero"),
+                "pixels_flow": ("masked pixel and flow", "mean colour and zero")}
 
 
 def check_target(target: str, input_size: Sequence[int]) -> None:
@@ -42,8 +45,9 @@ def check_target(target: str, input_size: Sequence[int]) -> None:
 
 
 def target_channels(target: str, in_chans: int) -> int:
-    """Channels the decoder predicts: 2 for ``flow`` (dx, dy), else the input's."""
-    return 2 if target == "flow" else in_chans
+    """Channels the decoder predicts: 2 for ``flow`` (dx, dy), the input's + 2 for ``pixels_flow``, else the
+    input's."""
+    return {"flow": 2, "pixels_flow": in_chans + 2}.get(target, in_chans)
 
 
 def _unit_stats(x: torch.Tensor, unit: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -73,6 +77,8 @@ def prediction_as_pixels(pred: torch.Tensor, x: torch.Tensor, target: str, unit:
     mean and spread (as MAE's demo); ``frame_diff`` has no pixel form (None)."""
     if target == "pixels":
         return pred
+    if target == "pixels_flow":
+        return pred[:, :x.shape[1]]
     if target == "norm_pixels":
         mean, var, shape = _unit_stats(x, unit)
         return (pred.reshape(shape) * (var + eps).sqrt() + mean).reshape(x.shape)
@@ -96,15 +102,23 @@ def make_target(x: torch.Tensor, target: str, unit: Sequence[int]) -> tuple[torc
         return patch_normalise(x, unit), None
     if target == "frame_diff":
         return frame_diff(x)
-    if target == "flow":
+    if target in ("flow", "pixels_flow"):
         from core.video.flow import clip_flow
-        return clip_flow(x)
+        flow, valid = clip_flow(x)
+        if target == "flow":
+            return flow, valid
+        per_channel = torch.cat([torch.ones_like(valid).expand(1, x.shape[1], *valid.shape[2:]),
+                                 valid.expand(1, 2, *valid.shape[2:])], 1)   # (1, C + 2, T, 1, 1)
+        return torch.cat([x, flow.to(x.dtype)], 1), per_channel
     raise ValueError(f"mim.target = {target!r}, expected one of {', '.join(TARGETS)}")
 
 
 def trivial_prediction(x: torch.Tensor, target: str, y: torch.Tensor | None = None) -> torch.Tensor:
     """What ``skill`` is measured against: the mean colour of each image / clip (pixels), else zeros shaped as
     the target ``y`` (default: as ``x``)."""
-    if target == "pixels":
-        return x.mean(dim=tuple(range(2, x.ndim)), keepdim=True).expand_as(x)
+    if target in ("pixels", "pixels_flow"):
+        colour = x.mean(dim=tuple(range(2, x.ndim)), keepdim=True).expand_as(x)
+        if target == "pixels":
+            return colour
+        return torch.cat([colour, torch.zeros_like(y[:, x.shape[1]:])], 1)
     return torch.zeros_like(x if y is None else y)

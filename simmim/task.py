@@ -48,6 +48,8 @@ def simmim_loss(x: torch.Tensor, x_rec: torch.Tensor, mask_px: torch.Tensor, los
     channels."""
     err = pixel_error(x_rec - x, loss)
     m = mask_px.to(err.dtype)
+    if m.shape[1] > 1:  # a weight per channel (pixels_flow: the flow's last frame is left out)
+        return (err * m).sum() / (m.sum() + 1e-5)
     return (err * m).sum() / (m.sum() + 1e-5) / x.shape[1]
 
 
@@ -158,7 +160,9 @@ class SimMIM(Task):
             return {}
         self.eval()
         gen = torch.Generator().manual_seed(self.eval_seed)
-        stats = torch.zeros(3, dtype=torch.float64)  # model L1 sum, trivial L1 sum, masked pixel-channels
+        # per part (all channels; pixels_flow: also the flow's two): model error sum, trivial error sum, count
+        parts = {"": slice(None)} | ({"flow_": slice(-2, None)} if self.target == "pixels_flow" else {})
+        stats = torch.zeros(len(parts), 3, dtype=torch.float64)
         for batch in loader:
             x = batch_inputs(batch)
             if x is None:
@@ -168,24 +172,31 @@ class SimMIM(Task):
             with autocast(env.device, env.amp_dtype):
                 x_rec = self.reconstruct(x, mask)
             y, m = self.target_of(x, mask)
-            stats[0] += float((pixel_error(x_rec.float() - y, self.loss) * m).sum())
-            stats[1] += float((pixel_error(trivial_prediction(x, self.target, y) - y, self.loss) * m).sum())
-            stats[2] += float(m.sum()) * y.shape[1]
+            err = pixel_error(x_rec.float() - y, self.loss) * m
+            trivial = pixel_error(trivial_prediction(x, self.target, y) - y, self.loss) * m
+            m = m.expand_as(y)
+            for i, c in enumerate(parts.values()):
+                stats[i] += torch.tensor([float(err[:, c].sum()), float(trivial[:, c].sum()), float(m[:, c].sum())],
+                                         dtype=torch.float64)
         if du.is_dist():
             stats = du.all_reduce_sum(stats.to(env.device)).cpu()
-        n = max(float(stats[2]), 1.0)
-        l1, base = float(stats[0]) / n, float(stats[1]) / n
         key = "l1" if self.loss == "l1" else "mse"
-        out = {key: l1, f"{key}_trivial": base, "skill": 1.0 - l1 / base if base > 0 else 0.0}
+        out = {}
+        for (prefix, _), (e, b, n) in zip(parts.items(), stats.tolist()):
+            l1, base = e / max(n, 1.0), b / max(n, 1.0)
+            out |= {f"{prefix}{key}": l1, f"{prefix}{key}_trivial": base,
+                    f"{prefix}skill": 1.0 - l1 / base if base > 0 else 0.0}
         if self.target == "pixels":
-            out[f"{key}_mean_colour"] = base
+            out[f"{key}_mean_colour"] = out[f"{key}_trivial"]
         return out
 
     def describe(self, metrics: dict[str, float]) -> str:
         what, trivial = DESCRIPTIONS[self.target]
         key = "l1" if self.loss == "l1" else "mse"
+        flow = f", flow alone skill {metrics['flow_skill']:.3f}" if "flow_skill" in metrics else ""
         return (f"{what} {key.upper()} {metrics.get(key, float('nan')):.4f} vs {trivial} "
-                f"{metrics.get(f'{key}_trivial', float('nan')):.4f} (skill {metrics.get('skill', float('nan')):.3f})")
+                f"{metrics.get(f'{key}_trivial', float('nan')):.4f} (skill {metrics.get('skill', float('nan')):.3f}"
+                f"{flow})")
 
 
 def build_simmim(cfg: Any, initial_weights: bool = True) -> SimMIM:

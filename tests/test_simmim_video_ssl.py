@@ -182,6 +182,7 @@ def test_image_task_takes_norm_pixels_and_frame_masks():
     ("tiny_spin_zoom.yaml", ["mim.target=frame_diff", "data.clip_len=1"],
      "mim.target = frame_diff needs at least 2 frames, data.clip_len = 1"),
     ("tiny_digits.yaml", ["mim.target=flow"], "mim.target = flow needs clips"),
+    ("tiny_digits.yaml", ["mim.target=pixels_flow"], "mim.target = pixels_flow needs clips"),
     ("tiny_spin_zoom.yaml", ["mim.target=flow", "data.clip_len=1"],
      "mim.target = flow needs at least 2 frames, data.clip_len = 1"),
     ("tiny_spin_zoom.yaml", ["mim.target=hog"], "config key 'mim.target'"),
@@ -199,7 +200,7 @@ def test_task_refuses_frame_diff_for_images():
         SimMIM(create_model("swin_t", **TINY2D), MaskGenerator(32, 8, 4, 0.6), target="frame_diff")
 
 
-@pytest.mark.parametrize("target", ["norm_pixels", "frame_diff", "flow"])
+@pytest.mark.parametrize("target", ["norm_pixels", "frame_diff", "flow", "pixels_flow"])
 def test_reconstruction_picture_of_the_new_targets(target, tmp_path):
     from simmim.pictures import reconstruction_figure
     task = _video_task(target, "frame").eval()
@@ -280,3 +281,36 @@ def test_flow_pyramid_follows_the_frame_size():
     y, _ = clip_flow(x)
     inner = y[0, :, :3, 16:48, 16:48]
     assert abs(float(inner[0].median()) - 5) < 0.5 and abs(float(inner[1].median()) + 4) < 0.5
+
+
+def test_pixels_flow_target_is_both_with_the_flow_leaving_out_the_last_frame():
+    from core.video.flow import clip_flow
+    torch.manual_seed(0)
+    task = _video_task("pixels_flow", "frame")
+    assert task.decoder[0].out_channels == 5 * 2 * 8 * 8
+    x = _translating_clip((1, 0), frames=8).repeat(2, 1, 1, 1, 1) + 0.1 * torch.randn(2, 3, 8, 32, 32)
+    torch.manual_seed(7)
+    loss = task((x, None))["loss"]
+    torch.manual_seed(7)
+    mask = task.mask_generator(2)
+    rec = task.reconstruct(x, mask).float()
+    flow, _ = clip_flow(x)
+    m = pixel_mask(mask, (2, 4, 4)).float()
+    pix_err = ((rec[:, :3] - x).abs() * m).sum()
+    flow_err = ((rec[:, 3:] - flow).abs() * m)[:, :, :-1].sum()          # no flow target at the last frame
+    expected = (pix_err + flow_err) / (3 * m.sum() + 2 * m[:, :, :-1].sum())
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(prediction_as_pixels(rec, x, "pixels_flow", (2, 8, 8)), rec[:, :3])
+    y, _ = make_target(x, "pixels_flow", (2, 8, 8))
+    trivial = trivial_prediction(x, "pixels_flow", y)
+    torch.testing.assert_close(trivial[:, :3], trivial_prediction(x, "pixels"))
+    assert not trivial[:, 3:].any()
+
+    class Env:
+        device, amp_dtype = torch.device("cpu"), None
+
+    out = task.evaluate([x], Env())
+    flow_only = _video_task("flow", "frame")
+    assert set(out) == {"l1", "l1_trivial", "skill", "flow_l1", "flow_l1_trivial", "flow_skill"}
+    assert 0.4 < out["flow_l1_trivial"] < 0.6 and "flow alone skill" in task.describe(out)  # |dx| = 1, dy = 0
+    assert math.isclose(out["flow_l1_trivial"], flow_only.evaluate([x], Env())["l1_trivial"], rel_tol=1e-6)

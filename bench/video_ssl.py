@@ -5,11 +5,13 @@
     python -m bench.video_ssl run --sets spin_zoom_sharp spiral_sharp speed_change --seeds 0 1 2 --queue 0/2
     python -m bench.video_ssl table --sets spin_zoom spin_zoom_sharp spiral_sharp speed_change --seeds 0 1 2
     python -m bench.video_ssl flow-quality --sets spin_zoom spin_zoom_sharp spiral_sharp speed_change
+    python -m bench.video_ssl record --out outputs/video_ssl > results/video_ssl/runs41.jsonl
 
 A group is one (set, seed): the SimMIM pretraining on the set's 2000 unlabelled clips, fine-tuning from it and from
 random weights at 25 %, 10 % and 100 % of the 400-clip labelled pool, and the linear probes of both. ``run`` runs
 every ``k``-th group of ``--queue k/n`` in order (one queue a core), skips runs whose ``results.json`` exists, and
-logs each run's command, commit and wall time to ``<out>/logs/<run>.log``; ``table`` reads the final epochs. ``flow-quality`` measures how well the flow target describes each set's motion:
+logs each run's command, commit and wall time to ``<out>/logs/<run>.log``; ``table`` reads the final epochs; ``record`` prints a JSON line a finished run (its command, commit, machine,
+wall time and final-epoch metrics). ``flow-quality`` measures how well the flow target describes each set's motion:
 the share of the frame-to-frame change that warping frame t + 1 back by the estimated flow explains (1 = all, 0 =
 none), and the median speed, over the validation clips sampled as the recipes sample them.
 """
@@ -26,30 +28,32 @@ from pathlib import Path
 
 PY = [sys.executable, "-m"]
 COMMON = ["data.num_workers=0", "data.decoded_cache_mb=256"]
-PRETRAIN = ["mim.target=flow", "data.num_train=2000", "train.epochs=30", "sched.warmup_epochs=1"]
+PRETRAIN = ["data.num_train=2000", "train.epochs=30", "sched.warmup_epochs=1"]
+TAGS = {"flow": "", "pixels_flow": "pf"}  # run-name tag of each pretraining target (scratch runs are shared)
 FRACTIONS = {"25": ["finetune.label_fraction=0.25"], "10": ["finetune.label_fraction=0.1"],
              "100": ["finetune.label_fraction=1.0", "train.epochs=20"]}
 
 
-def group(out: Path, name: str, seed: int, moby: bool = False) -> list[tuple[str, list[str]]]:
+def group(out: Path, name: str, seed: int, moby: bool = False, target: str = "flow") -> list[tuple[str, list[str]]]:
     """(run name, command) of one set and seed, in the order they must run."""
-    pt = f"{name}_pt_s{seed}"
+    tag = TAGS[target]
+    pt = f"{name}_pt{tag}_s{seed}"
     ckpt = str(out / pt / "best.pth")
     runs = [(pt, PY + ["simmim.pretrain", "--config", "configs/simmim/tiny_spin_zoom.yaml", "--opt",
-                       f"data.dataset={name}", f"train.seed={seed}", *PRETRAIN, *COMMON])]
+                       f"data.dataset={name}", f"train.seed={seed}", f"mim.target={target}", *PRETRAIN, *COMMON])]
     for frac, opt in FRACTIONS.items():
-        for kind, weights in (("ft", ckpt), ("sc", "''")):
+        for kind, weights in ((f"ft{tag}", ckpt), ("sc", "''")):
             runs.append((f"{name}_{kind}{frac}_s{seed}",
                          PY + ["simmim.finetune", "--config", "configs/simmim/tiny_spin_zoom_ft.yaml", "--opt",
                                f"data.dataset={name}", f"model.pretrained={weights}", f"train.seed={seed}",
                                f"finetune.label_seed={seed}", *opt, *COMMON]))
     probe = ["moby.linear", "--config", "configs/moby/linear_tiny_spin_zoom.yaml", "--opt", f"data.dataset={name}",
              f"train.seed={seed}", *COMMON]
-    runs.append((f"{name}_lp_s{seed}", PY + probe + [f"model.pretrained={ckpt}"]))
+    runs.append((f"{name}_lp{tag}_s{seed}", PY + probe + [f"model.pretrained={ckpt}"]))
     runs.append((f"{name}_lprand_s{seed}", PY + probe + ["probe.random_init=true"]))
     if moby:  # MoBY as shipped, and MoBY started from the SimMIM weights, each with its probe
-        for tag, init in (("moby", []), ("mobyft", [f"model.pretrained={ckpt}"])):
-            run = f"{name}_{tag}_s{seed}"
+        for kind, init in (("moby", []), (f"moby{tag}ft", [f"model.pretrained={ckpt}"])):
+            run = f"{name}_{kind}_s{seed}"
             runs.append((run, PY + ["moby.pretrain", "--config", "configs/moby/tiny_spin_zoom.yaml", "--opt",
                                     f"data.dataset={name}", f"train.seed={seed}", *init, *COMMON]))
             runs.append((f"{run}_lp", PY + probe + [f"model.pretrained={out / run / 'last.pth'}"]))
@@ -65,8 +69,13 @@ def _final(out: Path, run: str) -> dict | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def _commit() -> str:
+    """HEAD's short hash, with ``+dirty`` when tracked files differ from it."""
+    git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()  # noqa: E731
+    return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "-uno") else "")
+
+
 def run_queue(out: Path, groups: list[list[tuple[str, list[str]]]], k: int, n: int) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     (out / "logs").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for runs in groups[k::n]:
@@ -75,6 +84,7 @@ def run_queue(out: Path, groups: list[list[tuple[str, list[str]]]], k: int, n: i
                 continue
             log = out / "logs" / f"{name}.log"
             start = time.time()
+            commit = _commit()
             with log.open("w") as f:
                 f.write(f"# {time.strftime('%H:%M:%S', time.gmtime())} UTC commit {commit} on "
                         f"{platform.processor() or platform.machine()}\n# {_shell(cmd)}\n")
@@ -89,26 +99,27 @@ def _top1(out: Path, run: str, key: str = "top1") -> float | None:
     return None if r is None else r["final"].get(key)
 
 
-def table(out: Path, sets: list[str], seeds: list[int]) -> str:
+def table(out: Path, sets: list[str], seeds: list[int], target: str = "flow") -> str:
     """Markdown: per set, mean and seeds of every row, final epoch."""
-    rows = [("SimMIM flow, fine-tuned, 25 %", "ft25"), ("random weights, 25 %", "sc25"),
-            ("SimMIM flow, fine-tuned, 10 %", "ft10"), ("random weights, 10 %", "sc10"),
-            ("SimMIM flow, fine-tuned, 100 %", "ft100"), ("random weights, 100 %", "sc100"),
-            ("SimMIM flow, linear probe (100 %)", "lp"), ("random weights, linear probe", "lprand"),
-            ("MoBY, linear probe", "moby_lp_"), ("MoBY from SimMIM flow, linear probe", "mobyft_lp_")]
-    lines = ["| set | " + " | ".join(r for r, _ in rows) + " | pretraining skill |",
+    t = TAGS[target]
+    rows = [(f"SimMIM {target}, fine-tuned, 25 %", f"ft{t}25"), ("random weights, 25 %", "sc25"),
+            (f"SimMIM {target}, fine-tuned, 10 %", f"ft{t}10"), ("random weights, 10 %", "sc10"),
+            (f"SimMIM {target}, fine-tuned, 100 %", f"ft{t}100"), ("random weights, 100 %", "sc100"),
+            (f"SimMIM {target}, linear probe (100 %)", f"lp{t}"), ("random weights, linear probe", "lprand"),
+            ("MoBY, linear probe", "moby_lp_"), (f"MoBY from SimMIM {target}, linear probe", f"moby{t}ft_lp_")]
+    lines = ["| set | " + " | ".join(r for r, _ in rows) + " | pretraining skill (flow) |",
              "|---|" + "---|" * (len(rows) + 1)]
     for name in sets:
         cells = []
         for _, key in rows:
-            if key.endswith("_"):  # the MoBY probes: <set>_<moby|mobyft>_s<seed>_lp
+            if key.endswith("_lp_"):  # the MoBY probes: <set>_<moby|moby<tag>ft>_s<seed>_lp
                 runs = [f"{name}_{key[:-4]}_s{s}_lp" for s in seeds]
             else:
                 runs = [f"{name}_{key}_s{s}" for s in seeds]
             vals = [v for v in (_top1(out, r) for r in runs) if v is not None]
             cells.append("-" if not vals else f"**{sum(vals) / len(vals):.1f}** ({' / '.join(f'{v:.0f}' for v in vals)})")
-        skills = [_final(out, f"{name}_pt_s{s}") for s in seeds]
-        sk = [r["best"].get("skill") for r in skills if r is not None]
+        skills = [_final(out, f"{name}_pt{t}_s{s}") for s in seeds]
+        sk = [r["best"].get("flow_skill", r["best"].get("skill")) for r in skills if r is not None]
         cells.append("-" if not sk else " / ".join(f"{v:.2f}" for v in sk))
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -144,17 +155,35 @@ def flow_quality(name: str, clips: int = 100) -> dict[str, float]:
     return {"explained": 1.0 - res / still, "median_speed_px": speed}
 
 
+def record(out: Path) -> list[dict]:
+    """One dict a finished run of ``out``: name, the header lines of its log (time, commit, machine, command), wall
+    time and the final epoch's metrics."""
+    rows = []
+    for log in sorted((out / "logs").glob("*.log")):
+        res = _final(out, log.stem)
+        lines = log.read_text().splitlines()
+        head = [ln[2:] for ln in lines[:2] if ln.startswith("# ")]
+        tail = [ln for ln in lines[-3:] if ln.startswith("# rc=")]
+        if res is None or len(head) < 2:
+            continue
+        final = {k: v for k, v in res["final"].items() if not k.startswith(("epoch_time", "data_wait"))}
+        rows.append({"run": log.stem, "started": head[0], "command": head[1], "end": tail[0][2:] if tail else "",
+                     "final": final, "best": res.get("best", {})})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=("commands", "run", "table", "flow-quality"))
+    ap.add_argument("action", choices=("commands", "run", "table", "flow-quality", "record"))
     ap.add_argument("--sets", nargs="+", default=["spin_zoom_sharp", "spiral_sharp", "speed_change"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--moby", nargs="*", default=[], help="sets whose groups also run MoBY")
     ap.add_argument("--queue", default="0/1", help="k/n: run every n-th group starting at k")
     ap.add_argument("--out", default="outputs/video_ssl")
+    ap.add_argument("--target", default="flow", choices=list(TAGS), help="the pretraining target")
     a = ap.parse_args()
     out = Path(a.out)
-    groups = [group(out, s, seed, s in a.moby) for seed in a.seeds for s in a.sets]
+    groups = [group(out, s, seed, s in a.moby, a.target) for seed in a.seeds for s in a.sets]
     if a.action == "commands":
         for runs in groups:
             for _, cmd in runs:
@@ -162,13 +191,16 @@ def main() -> None:
     elif a.action == "run":
         k, n = (int(v) for v in a.queue.split("/"))
         run_queue(out, groups, k, n)
+    elif a.action == "record":
+        for row in record(out):
+            print(json.dumps(row))
     elif a.action == "flow-quality":
         print("| set | change explained by the flow target | median speed (px a sampled frame) |\n|---|---|---|")
         for s in a.sets:
             q = flow_quality(s)
             print(f"| `{s}` | {q['explained']:.2f} | {q['median_speed_px']:.2f} |")
     else:
-        print(table(out, a.sets, a.seeds))
+        print(table(out, a.sets, a.seeds, a.target))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@
 A group is one (set, seed): the SimMIM pretraining on the set's 2000 unlabelled clips, fine-tuning from it and from
 random weights at 25 %, 10 % and 100 % of the 400-clip labelled pool, and the linear probes of both. ``run`` runs
 every ``k``-th group of ``--queue k/n`` in order (one queue a core), skips runs whose ``results.json`` exists, and
-logs each run's command, commit and wall time to ``<out>/logs/<run>.log``; ``table`` reads the final epochs; ``record`` prints a JSON line a finished run (its command, commit, machine,
-wall time and final-epoch metrics). ``flow-quality`` measures how well the flow target describes each set's motion:
-the share of the frame-to-frame change that warping frame t + 1 back by the estimated flow explains (1 = all, 0 =
-none), and the median speed, over the validation clips sampled as the recipes sample them.
+logs each run's command, commit and wall time to ``<out>/logs/<run>.log``; ``table`` reads the final epochs;
+``record`` prints a JSON line a finished run (its command, commit, machine, wall time and final-epoch metrics).
+``flow-quality`` measures how well the flow target describes each set's motion: the share of the frame-to-frame
+change that warping frame t + 1 back by the estimated flow explains (1 = all, 0 = none), and the median speed, over
+the validation clips sampled as the recipes sample them.
 """
 from __future__ import annotations
 

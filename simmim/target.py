@@ -21,8 +21,8 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["TARGETS", "MOTION_TARGETS", "DESCRIPTIONS", "check_target", "target_channels", "patch_normalise", "frame_diff", "make_target", "trivial_prediction",
-           "prediction_as_pixels"]
+__all__ = ["TARGETS", "MOTION_TARGETS", "DESCRIPTIONS", "check_target", "target_channels", "patch_normalise",
+           "frame_diff", "make_target", "trivial_prediction", "prediction_as_pixels"]
 
 TARGETS = ("pixels", "norm_pixels", "frame_diff", "flow", "pixels_flow")
 MOTION_TARGETS = ("frame_diff", "flow", "pixels_flow")  # clips of 2 frames or more only

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["clip_flow", "FARNEBACK"]
+__all__ = ["clip_flow", "flow_to_rgb", "levels", "FARNEBACK"]
 
 # pyramid scale, window, iterations, poly_n, poly_sigma; the pyramid's levels follow the frame size (levels())
 FARNEBACK = dict(pyr_scale=0.5, winsize=9, iterations=3, poly_n=5, poly_sigma=1.1, flags=0)

@@ -35,23 +35,26 @@ FRACTIONS = {"25": ["finetune.label_fraction=0.25"], "10": ["finetune.label_frac
              "100": ["finetune.label_fraction=1.0", "train.epochs=20"]}
 
 
-def group(out: Path, name: str, seed: int, moby: bool = False, target: str = "flow") -> list[tuple[str, list[str]]]:
-    """(run name, command) of one set and seed, in the order they must run."""
-    tag = TAGS[target]
+def group(out: Path, name: str, seed: int, moby: bool = False, target: str = "flow",
+          frame_interval: int = 0) -> list[tuple[str, list[str]]]:
+    """(run name, command) of one set and seed, in the order they must run; ``frame_interval`` > 0 sets
+    data.frame_interval in every run (pretraining, fine-tuning, scratch and probes; run names get ``fi<N>``)."""
+    fi = f"fi{frame_interval}" if frame_interval else ""
+    tag, common = TAGS[target] + fi, COMMON + ([f"data.frame_interval={frame_interval}"] if frame_interval else [])
     pt = f"{name}_pt{tag}_s{seed}"
     ckpt = str(out / pt / "best.pth")
     runs = [(pt, PY + ["simmim.pretrain", "--config", "configs/simmim/tiny_spin_zoom.yaml", "--opt",
-                       f"data.dataset={name}", f"train.seed={seed}", f"mim.target={target}", *PRETRAIN, *COMMON])]
+                       f"data.dataset={name}", f"train.seed={seed}", f"mim.target={target}", *PRETRAIN, *common])]
     for frac, opt in FRACTIONS.items():
-        for kind, weights in ((f"ft{tag}", ckpt), ("sc", "''")):
+        for kind, weights in ((f"ft{tag}", ckpt), (f"sc{fi}", "''")):
             runs.append((f"{name}_{kind}{frac}_s{seed}",
                          PY + ["simmim.finetune", "--config", "configs/simmim/tiny_spin_zoom_ft.yaml", "--opt",
                                f"data.dataset={name}", f"model.pretrained={weights}", f"train.seed={seed}",
-                               f"finetune.label_seed={seed}", *opt, *COMMON]))
+                               f"finetune.label_seed={seed}", *opt, *common]))
     probe = ["moby.linear", "--config", "configs/moby/linear_tiny_spin_zoom.yaml", "--opt", f"data.dataset={name}",
-             f"train.seed={seed}", *COMMON]
+             f"train.seed={seed}", *common]
     runs.append((f"{name}_lp{tag}_s{seed}", PY + probe + [f"model.pretrained={ckpt}"]))
-    runs.append((f"{name}_lprand_s{seed}", PY + probe + ["probe.random_init=true"]))
+    runs.append((f"{name}_lprand{fi}_s{seed}", PY + probe + ["probe.random_init=true"]))
     if moby:  # MoBY as shipped, and MoBY started from the SimMIM weights, each with its probe
         for kind, init in (("moby", []), (f"moby{tag}ft", [f"model.pretrained={ckpt}"])):
             run = f"{name}_{kind}_s{seed}"
@@ -100,13 +103,14 @@ def _top1(out: Path, run: str, key: str = "top1") -> float | None:
     return None if r is None else r["final"].get(key)
 
 
-def table(out: Path, sets: list[str], seeds: list[int], target: str = "flow") -> str:
+def table(out: Path, sets: list[str], seeds: list[int], target: str = "flow", frame_interval: int = 0) -> str:
     """Markdown: per set, mean and seeds of every row, final epoch."""
-    t = TAGS[target]
-    rows = [(f"SimMIM {target}, fine-tuned, 25 %", f"ft{t}25"), ("random weights, 25 %", "sc25"),
-            (f"SimMIM {target}, fine-tuned, 10 %", f"ft{t}10"), ("random weights, 10 %", "sc10"),
-            (f"SimMIM {target}, fine-tuned, 100 %", f"ft{t}100"), ("random weights, 100 %", "sc100"),
-            (f"SimMIM {target}, linear probe (100 %)", f"lp{t}"), ("random weights, linear probe", "lprand"),
+    fi = f"fi{frame_interval}" if frame_interval else ""
+    t = TAGS[target] + fi
+    rows = [(f"SimMIM {target}, fine-tuned, 25 %", f"ft{t}25"), ("random weights, 25 %", f"sc{fi}25"),
+            (f"SimMIM {target}, fine-tuned, 10 %", f"ft{t}10"), ("random weights, 10 %", f"sc{fi}10"),
+            (f"SimMIM {target}, fine-tuned, 100 %", f"ft{t}100"), ("random weights, 100 %", f"sc{fi}100"),
+            (f"SimMIM {target}, linear probe (100 %)", f"lp{t}"), ("random weights, linear probe", f"lprand{fi}"),
             ("MoBY, linear probe", "moby_lp_"), (f"MoBY from SimMIM {target}, linear probe", f"moby{t}ft_lp_")]
     lines = ["| set | " + " | ".join(r for r, _ in rows) + " | pretraining skill (flow) |",
              "|---|" + "---|" * (len(rows) + 1)]
@@ -182,9 +186,10 @@ def main() -> None:
     ap.add_argument("--queue", default="0/1", help="k/n: run every n-th group starting at k")
     ap.add_argument("--out", default="outputs/video_ssl")
     ap.add_argument("--target", default="flow", choices=list(TAGS), help="the pretraining target")
+    ap.add_argument("--frame-interval", type=int, default=0, help="data.frame_interval of every run (0: the recipes')")
     a = ap.parse_args()
     out = Path(a.out)
-    groups = [group(out, s, seed, s in a.moby, a.target) for seed in a.seeds for s in a.sets]
+    groups = [group(out, s, seed, s in a.moby, a.target, a.frame_interval) for seed in a.seeds for s in a.sets]
     if a.action == "commands":
         for runs in groups:
             for _, cmd in runs:
@@ -201,7 +206,7 @@ def main() -> None:
             q = flow_quality(s)
             print(f"| `{s}` | {q['explained']:.2f} | {q['median_speed_px']:.2f} |")
     else:
-        print(table(out, a.sets, a.seeds, a.target))
+        print(table(out, a.sets, a.seeds, a.target, a.frame_interval))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 ``results/video_ssl/protocol.md`` as commands, a runner and the table.
 
     python -m bench.video_ssl commands --sets spin_zoom_sharp --seeds 0     # print one group's commands
-    python -m bench.video_ssl run --sets spin_zoom_sharp spiral_sharp speed_change --seeds 0 1 2 --queue 0/2
+    python -m bench.video_ssl run --sets spin_zoom_sharp spiral_sharp speed_change --seeds 0 1 2 --queue 0/2 \
+        --frame-interval 1                                                   # round 2 (round 1: 2)
     python -m bench.video_ssl table --sets spin_zoom spin_zoom_sharp spiral_sharp speed_change --seeds 0 1 2
     python -m bench.video_ssl flow-quality --sets spin_zoom spin_zoom_sharp spiral_sharp speed_change
     python -m bench.video_ssl record --out outputs/video_ssl > results/video_ssl/runs41.jsonl
@@ -36,11 +37,12 @@ FRACTIONS = {"25": ["finetune.label_fraction=0.25"], "10": ["finetune.label_frac
 
 
 def group(out: Path, name: str, seed: int, moby: bool = False, target: str = "flow",
-          frame_interval: int = 0) -> list[tuple[str, list[str]]]:
-    """(run name, command) of one set and seed, in the order they must run; ``frame_interval`` > 0 sets
-    data.frame_interval in every run (pretraining, fine-tuning, scratch and probes; run names get ``fi<N>``)."""
-    fi = f"fi{frame_interval}" if frame_interval else ""
-    tag, common = TAGS[target] + fi, COMMON + ([f"data.frame_interval={frame_interval}"] if frame_interval else [])
+          frame_interval: int = 2) -> list[tuple[str, list[str]]]:
+    """(run name, command) of one set and seed, in the order they must run; ``frame_interval`` is data.frame_interval
+    of every run (pretraining, fine-tuning, scratch and probes): 2 = round 1 (the recipes' value then; those runs
+    did not pass it), others tag the run names with ``fi<N>`` (round 2: 1)."""
+    fi = f"fi{frame_interval}" if frame_interval != 2 else ""
+    tag, common = TAGS[target] + fi, COMMON + [f"data.frame_interval={frame_interval}"]
     pt = f"{name}_pt{tag}_s{seed}"
     ckpt = str(out / pt / "best.pth")
     runs = [(pt, PY + ["simmim.pretrain", "--config", "configs/simmim/tiny_spin_zoom.yaml", "--opt",
@@ -103,9 +105,9 @@ def _top1(out: Path, run: str, key: str = "top1") -> float | None:
     return None if r is None else r["final"].get(key)
 
 
-def table(out: Path, sets: list[str], seeds: list[int], target: str = "flow", frame_interval: int = 0) -> str:
+def table(out: Path, sets: list[str], seeds: list[int], target: str = "flow", frame_interval: int = 2) -> str:
     """Markdown: per set, mean and seeds of every row, final epoch."""
-    fi = f"fi{frame_interval}" if frame_interval else ""
+    fi = f"fi{frame_interval}" if frame_interval != 2 else ""
     t = TAGS[target] + fi
     rows = [(f"SimMIM {target}, fine-tuned, 25 %", f"ft{t}25"), ("random weights, 25 %", f"sc{fi}25"),
             (f"SimMIM {target}, fine-tuned, 10 %", f"ft{t}10"), ("random weights, 10 %", f"sc{fi}10"),
@@ -186,7 +188,8 @@ def main() -> None:
     ap.add_argument("--queue", default="0/1", help="k/n: run every n-th group starting at k")
     ap.add_argument("--out", default="outputs/video_ssl")
     ap.add_argument("--target", default="flow", choices=list(TAGS), help="the pretraining target")
-    ap.add_argument("--frame-interval", type=int, default=0, help="data.frame_interval of every run (0: the recipes')")
+    ap.add_argument("--frame-interval", type=int, default=2,
+                    help="data.frame_interval of every run: 2 = round 1, 1 = round 2 (the recipes now)")
     a = ap.parse_args()
     out = Path(a.out)
     groups = [group(out, s, seed, s in a.moby, a.target, a.frame_interval) for seed in a.seeds for s in a.sets]

@@ -132,9 +132,9 @@ def table(out: Path, sets: list[str], seeds: list[int], target: str = "flow", fr
     return "\n".join(lines)
 
 
-def flow_quality(name: str, clips: int = 100) -> dict[str, float]:
+def flow_quality(name: str, clips: int = 100, frame_interval: int = 2) -> dict[str, float]:
     """Explained change (1 - |I_t - warp(I_t+1)| / |I_t - I_t+1|) and median speed of the flow target on a set's
-    validation clips (8 frames every 2nd, as the recipes sample them)."""
+    validation clips (8 frames, ``frame_interval`` apart, as the recipes sample them)."""
     import cv2
     import decord
     import numpy as np
@@ -144,8 +144,8 @@ def flow_quality(name: str, clips: int = 100) -> dict[str, float]:
     from core.video.sources import GENERATED
     root = GENERATED[name](None, num_train=400, num_val=100)
     lines = (root / "val.txt").read_text().split("\n")[:clips]
-    frames = [decord.VideoReader(str(root / ln.split()[0])).get_batch(list(range(0, 16, 2))).asnumpy()
-              for ln in lines if ln.strip()]
+    index = list(range(0, 8 * frame_interval, frame_interval))
+    frames = [decord.VideoReader(str(root / ln.split()[0])).get_batch(index).asnumpy() for ln in lines if ln.strip()]
     x = torch.from_numpy(np.stack(frames)).permute(0, 4, 1, 2, 3).float()
     flow = clip_flow(x)[0].numpy()                                  # (N, 2, T, H, W)
     grey = x.mean(1).numpy()                                        # (N, T, H, W)
@@ -206,7 +206,7 @@ def main() -> None:
     elif a.action == "flow-quality":
         print("| set | change explained by the flow target | median speed (px a sampled frame) |\n|---|---|---|")
         for s in a.sets:
-            q = flow_quality(s)
+            q = flow_quality(s, frame_interval=a.frame_interval)
             print(f"| `{s}` | {q['explained']:.2f} | {q['median_speed_px']:.2f} |")
     else:
         print(table(out, a.sets, a.seeds, a.target, a.frame_interval))

@@ -194,9 +194,13 @@ class SimMIM(Task):
         what, trivial = DESCRIPTIONS[self.target]
         key = "l1" if self.loss == "l1" else "mse"
         flow = f", flow alone skill {metrics['flow_skill']:.3f}" if "flow_skill" in metrics else ""
+        hint = ""
+        if self.target in ("flow", "pixels_flow") and metrics.get("flow_skill", metrics.get("skill", 1.0)) < 0.02:
+            hint = ("; no better than predicting no motion yet: if it stays so, sample frames closer together "
+                    "(data.frame_interval) so that things move a few pixels at most between them")
         return (f"{what} {key.upper()} {metrics.get(key, float('nan')):.4f} vs {trivial} "
                 f"{metrics.get(f'{key}_trivial', float('nan')):.4f} (skill {metrics.get('skill', float('nan')):.3f}"
-                f"{flow})")
+                f"{flow}){hint}")
 
 
 def build_simmim(cfg: Any, initial_weights: bool = True) -> SimMIM:

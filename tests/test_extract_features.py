@@ -54,7 +54,9 @@ def reference(model, path: str, clip_len: int, interval: int, stride: int, crop:
 
 
 def run(*args: str) -> int:
-    return vfeat.main([*args, "--workers", "1", "--amp", "none"])  # compared with fp32 forwards
+    # in-process decoding: this module encodes and decodes with PyAV in the pytest process, and a loader worker
+    # forked after that hung on a futex in a fresh clone (twice); forked workers: tests/test_soak_video.py
+    return vfeat.main([*args, "--workers", "0", "--amp", "none"])  # compared with fp32 forwards
 
 
 def test_features_equal_forward_features_on_the_same_clips(video_run, clips_dir, tmp_path, capsys):

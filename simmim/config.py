@@ -35,10 +35,6 @@ class MIMConfig:
                        "flow to the next frame, OpenCV's Farneback (clips only); pixels_flow = both")
     loss: Literal["l1", "l2"] = fld("l1", help="l1 (SimMIM) or l2 = squared error (MAE) on the masked positions; "
                                                "held-out skill is measured with the same error")
-    motion_weight: float = fld(0.0, ge=0.0, le=1.0, help="flow targets: 0 = every masked pixel counts the same; a in "
-                               "(0, 1] weights each by (1 - a) + a |flow| / (the clip's mean |flow|), so that few "
-                               "small moving things are not outweighed by a still background (held-out skill "
-                               "stays unweighted)")
 
 
 @dataclass
@@ -91,9 +87,6 @@ class SimMIMConfig(Config):
             check_target(self.mim.target, self.data.input_size)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        if self.mim.motion_weight and self.mim.target not in ("flow", "pixels_flow"):
-            raise ConfigError(f"mim.motion_weight = {self.mim.motion_weight} weights a flow target, but mim.target = "
-                              f"{self.mim.target!r}; set mim.target=flow (or pixels_flow), or mim.motion_weight=0")
         if self.mim.mask_last and not self.data.is_video:
             raise ConfigError(f"mim.mask_last = {self.mim.mask_last} hides the last temporal patches of a clip, but "
                               f"data.dataset = {self.data.dataset!r} gives images; set mim.mask_last=0")

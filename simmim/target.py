@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 
 __all__ = ["TARGETS", "MOTION_TARGETS", "DESCRIPTIONS", "check_target", "target_channels", "patch_normalise",
-           "frame_diff", "make_target", "motion_weight", "trivial_prediction", "prediction_as_pixels"]
+           "frame_diff", "make_target", "trivial_prediction", "prediction_as_pixels"]
 
 TARGETS = ("pixels", "norm_pixels", "frame_diff", "flow", "pixels_flow")
 MOTION_TARGETS = ("frame_diff", "flow", "pixels_flow")  # clips of 2 frames or more only
@@ -111,14 +111,6 @@ def make_target(x: torch.Tensor, target: str, unit: Sequence[int]) -> tuple[torc
                                  valid.expand(1, 2, *valid.shape[2:])], 1)   # (1, C + 2, T, 1, 1)
         return torch.cat([x, flow.to(x.dtype)], 1), per_channel
     raise ValueError(f"mim.target = {target!r}, expected one of {', '.join(TARGETS)}")
-
-
-def motion_weight(flow: torch.Tensor, a: float) -> torch.Tensor:
-    """A (B, 1, T, H, W) loss weight from a flow (B, 2, T, H, W): ``(1 - a) + a |flow| / mean |flow|`` (the mean
-    over each clip), so its mean is 1 per clip; a clip without motion weighs 1 - a everywhere."""
-    mag = flow.float().norm(dim=1, keepdim=True)
-    mean = mag.mean(dim=tuple(range(1, mag.ndim)), keepdim=True)
-    return (1.0 - a) + a * mag / mean.clamp_min(1e-6)
 
 
 def trivial_prediction(x: torch.Tensor, target: str, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,7 +22,7 @@ from core.nn.layers import channels_first
 
 from .decoder import build_decoder, encoder_stride
 from .mask import MaskGenerator
-from .target import DESCRIPTIONS, TARGETS, check_target, make_target, motion_weight, target_channels, trivial_prediction
+from .target import DESCRIPTIONS, TARGETS, check_target, make_target, target_channels, trivial_prediction
 
 __all__ = ["SimMIM", "simmim_loss", "pixel_mask", "batch_inputs", "TARGETS"]
 
@@ -74,7 +74,7 @@ class SimMIM(Task):
     best_metric = "skill"
 
     def __init__(self, encoder: nn.Module, mask_generator: MaskGenerator, decoder_stride: int = 0,
-                 target: str = "pixels", loss: str = "l1", motion_weight: float = 0.0) -> None:
+                 target: str = "pixels", loss: str = "l1") -> None:
         super().__init__()
         check_target(target, mask_generator.input_size)
         if loss not in LOSSES:
@@ -102,9 +102,7 @@ class SimMIM(Task):
         trunc_normal_(self.mask_token, std=0.02)
         self.decoder = build_decoder(encoder.num_features, stride, target_channels(target, self.in_chans))
         self.eval_seed = 0
-        if motion_weight and target not in ("flow", "pixels_flow"):
-            raise ValueError(f"mim.motion_weight = {motion_weight} weights a flow target, got mim.target = {target!r}")
-        self.target, self.loss, self.motion_weight = target, loss, motion_weight
+        self.target, self.loss = target, loss
         g = mask_generator  # norm_pixels' unit: one mask patch (clips: x one temporal patch)
         self.target_unit = ((g.model_patch_size[0],) if g.frames else ()) + (g.mask_patch_size,) * 2
 
@@ -141,11 +139,6 @@ class SimMIM(Task):
         mask = self.mask_generator(x.shape[0]).to(x.device)
         x_rec = self.reconstruct(x, mask)
         y, m = self.target_of(x, mask)
-        if self.motion_weight:  # training only: held-out skill stays unweighted
-            w = motion_weight(y[:, -2:], self.motion_weight)             # (B, 1, T, H, W)
-            if self.target == "pixels_flow":                              # the pixel channels keep weight 1
-                w = torch.cat([torch.ones_like(w).expand(-1, self.in_chans, *w.shape[2:]), w.expand(-1, 2, *w.shape[2:])], 1)
-            m = m * w
         return {"loss": simmim_loss(y, x_rec.float(), m, self.loss)}
 
     # ------------------------------------------------------------------------------------------- engine hooks
@@ -216,8 +209,7 @@ def build_simmim(cfg: Any, initial_weights: bool = True) -> SimMIM:
     try:  # the model's own checks name the mim.* fields; here they become config errors
         gen = MaskGenerator(cfg.data.input_size, cfg.mim.mask_patch_size, encoder.patch_size, cfg.mim.mask_ratio,
                             cfg.mim.mask_mode, cfg.mim.mask_last)
-        task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target, cfg.mim.loss,
-                      cfg.mim.motion_weight)
+        task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target, cfg.mim.loss)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     task.eval_seed = cfg.mim.eval_seed

@@ -20,7 +20,8 @@ import numpy as np
 __all__ = ["CLASSES", "MOVING_SHAPES_RECIPE", "default_cache_dir", "render_clip", "moving_shapes_masks",
            "moving_shapes_item", "write_mp4", "ensure_moving_shapes", "SPIN_ZOOM_CLASSES", "render_spin_zoom_clip",
            "ensure_spin_zoom", "SPEED_CHANGE_CLASSES", "speed_profile", "render_speed_change_clip",
-           "ensure_speed_change", "SPIRAL_CLASSES", "spiral_motion", "render_spiral_clip", "ensure_spiral"]
+           "ensure_speed_change", "SPIRAL_CLASSES", "spiral_motion", "render_spiral_clip", "ensure_spiral",
+           "SWARM_CLASSES", "swarm_positions", "render_swarm_clip", "ensure_swarm"]
 
 CLASSES = ("left", "right", "up", "down")
 _VELOCITY = {"left": (0.0, -1.0), "right": (0.0, 1.0), "up": (-1.0, 0.0), "down": (1.0, 0.0)}  # (dy, dx)
@@ -413,3 +414,57 @@ ensure_spiral_sharp = _kind_ensurer(
     "spiral_sharp", _HELD_OUT_VERSION, SPIRAL_CLASSES,
     partial(render_spiral_clip, sharp=True, turn=(6.0, 9.0), rate_range=(1.06, 1.09), drift=(1.0, 2.0)),
     "fast sharp-texture spiral")
+
+
+# ---------------------------------------------------------------------------------------------------- swarm
+# Made on 2026-12-07 after the round-3 amendment of results/video_ssl/protocol.md and before any run on it: the clean
+# held-out check of the shipped flow recipe. Another kind of motion (things moving about a point, not a texture
+# turning, nor a speed changing), another texture (a still, dimmed two-tone background with 4-7 small bright shapes)
+# and another speed (slow: 0.5-1 px a frame). The class is how the shapes move about a centre near the middle of the
+# frame: toward it (gather), away from it (scatter), or around it (orbit_clockwise / orbit_anticlockwise, as seen on
+# screen); the centre's position varies. Played backwards a clip is the opposite class (gather <-> scatter,
+# clockwise <-> anticlockwise).
+SWARM_CLASSES = ("gather", "scatter", "orbit_clockwise", "orbit_anticlockwise")
+_SWARM_VERSION = 1
+
+
+def swarm_positions(motion: str, num_frames: int, centre: np.ndarray, radius: np.ndarray, angle: np.ndarray,
+                    speed: float) -> np.ndarray:
+    """(T, n, 2) positions (y, x) of n shapes at ``radius`` / ``angle`` from ``centre`` at the middle frame, moving
+    at ``speed`` px a frame toward the centre (gather), away (scatter) or around it (orbit_*; clockwise on screen,
+    y pointing down, is increasing angle)."""
+    t = (np.arange(num_frames) - num_frames // 2)[:, None]
+    r, a = np.broadcast_to(radius, (num_frames, len(radius))), np.broadcast_to(angle, (num_frames, len(angle)))
+    if motion == "gather":
+        r = radius - speed * t
+    elif motion == "scatter":
+        r = radius + speed * t
+    elif motion in ("orbit_clockwise", "orbit_anticlockwise"):
+        a = angle + (1 if motion == "orbit_clockwise" else -1) * speed * t / radius
+    else:
+        raise ValueError(f"motion must be one of {SWARM_CLASSES}, got {motion!r}")
+    return centre + np.stack([r * np.sin(a), r * np.cos(a)], -1)
+
+
+def render_swarm_clip(rng: np.random.Generator, motion: str, num_frames: int = 16, size: int = 32) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 of 4-7 small shapes moving about a centre (``motion``: one of ``SWARM_CLASSES``)
+    at 0.5-1 px a frame over a still, dimmed sharp texture; shapes leaving the frame are cut off."""
+    tex = _periodic_texture(rng, size, sharp=True) * 0.4 + 40
+    n = int(rng.integers(4, 8))
+    kinds = rng.integers(0, 3, n)
+    shape_radius = rng.uniform(1.5, 3.0, n)
+    colors = rng.uniform(120, 255, (n, 3))
+    centre = size / 2 + rng.uniform(-size / 8, size / 8, 2)
+    radius = rng.uniform(0.25 * size, 0.45 * size, n)   # at the middle frame: so that no frame tells the class
+    pos = swarm_positions(motion, num_frames, centre, radius, rng.uniform(0, 2 * np.pi, n), float(rng.uniform(0.5, 1.0)))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    frames = np.empty((num_frames, size, size, 3), np.uint8)
+    for t in range(num_frames):
+        img = tex.copy()
+        for k in range(n):
+            img[_shape_mask(kinds[k], yy - pos[t, k, 0], xx - pos[t, k, 1], shape_radius[k])] = colors[k]
+        frames[t] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
+    return frames
+
+
+ensure_swarm = _kind_ensurer("swarm", _SWARM_VERSION, SWARM_CLASSES, render_swarm_clip, "swarm")

@@ -1,4 +1,4 @@
-"""The held-out motion sets of issue 41 (spin_zoom_sharp, spiral_sharp): real decodable mp4s, their textures and
+"""The held-out motion sets of issue 41 (spin_zoom_sharp, spiral_sharp, swarm): real decodable mp4s, their textures and
 speeds against the sets the recipes were chosen on, measured with the flow estimator of ``mim.target=flow``."""
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ from core.video.sources import GENERATED, is_video_set
 from core.video.synthetic import (
     SPIN_ZOOM_CLASSES,
     SPIRAL_CLASSES,
+    SWARM_CLASSES,
     _periodic_texture,
     ensure_spin_zoom_sharp,
     ensure_spiral_sharp,
+    ensure_swarm,
     render_spin_zoom_clip,
     render_spiral_clip,
+    render_swarm_clip,
+    swarm_positions,
 )
 
 SLOW_SHARP = dict(sharp=True, turn=(1.5, 3.0), rate_range=(1.015, 1.03))
@@ -49,6 +53,7 @@ def test_sharp_texture_has_hard_edges_and_two_tones():
 @pytest.mark.parametrize("name,ensure,render,classes,kw", [
     ("spin_zoom_sharp", ensure_spin_zoom_sharp, render_spin_zoom_clip, SPIN_ZOOM_CLASSES, SLOW_SHARP),
     ("spiral_sharp", ensure_spiral_sharp, render_spiral_clip, SPIRAL_CLASSES, FAST_SHARP),
+    ("swarm", ensure_swarm, render_swarm_clip, SWARM_CLASSES, {}),
 ])
 def test_held_out_set_is_real_decodable_mp4(name, ensure, render, classes, kw, tmp_path):
     import decord
@@ -60,3 +65,43 @@ def test_held_out_set_is_real_decodable_mp4(name, ensure, render, classes, kw, t
     other = render(np.random.default_rng([0, 1, 2]), classes[2], 8, 32, **kw).astype(float)
     assert np.abs(frames - clip).mean() < 0.5 * np.abs(frames - other).mean()  # up to the lossy codec
     assert is_video_set(name) and GENERATED[name] is ensure
+
+
+def test_swarm_positions_move_about_the_centre_at_the_speed():
+    centre, radius, angle = np.array([15.0, 17.0]), np.array([8.0, 12.0]), np.array([0.3, 2.0])
+    dist = lambda m: np.linalg.norm(swarm_positions(m, 16, centre, radius, angle, 0.75) - centre, axis=-1)  # noqa: E731
+    np.testing.assert_allclose(np.diff(dist("gather"), axis=0), -0.75)
+    np.testing.assert_allclose(np.diff(dist("scatter"), axis=0), 0.75)
+    for motion, sense in (("orbit_clockwise", 1), ("orbit_anticlockwise", -1)):
+        p = swarm_positions(motion, 16, centre, radius, angle, 0.75)
+        np.testing.assert_allclose(dist(motion), np.broadcast_to(radius, (16, 2)))
+        step = np.linalg.norm(np.diff(p, axis=0), axis=-1)
+        assert np.allclose(step, 0.75, atol=0.01)                      # an arc of 0.75 px a frame
+        rel, vel = p[:-1] - centre, np.diff(p, axis=0)
+        cross = rel[..., 1] * vel[..., 0] - rel[..., 0] * vel[..., 1]  # x * dy - y * dx: > 0 clockwise on screen
+        assert (np.sign(cross) == sense).all()
+    with pytest.raises(ValueError, match="gather"):
+        swarm_positions("spin", 16, centre, radius, angle, 0.75)
+
+
+def test_swarm_flow_is_sparse_slow_and_points_about_the_middle():
+    """Measured with the estimator of mim.target=flow, every frame as the recipe samples: few pixels move, slower
+    than the choice set, toward the middle (gather), away (scatter) or around it (orbit)."""
+    yy, xx = np.mgrid[0:32, 0:32] - 15.5
+    moving, radial, turning = {}, {}, {}
+    for c in SWARM_CLASSES:
+        clips = [render_swarm_clip(np.random.default_rng([7, i]), c)[4:12] for i in range(8)]
+        flow, _ = clip_flow(torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float())
+        dx, dy = flow[:, 0, :-1].numpy(), flow[:, 1, :-1].numpy()            # (B, T - 1, H, W) px a frame
+        moving[c] = (np.hypot(dx, dy) > 0.3).mean()
+        r = np.hypot(yy, xx) + 1e-6
+        radial[c] = ((dx * xx + dy * yy) / r).mean()
+        turning[c] = ((xx * dy - yy * dx) / r).mean()
+    moving_share = lambda f: (f[:, :, :-1].norm(dim=1) > 0.3).float().mean()  # noqa: E731
+    texture = [render_spin_zoom_clip(np.random.default_rng([7, i]), c)[4:12] for i in range(2) for c in SPIN_ZOOM_CLASSES]
+    chosen_moving = float(moving_share(clip_flow(torch.from_numpy(np.stack(texture)).permute(0, 4, 1, 2, 3).float())[0]))
+    assert max(moving.values()) < 0.75 * chosen_moving, (moving, chosen_moving)
+    assert radial["gather"] < 0 < radial["scatter"]
+    assert turning["orbit_anticlockwise"] < 0 < turning["orbit_clockwise"]
+    chosen = _speed(render_spin_zoom_clip, SPIN_ZOOM_CLASSES)
+    assert _speed(render_swarm_clip, SWARM_CLASSES) < chosen

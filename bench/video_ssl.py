@@ -36,17 +36,25 @@ FRACTIONS = {"25": ["finetune.label_fraction=0.25"], "10": ["finetune.label_frac
              "100": ["finetune.label_fraction=1.0", "train.epochs=20"]}
 
 
+def _tag(target: str, frame_interval: int, estimator: str) -> tuple[str, str]:
+    """(the SimMIM runs' name tag, the shared scratch / random-probe runs' tag)."""
+    fi = f"fi{frame_interval}" if frame_interval != 2 else ""
+    return TAGS[target] + fi + ("" if estimator == "farneback" else estimator), fi
+
+
 def group(out: Path, name: str, seed: int, moby: bool = False, target: str = "flow",
-          frame_interval: int = 2) -> list[tuple[str, list[str]]]:
+          frame_interval: int = 2, estimator: str = "farneback") -> list[tuple[str, list[str]]]:
     """(run name, command) of one set and seed, in the order they must run; ``frame_interval`` is data.frame_interval
     of every run (pretraining, fine-tuning, scratch and probes): 2 = round 1 (the recipes' value then; those runs
-    did not pass it), others tag the run names with ``fi<N>`` (round 2: 1)."""
-    fi = f"fi{frame_interval}" if frame_interval != 2 else ""
-    tag, common = TAGS[target] + fi, COMMON + [f"data.frame_interval={frame_interval}"]
+    did not pass it), others tag the run names with ``fi<N>`` (round 2: 1); ``estimator`` is the pretraining's
+    mim.flow_estimator (other than farneback: tagged with its name)."""
+    tag, fi = _tag(target, frame_interval, estimator)
+    common = COMMON + [f"data.frame_interval={frame_interval}"]
     pt = f"{name}_pt{tag}_s{seed}"
     ckpt = str(out / pt / "best.pth")
     runs = [(pt, PY + ["simmim.pretrain", "--config", "configs/simmim/tiny_spin_zoom.yaml", "--opt",
-                       f"data.dataset={name}", f"train.seed={seed}", f"mim.target={target}", *PRETRAIN, *common])]
+                       f"data.dataset={name}", f"train.seed={seed}", f"mim.target={target}", *PRETRAIN, *common]
+                + ([f"mim.flow_estimator={estimator}"] if estimator != "farneback" else []))]
     for frac, opt in FRACTIONS.items():
         for kind, weights in ((f"ft{tag}", ckpt), (f"sc{fi}", "''")):
             runs.append((f"{name}_{kind}{frac}_s{seed}",
@@ -105,10 +113,10 @@ def _top1(out: Path, run: str, key: str = "top1") -> float | None:
     return None if r is None else r["final"].get(key)
 
 
-def table(out: Path, sets: list[str], seeds: list[int], target: str = "flow", frame_interval: int = 2) -> str:
+def table(out: Path, sets: list[str], seeds: list[int], target: str = "flow", frame_interval: int = 2,
+          estimator: str = "farneback") -> str:
     """Markdown: per set, mean and seeds of every row, final epoch."""
-    fi = f"fi{frame_interval}" if frame_interval != 2 else ""
-    t = TAGS[target] + fi
+    t, fi = _tag(target, frame_interval, estimator)
     rows = [(f"SimMIM {target}, fine-tuned, 25 %", f"ft{t}25"), ("random weights, 25 %", f"sc{fi}25"),
             (f"SimMIM {target}, fine-tuned, 10 %", f"ft{t}10"), ("random weights, 10 %", f"sc{fi}10"),
             (f"SimMIM {target}, fine-tuned, 100 %", f"ft{t}100"), ("random weights, 100 %", f"sc{fi}100"),
@@ -134,7 +142,8 @@ def table(out: Path, sets: list[str], seeds: list[int], target: str = "flow", fr
     return "\n".join(lines)
 
 
-def flow_quality(name: str, clips: int = 100, frame_interval: int = 2) -> dict[str, float]:
+def flow_quality(name: str, clips: int = 100, frame_interval: int = 2, estimator: str = "farneback"
+                 ) -> dict[str, float]:
     """Explained change (1 - |I_t - warp(I_t+1)| / |I_t - I_t+1|) and median speed of the flow target on a set's
     validation clips (8 frames, ``frame_interval`` apart, as the recipes sample them)."""
     import cv2
@@ -149,7 +158,7 @@ def flow_quality(name: str, clips: int = 100, frame_interval: int = 2) -> dict[s
     index = list(range(0, 8 * frame_interval, frame_interval))
     frames = [decord.VideoReader(str(root / ln.split()[0])).get_batch(index).asnumpy() for ln in lines if ln.strip()]
     x = torch.from_numpy(np.stack(frames)).permute(0, 4, 1, 2, 3).float()
-    flow = clip_flow(x)[0].numpy()                                  # (N, 2, T, H, W)
+    flow = clip_flow(x, estimator)[0].numpy()                       # (N, 2, T, H, W)
     grey = x.mean(1).numpy()                                        # (N, T, H, W)
     h, w = grey.shape[-2:]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -192,9 +201,12 @@ def main() -> None:
     ap.add_argument("--target", default="flow", choices=list(TAGS), help="the pretraining target")
     ap.add_argument("--frame-interval", type=int, default=2,
                     help="data.frame_interval of every run: 2 = round 1, 1 = round 2 (the recipes now)")
+    ap.add_argument("--estimator", default="farneback", choices=["farneback", "dis"],
+                    help="the pretraining's mim.flow_estimator")
     a = ap.parse_args()
     out = Path(a.out)
-    groups = [group(out, s, seed, s in a.moby, a.target, a.frame_interval) for seed in a.seeds for s in a.sets]
+    groups = [group(out, s, seed, s in a.moby, a.target, a.frame_interval, a.estimator)
+              for seed in a.seeds for s in a.sets]
     if a.action == "commands":
         for runs in groups:
             for _, cmd in runs:
@@ -208,10 +220,10 @@ def main() -> None:
     elif a.action == "flow-quality":
         print("| set | change explained by the flow target | median speed (px a sampled frame) |\n|---|---|---|")
         for s in a.sets:
-            q = flow_quality(s, frame_interval=a.frame_interval)
+            q = flow_quality(s, frame_interval=a.frame_interval, estimator=a.estimator)
             print(f"| `{s}` | {q['explained']:.2f} | {q['median_speed_px']:.2f} |")
     else:
-        print(table(out, a.sets, a.seeds, a.target, a.frame_interval))
+        print(table(out, a.sets, a.seeds, a.target, a.frame_interval, a.estimator))
 
 
 if __name__ == "__main__":

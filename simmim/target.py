@@ -8,8 +8,8 @@ against.
 - ``frame_diff`` (clips only): at frame t the temporal difference ``x[t + 1] - x[t]``; the last frame has no
   successor and is left out of the loss; trivial predictor: 0 (no motion).
 - ``flow`` (clips only): at frame t the dense optical flow (dx, dy) in pixels to frame t + 1, from OpenCV's
-  Farneback estimator (``core.video.flow``): the direction of motion at every pixel, as masked motion encoding;
-  two channels; the last frame is left out; trivial predictor: 0 (no motion).
+  Farneback or DIS estimator (``mim.flow_estimator``, ``core.video.flow``): the direction of motion at every
+  pixel, as masked motion encoding; two channels; the last frame is left out; trivial predictor: 0 (no motion).
 - ``pixels_flow`` (clips only): both, as five channels (the pixels, then the flow), each term with its own
   validity (the flow's last frame is left out); trivial predictor: the mean colour and no motion.
 
@@ -94,7 +94,8 @@ def frame_diff(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return y, valid
 
 
-def make_target(x: torch.Tensor, target: str, unit: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+def make_target(x: torch.Tensor, target: str, unit: Sequence[int], flow_estimator: str = "farneback"
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(the regression target, same shape as ``x``; a weight broadcastable to it, None = every position)."""
     if target == "pixels":
         return x, None
@@ -104,7 +105,7 @@ def make_target(x: torch.Tensor, target: str, unit: Sequence[int]) -> tuple[torc
         return frame_diff(x)
     if target in ("flow", "pixels_flow"):
         from core.video.flow import clip_flow
-        flow, valid = clip_flow(x)
+        flow, valid = clip_flow(x, flow_estimator)
         if target == "flow":
             return flow, valid
         per_channel = torch.cat([torch.ones_like(valid).expand(1, x.shape[1], *valid.shape[2:]),

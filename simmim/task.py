@@ -19,6 +19,7 @@ from core.engine import distributed as du
 from core.engine.device import autocast, to_device
 from core.engine.task import EvalEnv, Task
 from core.nn.layers import channels_first
+from core.video.flow import ESTIMATORS
 
 from .decoder import build_decoder, encoder_stride
 from .mask import MaskGenerator
@@ -74,7 +75,7 @@ class SimMIM(Task):
     best_metric = "skill"
 
     def __init__(self, encoder: nn.Module, mask_generator: MaskGenerator, decoder_stride: int = 0,
-                 target: str = "pixels", loss: str = "l1") -> None:
+                 target: str = "pixels", loss: str = "l1", flow_estimator: str = "farneback") -> None:
         super().__init__()
         check_target(target, mask_generator.input_size)
         if loss not in LOSSES:
@@ -102,7 +103,9 @@ class SimMIM(Task):
         trunc_normal_(self.mask_token, std=0.02)
         self.decoder = build_decoder(encoder.num_features, stride, target_channels(target, self.in_chans))
         self.eval_seed = 0
-        self.target, self.loss = target, loss
+        if flow_estimator not in ESTIMATORS:
+            raise ValueError(f"mim.flow_estimator = {flow_estimator!r}, expected one of {', '.join(ESTIMATORS)}")
+        self.target, self.loss, self.flow_estimator = target, loss, flow_estimator
         g = mask_generator  # norm_pixels' unit: one mask patch (clips: x one temporal patch)
         self.target_unit = ((g.model_patch_size[0],) if g.frames else ()) + (g.mask_patch_size,) * 2
 
@@ -128,7 +131,7 @@ class SimMIM(Task):
 
     def target_of(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(the regression target of ``x``, the pixel weight: 1 on masked positions that carry a target)."""
-        y, valid = make_target(x.float(), self.target, self.target_unit)
+        y, valid = make_target(x.float(), self.target, self.target_unit, self.flow_estimator)
         m = pixel_mask(mask, self.encoder.patch_size).to(y.dtype)
         return y, m if valid is None else m * valid
 
@@ -209,7 +212,8 @@ def build_simmim(cfg: Any, initial_weights: bool = True) -> SimMIM:
     try:  # the model's own checks name the mim.* fields; here they become config errors
         gen = MaskGenerator(cfg.data.input_size, cfg.mim.mask_patch_size, encoder.patch_size, cfg.mim.mask_ratio,
                             cfg.mim.mask_mode, cfg.mim.mask_last)
-        task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target, cfg.mim.loss)
+        task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target, cfg.mim.loss,
+                      cfg.mim.flow_estimator)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     task.eval_seed = cfg.mim.eval_seed

@@ -237,6 +237,30 @@ def test_flow_target_is_the_motion_of_a_translating_pattern(shift):
         clip_flow(torch.randn(1, 3, 32, 32))
 
 
+@pytest.mark.parametrize("shift", [(1, 0), (0, -2), (2, 1)])
+def test_dis_estimator_finds_the_motion_of_a_translating_pattern(shift):
+    from core.video.flow import clip_flow
+    y, valid = clip_flow(_translating_clip(shift) * 40 + 3, "dis")
+    inner = y[0, :, :3, 8:24, 8:24]
+    for c in range(2):
+        assert abs(float(inner[c].median()) - shift[c]) < 0.25, (c, float(inner[c].median()))
+    assert not y[:, :, -1].any() and valid.flatten().tolist() == [1.0, 1.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="expected one of farneback, dis"):
+        clip_flow(_translating_clip(shift), "lucas_kanade")
+
+
+def test_flow_estimator_reaches_the_target_and_bad_names_fail_at_start_up():
+    task = SimMIM(create_model("video_swin_t", **TINY3D), MaskGenerator((8, 32, 32), 8, (2, 4, 4), 0.75, "frame"),
+                  target="flow", flow_estimator="dis")
+    x = _translating_clip((0, -2), frames=8)
+    y, _ = task.target_of(x, task.mask_generator(1))
+    from core.video.flow import clip_flow
+    torch.testing.assert_close(y, clip_flow(x, "dis")[0])
+    with pytest.raises(ValueError, match="mim.flow_estimator = 'raft', expected one of farneback, dis"):
+        SimMIM(create_model("video_swin_t", **TINY3D), MaskGenerator((8, 32, 32), 8, (2, 4, 4), 0.75, "frame"),
+               target="flow", flow_estimator="raft")
+
+
 def test_flow_task_predicts_two_channels_and_is_scored_against_zero():
     torch.manual_seed(0)
     task = _video_task("flow", "frame")

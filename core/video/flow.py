@@ -1,7 +1,9 @@
-"""Dense optical flow of clips from a classical estimator (OpenCV's Farneback: no learned weights), for targets
-that carry the direction of motion at every pixel (``mim.target: flow``, as masked motion encoding).
+"""Dense optical flow of clips from a classical estimator (no learned weights), for targets that carry the
+direction of motion at every pixel (``mim.target: flow``, as masked motion encoding): OpenCV's Farneback
+(polynomial expansion) or DIS (dense inverse search, its ultrafast preset, with variational refinement).
 
-    flow, valid = clip_flow(x)   # x (B, C, T, H, W) any affine colour scale -> (B, 2, T, H, W) px per frame
+    flow, valid = clip_flow(x)          # x (B, C, T, H, W) any affine colour scale -> (B, 2, T, H, W) px per frame
+    flow, valid = clip_flow(x, "dis")
 """
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["clip_flow", "flow_to_rgb", "levels", "FARNEBACK"]
+__all__ = ["clip_flow", "flow_to_rgb", "levels", "FARNEBACK", "ESTIMATORS"]
+
+ESTIMATORS = ("farneback", "dis")
 
 # pyramid scale, window, iterations, poly_n, poly_sigma; the pyramid's levels follow the frame size (levels())
 FARNEBACK = dict(pyr_scale=0.5, winsize=9, iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
@@ -30,20 +34,31 @@ def _grey_uint8(x: torch.Tensor) -> np.ndarray:
     return g.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
-def clip_flow(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(flow from frame t to t + 1 at frame t as (dx, dy) in pixels, zero at the last frame; the (1, 1, T, 1, 1)
-    0/1 validity weight, 0 at the last frame), on ``x``'s device in float32."""
+def _pair_flow(estimator: str, height: int, width: int):
+    """``flow(prev, next) -> (H, W, 2)`` for two uint8 grey frames."""
     import cv2
 
+    if estimator == "farneback":
+        n = levels(height, width)
+        return lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, levels=n, **FARNEBACK)
+    if estimator == "dis":
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        return lambda a, b: dis.calc(a, b, None)
+    raise ValueError(f"flow estimator {estimator!r}, expected one of {', '.join(ESTIMATORS)}")
+
+
+def clip_flow(x: torch.Tensor, estimator: str = "farneback") -> tuple[torch.Tensor, torch.Tensor]:
+    """(flow from frame t to t + 1 at frame t as (dx, dy) in pixels, zero at the last frame; the (1, 1, T, 1, 1)
+    0/1 validity weight, 0 at the last frame), on ``x``'s device in float32."""
     if x.ndim != 5 or x.shape[2] < 2:
         raise ValueError(f"optical flow needs clips (B, C, T >= 2, H, W), got shape {tuple(x.shape)}")
     grey = _grey_uint8(x)
     b, t, h, w = grey.shape
+    pair_flow = _pair_flow(estimator, h, w)
     out = np.zeros((b, t, h, w, 2), np.float32)
-    n = levels(h, w)
     for i in range(b):
         for j in range(t - 1):
-            out[i, j] = cv2.calcOpticalFlowFarneback(grey[i, j], grey[i, j + 1], None, levels=n, **FARNEBACK)
+            out[i, j] = pair_flow(grey[i, j], grey[i, j + 1])
     flow = torch.from_numpy(out).permute(0, 4, 1, 2, 3).to(x.device)
     valid = torch.ones(1, 1, t, 1, 1, device=x.device)
     valid[:, :, -1] = 0

@@ -122,7 +122,7 @@ def table(out: Path, sets: list[str], seeds: list[int], target: str = "flow", fr
             (f"SimMIM {target}, fine-tuned, 100 %", f"ft{t}100"), ("random weights, 100 %", f"sc{fi}100"),
             (f"SimMIM {target}, linear probe (100 %)", f"lp{t}"), ("random weights, linear probe", f"lprand{fi}"),
             ("MoBY, linear probe", "moby_lp_"), (f"MoBY from SimMIM {target}, linear probe", f"moby{t}ft_lp_")]
-    if fi:  # MoBY ran in round 1 only
+    if not any((out / f"{name}_moby_s{s}_lp").exists() for name in sets for s in seeds):  # no MoBY in this round
         rows = rows[:-2]
     lines = ["| set | " + " | ".join(r for r, _ in rows) + " | pretraining skill (flow) |",
              "|---|" + "---|" * (len(rows) + 1)]

@@ -1,0 +1,45 @@
+"""The issue-41 benchmark's pieces: the classical flow-histogram baseline's features and the protocol's commands."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from bench.hof_baseline import BINS, CELLS, fit_and_score, hof
+from bench.video_ssl import group
+
+
+def _translating(dx: int, dy: int, frames: int = 8, size: int = 32) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    out = [torch.sin(2 * math.pi * (xx - dx * t) / 16) + torch.cos(2 * math.pi * (yy - dy * t) / 16)
+           for t in range(frames)]
+    return torch.stack(out, 0).expand(3, -1, -1, -1)[None] * 60 + 128
+
+
+def test_hof_puts_a_translation_in_its_direction_bin():
+    for (dx, dy), expected in (((1, 0), BINS // 2), ((-1, 0), 0), ((0, 1), 3 * BINS // 4)):
+        h = hof(_translating(dx, dy)).view(7, CELLS * CELLS, BINS)
+        assert h.shape[0] * h.shape[1] * h.shape[2] == 7 * CELLS * CELLS * BINS
+        top = h.sum(dim=(0, 1))      # axis directions lie on a bin edge: the two bins beside it hold the speed
+        pair = float(top[expected] + top[(expected - 1) % BINS])
+        assert pair > 0.95 * float(top.sum()), (dx, dy, top)
+        assert 0.8 < float(top.sum()) / (7 * CELLS * CELLS) < 1.2          # the mean speed of a cell: 1 px a frame
+
+
+def test_linear_classifier_separates_two_directions():
+    clips = torch.cat([_translating(1, 0), _translating(-1, 0), _translating(0, 1), _translating(0, -1)])
+    feats = hof(clips)
+    labels = torch.tensor([0, 1, 2, 3])
+    assert fit_and_score(feats, labels, feats, labels, 1e-2) == 100.0
+
+
+def test_protocol_group_tags_the_estimator_and_shares_the_scratch_runs(tmp_path: Path):
+    dis = dict(group(tmp_path, "swarm", 1, frame_interval=1, estimator="dis"))
+    far = dict(group(tmp_path, "swarm", 1, frame_interval=1))
+    assert "swarm_ptfi1dis_s1" in dis and "swarm_ptfi1_s1" in far
+    assert "mim.flow_estimator=dis" in dis["swarm_ptfi1dis_s1"] and not any(
+        "flow_estimator" in c for cmd in far.values() for c in cmd)
+    shared = {r for r in dis if "_sc" in r or "lprand" in r}
+    assert shared == {r for r in far if "_sc" in r or "lprand" in r} and len(shared) == 4
+    assert all("data.frame_interval=1" in cmd for cmd in dis.values())

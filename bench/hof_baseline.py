@@ -2,18 +2,22 @@
 action recognition features) + a linear classifier, no deep features and no pretraining.
 
     python -m bench.hof_baseline --sets spin_zoom_sharp spiral_sharp speed_change swarm --seeds 0 1 2
+    python -m bench.hof_baseline --root myclips --train myclips/labelled.txt --val myclips/val.txt --size 64
 
 Each clip is sampled as the fine-tuning recipes sample validation clips (8 consecutive frames, centred, 32x32). For
 each of its 7 frame pairs, the flow of the chosen estimator (``core.video.flow``) is binned by direction (8 bins,
 weighted by speed) in each quarter of the frame: 7 x 4 x 8 = 224 numbers a clip, standardised on the labelled
 clips. Multinomial logistic regression (L-BFGS, L2 ``--l2``) on the labelled clips picked as fine-tuning picks them
-(``finetune.label_fraction`` of each class, ``label_seed`` = seed), top-1 on the 100 validation clips.
+(``finetune.label_fraction`` of each class, ``label_seed`` = seed), top-1 on the 100 validation clips. Your own
+clips: ``--root`` with mmaction2 list files (``path label`` a line) for ``--train`` and ``--val``, all their clips,
+frames resized to ``--size``.
 """
 from __future__ import annotations
 
 import argparse
 import math
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -23,16 +27,20 @@ import torch.nn.functional as F
 BINS, CELLS = 8, 2
 
 
-def clips(name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(clips (N, 3, 8, 32, 32), labels) of a generated set's 2000 + 100 folder: ``train`` = the 400 labelled."""
+def clips(root: str | Path, ann: str | Path, limit: int | None = None, size: int = 32
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clips (N, 3, 8, size, size), labels) of a list file: 8 consecutive frames, centred, as validation samples."""
     from core.video.data import build_video_dataset
+    ds = build_video_dataset(root, ann, split="val", clip_len=8, frame_interval=1, crop_size=size, short_side=size)
+    items = [ds[i] for i in range(min(limit or len(ds), len(ds)))]
+    return torch.stack([it["video"][0] for it in items]), torch.tensor([int(it["label"]) for it in items])
+
+
+def generated(name: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """(the 400 labelled-pool clips, the 100 validation clips) of a generated set's 2000 + 100 folder."""
     from core.video.sources import GENERATED
     root = GENERATED[name](None, num_train=2000, num_val=100)
-    ann = root / ("val.txt" if split == "val" else "train.txt")
-    ds = build_video_dataset(root, ann, split="val", clip_len=8, frame_interval=1, crop_size=32, short_side=32)
-    n = 100 if split == "val" else 400
-    items = [ds[i] for i in range(n)]
-    return torch.stack([it["video"][0] for it in items]), torch.tensor([int(it["label"]) for it in items])
+    return clips(root, root / "train.txt", 400), clips(root, root / "val.txt", 100)
 
 
 def hof(x: torch.Tensor, estimator: str = "farneback") -> torch.Tensor:
@@ -71,13 +79,22 @@ def main() -> None:
     ap.add_argument("--fractions", nargs="+", type=float, default=[0.25, 0.1, 1.0])
     ap.add_argument("--estimator", default="farneback", choices=["farneback", "dis"])
     ap.add_argument("--l2", type=float, default=1e-2)
+    ap.add_argument("--root", help="your clips' folder (then --train and --val list files instead of --sets)")
+    ap.add_argument("--train")
+    ap.add_argument("--val")
+    ap.add_argument("--size", type=int, default=32, help="frame size of --root's clips")
     a = ap.parse_args()
+    if a.root and not (a.train and a.val):
+        ap.error("--root needs --train and --val list files")
     from simmim.runs import label_subset
     torch.manual_seed(0)
     print(f"| set | {' | '.join(f'HOF + linear, {f:.0%} of the labels' for f in a.fractions)} |")
     print("|---|" + "---|" * len(a.fractions))
-    for name in a.sets:
-        (xt, yt), (xv, yv) = clips(name, "train"), clips(name, "val")
+    for name in [a.root] if a.root else a.sets:
+        if a.root:
+            (xt, yt), (xv, yv) = clips(a.root, a.train, size=a.size), clips(a.root, a.val, size=a.size)
+        else:
+            (xt, yt), (xv, yv) = generated(name)
         ft, fv = hof(xt, a.estimator), hof(xv, a.estimator)
         labelled = SimpleNamespace(targets=yt.numpy())
         cells = []

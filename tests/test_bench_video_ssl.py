@@ -43,3 +43,17 @@ def test_protocol_group_tags_the_estimator_and_shares_the_scratch_runs(tmp_path:
     shared = {r for r in dis if "_sc" in r or "lprand" in r}
     assert shared == {r for r in far if "_sc" in r or "lprand" in r} and len(shared) == 4
     assert all("data.frame_interval=1" in cmd for cmd in dis.values())
+
+
+def test_baseline_runs_on_your_own_list_files(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from core.video.synthetic import ensure_swarm
+    root = ensure_swarm(tmp_path / "clips", num_train=8, num_val=4, num_frames=8)
+    out = subprocess.run([sys.executable, "-m", "bench.hof_baseline", "--root", str(root), "--train",
+                          str(root / "train.txt"), "--val", str(root / "val.txt"), "--size", "16", "--fractions", "1"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "| set | HOF + linear, 100% of the labels |" and out[2].startswith(f"| `{root}` | **")
+    accuracy = float(out[2].split("**")[1])
+    assert accuracy in (0.0, 25.0, 50.0, 75.0, 100.0)          # 4 validation clips

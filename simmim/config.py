@@ -35,9 +35,6 @@ class MIMConfig:
                        "flow to the next frame, OpenCV's Farneback (clips only); pixels_flow = both")
     loss: Literal["l1", "l2"] = fld("l1", help="l1 (SimMIM) or l2 = squared error (MAE) on the masked positions; "
                                                "held-out skill is measured with the same error")
-    visible_weight: float = fld(0.0, ge=0.0, le=1.0, help="loss weight of the visible positions relative to the masked "
-                                "ones: 0 = masked only (SimMIM); 1 = every position (for a flow target: the "
-                                "encoder also learns the motion it sees); held-out skill stays on masked positions")
     flow_estimator: Literal["farneback", "dis"] = fld(
         "farneback", help="flow targets: OpenCV's estimator of the flow, farneback (polynomial expansion) or dis "
                           "(dense inverse search, ultrafast preset)")

@@ -75,8 +75,7 @@ class SimMIM(Task):
     best_metric = "skill"
 
     def __init__(self, encoder: nn.Module, mask_generator: MaskGenerator, decoder_stride: int = 0,
-                 target: str = "pixels", loss: str = "l1", flow_estimator: str = "farneback",
-                 visible_weight: float = 0.0) -> None:
+                 target: str = "pixels", loss: str = "l1", flow_estimator: str = "farneback") -> None:
         super().__init__()
         check_target(target, mask_generator.input_size)
         if loss not in LOSSES:
@@ -107,7 +106,6 @@ class SimMIM(Task):
         if flow_estimator not in ESTIMATORS:
             raise ValueError(f"mim.flow_estimator = {flow_estimator!r}, expected one of {', '.join(ESTIMATORS)}")
         self.target, self.loss, self.flow_estimator = target, loss, flow_estimator
-        self.visible_weight = visible_weight
         g = mask_generator  # norm_pixels' unit: one mask patch (clips: x one temporal patch)
         self.target_unit = ((g.model_patch_size[0],) if g.frames else ()) + (g.mask_patch_size,) * 2
 
@@ -143,8 +141,7 @@ class SimMIM(Task):
             return None
         mask = self.mask_generator(x.shape[0]).to(x.device)
         x_rec = self.reconstruct(x, mask)
-        y, m = self.target_of(x, mask if not self.visible_weight else
-                              mask + self.visible_weight * (1 - mask.float()))
+        y, m = self.target_of(x, mask)
         return {"loss": simmim_loss(y, x_rec.float(), m, self.loss)}
 
     # ------------------------------------------------------------------------------------------- engine hooks
@@ -216,7 +213,7 @@ def build_simmim(cfg: Any, initial_weights: bool = True) -> SimMIM:
         gen = MaskGenerator(cfg.data.input_size, cfg.mim.mask_patch_size, encoder.patch_size, cfg.mim.mask_ratio,
                             cfg.mim.mask_mode, cfg.mim.mask_last)
         task = SimMIM(encoder, gen, cfg.mim.decoder_stride, cfg.mim.target, cfg.mim.loss,
-                      cfg.mim.flow_estimator, cfg.mim.visible_weight)
+                      cfg.mim.flow_estimator)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     task.eval_seed = cfg.mim.eval_seed

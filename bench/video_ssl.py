@@ -45,9 +45,10 @@ def _tag(target: str, frame_interval: int, estimator: str) -> tuple[str, str]:
 def group(out: Path, name: str, seed: int, moby: bool = False, target: str = "flow",
           frame_interval: int = 2, estimator: str = "farneback") -> list[tuple[str, list[str]]]:
     """(run name, command) of one set and seed, in the order they must run; ``frame_interval`` is data.frame_interval
-    of every run (pretraining, fine-tuning, scratch and probes): 2 = round 1 (the recipes' value then; those runs
-    did not pass it), others tag the run names with ``fi<N>`` (round 2: 1); ``estimator`` is the pretraining's
-    mim.flow_estimator (other than farneback: tagged with its name)."""
+    of the pretraining, fine-tuning and scratch runs: 2 = round 1 (the SimMIM recipes' value then; those runs did not
+    pass it), others tag the run names with ``fi<N>`` (round 2: 1). The probes sample every frame in every round
+    (their recipe's value; round 1 did not pass it either). ``estimator`` is the pretraining's mim.flow_estimator
+    (other than farneback: tagged with its name)."""
     tag, fi = _tag(target, frame_interval, estimator)
     common = COMMON + [f"data.frame_interval={frame_interval}"]
     pt = f"{name}_pt{tag}_s{seed}"
@@ -62,7 +63,7 @@ def group(out: Path, name: str, seed: int, moby: bool = False, target: str = "fl
                                f"data.dataset={name}", f"model.pretrained={weights}", f"train.seed={seed}",
                                f"finetune.label_seed={seed}", *opt, *common]))
     probe = ["moby.linear", "--config", "configs/moby/linear_tiny_spin_zoom.yaml", "--opt", f"data.dataset={name}",
-             f"train.seed={seed}", *common]
+             f"train.seed={seed}", *COMMON, "data.frame_interval=1"]
     runs.append((f"{name}_lp{tag}_s{seed}", PY + probe + [f"model.pretrained={ckpt}"]))
     runs.append((f"{name}_lprand{fi}_s{seed}", PY + probe + ["probe.random_init=true"]))
     if moby:  # MoBY as shipped, and MoBY started from the SimMIM weights, each with its probe

@@ -1,0 +1,74 @@
+"""Diagnostic sets of diagnostics42.md, one factor of speed_change at a time (classes unused by the pretraining):
+
+- ``indep``: swarm-like small bright shapes over a dimmed sharp still texture, each moving its own random direction
+  at 0.5-1 px a frame (is independent object motion learned?);
+- ``sc_small``: speed_change's speed profiles and speeds (top 1.5-3 px a frame), with indep's small bright shapes
+  and background (is it speed_change's appearance?);
+- ``sc_slow``: speed_change's appearance and profiles, top speed 0.5-1 px a frame (is it its speed?).
+
+    PYTHONPATH=. python results/video_ssl/factor_diag.py VARIANT     # prints the folder; then pretrain on it with
+    python -m simmim.pretrain --config configs/simmim/tiny_spin_zoom.yaml --opt data.dataset=kinetics \
+        data.root=DIR data.ann_train=DIR/train.txt data.ann_val=DIR/val.txt train.seed=0 train.epochs=30 \
+        sched.warmup_epochs=1 data.num_workers=0 data.decoded_cache_mb=256 data.frame_interval=1
+"""
+import sys
+from functools import partial
+
+import numpy as np
+
+from core.video.synthetic import (
+    SPEED_CHANGE_CLASSES,
+    _kind_ensurer,
+    _periodic_texture,
+    _shape_mask,
+    default_cache_dir,
+    speed_profile,
+)
+
+
+def _paint(tex: np.ndarray, pos: np.ndarray, kinds: np.ndarray, rad: np.ndarray, colors: np.ndarray,
+           rng: np.random.Generator) -> np.ndarray:
+    """Frames of shapes at ``pos`` (T, n, 2), wrapped around the borders, over ``tex``, with sensor noise."""
+    num_frames, size = len(pos), tex.shape[0]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    frames = np.empty((num_frames, size, size, 3), np.uint8)
+    for i in range(num_frames):
+        img = tex.copy()
+        for k in range(len(kinds)):
+            dy = (yy - pos[i, k, 0] + size / 2) % size - size / 2
+            dx = (xx - pos[i, k, 1] + size / 2) % size - size / 2
+            img[_shape_mask(kinds[k], dy, dx, rad[k])] = colors[k]
+        frames[i] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
+    return frames
+
+
+def render(rng: np.random.Generator, cls: str, num_frames: int = 16, size: int = 32, variant: str = "indep"
+           ) -> np.ndarray:
+    if variant == "sc_slow":  # speed_change's own look
+        tex = _periodic_texture(rng, size) * 0.5 + 64
+        n = int(rng.integers(2, 5))
+        kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(2.5, size / 6, n), rng.uniform(0, 255, (n, 3))
+    else:                     # small bright shapes on a dimmed sharp texture
+        tex = _periodic_texture(rng, size, sharp=True) * 0.4 + 40
+        n = int(rng.integers(4, 8))
+        kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(1.5, 3.0, n), rng.uniform(120, 255, (n, 3))
+    ang = rng.uniform(0, 2 * np.pi, n)
+    direction = np.stack([np.sin(ang), np.cos(ang)], 1)
+    if variant == "indep":
+        vel = direction * float(rng.uniform(0.5, 1.0))
+        mid = rng.uniform(0, size, (n, 2))
+        return _paint(tex, mid + (np.arange(num_frames) - num_frames // 2)[:, None, None] * vel, kinds, rad, colors,
+                      rng)
+    top = float(rng.uniform(0.5, 1.0) if variant == "sc_slow" else rng.uniform(1.5, 3.0))
+    offset = np.concatenate([[0.0], np.cumsum(speed_profile(cls, num_frames, top)[:-1])])
+    offset = offset - offset[num_frames // 2]
+    mid = rng.uniform(0, size, (n, 2))
+    return _paint(tex, mid + offset[:, None, None] * direction, kinds, rad, colors, rng)
+
+
+CLASSES = {"indep": ("a", "b"), "sc_small": SPEED_CHANGE_CLASSES, "sc_slow": SPEED_CHANGE_CLASSES}
+
+if __name__ == "__main__":
+    v = sys.argv[1] if len(sys.argv) > 1 else "indep"
+    ensure = _kind_ensurer(f"{v}_diag", 1, CLASSES[v], partial(render, variant=v), f"{v} diagnostic")
+    print(ensure(default_cache_dir() / f"{v}_diag_2000_100", num_train=2000, num_val=100))

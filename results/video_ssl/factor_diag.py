@@ -4,7 +4,11 @@
   at 0.5-1 px a frame (is independent object motion learned?);
 - ``sc_small``: speed_change's speed profiles and speeds (top 1.5-3 px a frame), with indep's small bright shapes
   and background (is it speed_change's appearance?);
-- ``sc_slow``: speed_change's appearance and profiles, top speed 0.5-1 px a frame (is it its speed?).
+- ``sc_slow``: speed_change's appearance and profiles, top speed 0.5-1 px a frame (is it its speed?);
+- ``sc_large``: speed_change's profiles, speeds and 2-4 large shapes, in bright colours over the dimmed sharp texture
+  (is it the shapes' size?);
+- ``sc_smooth``: speed_change's profiles, speeds, smooth dull background and random colours, with 4-7 small shapes
+  (is it the background and the contrast?).
 
     PYTHONPATH=. python results/video_ssl/factor_diag.py VARIANT     # prints the folder; then pretrain on it with
     python -m simmim.pretrain --config configs/simmim/tiny_spin_zoom.yaml --opt data.dataset=kinetics \
@@ -48,6 +52,14 @@ def render(rng: np.random.Generator, cls: str, num_frames: int = 16, size: int =
         tex = _periodic_texture(rng, size) * 0.5 + 64
         n = int(rng.integers(2, 5))
         kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(2.5, size / 6, n), rng.uniform(0, 255, (n, 3))
+    elif variant == "sc_large":  # its large shapes, bright, on the dimmed sharp texture
+        tex = _periodic_texture(rng, size, sharp=True) * 0.4 + 40
+        n = int(rng.integers(2, 5))
+        kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(2.5, size / 6, n), rng.uniform(120, 255, (n, 3))
+    elif variant == "sc_smooth":  # its background and colours, small shapes
+        tex = _periodic_texture(rng, size) * 0.5 + 64
+        n = int(rng.integers(4, 8))
+        kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(1.5, 3.0, n), rng.uniform(0, 255, (n, 3))
     else:                     # small bright shapes on a dimmed sharp texture
         tex = _periodic_texture(rng, size, sharp=True) * 0.4 + 40
         n = int(rng.integers(4, 8))
@@ -66,7 +78,8 @@ def render(rng: np.random.Generator, cls: str, num_frames: int = 16, size: int =
     return _paint(tex, mid + offset[:, None, None] * direction, kinds, rad, colors, rng)
 
 
-CLASSES = {"indep": ("a", "b"), "sc_small": SPEED_CHANGE_CLASSES, "sc_slow": SPEED_CHANGE_CLASSES}
+CLASSES = {"indep": ("a", "b"), "sc_small": SPEED_CHANGE_CLASSES, "sc_slow": SPEED_CHANGE_CLASSES,
+           "sc_large": SPEED_CHANGE_CLASSES, "sc_smooth": SPEED_CHANGE_CLASSES}
 
 if __name__ == "__main__":
     v = sys.argv[1] if len(sys.argv) > 1 else "indep"

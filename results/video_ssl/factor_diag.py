@@ -10,6 +10,7 @@
 - ``sc_smooth``: speed_change's profiles, speeds, smooth dull background and random colours, with 4-7 small shapes
   (is it the background and the contrast?).
 
+    PYTHONPATH=. python results/video_ssl/factor_diag.py measure     # flow spread vs grey change of the sets below
     PYTHONPATH=. python results/video_ssl/factor_diag.py VARIANT     # prints the folder; then pretrain on it with
     python -m simmim.pretrain --config configs/simmim/tiny_spin_zoom.yaml --opt data.dataset=kinetics \
         data.root=DIR data.ann_train=DIR/train.txt data.ann_val=DIR/val.txt train.seed=0 train.epochs=30 \
@@ -81,7 +82,25 @@ def render(rng: np.random.Generator, cls: str, num_frames: int = 16, size: int =
 CLASSES = {"indep": ("a", "b"), "sc_small": SPEED_CHANGE_CLASSES, "sc_slow": SPEED_CHANGE_CLASSES,
            "sc_large": SPEED_CHANGE_CLASSES, "sc_smooth": SPEED_CHANGE_CLASSES}
 
+def measure() -> None:
+    """Per set (100 validation clips): the share of pixels the flow target moves (> 0.3 px a frame) and the share
+    whose grey value changes (> 10 % of the clip's largest change)."""
+    from bench.hof_baseline import clips
+    from core.video.flow import clip_flow
+    for name in ["speed_change", "sc_large_diag", "sc_smooth_diag", "sc_small_diag"]:
+        root = default_cache_dir() / f"{name}_2000_100"
+        x, _ = clips(root, root / "val.txt", 100)
+        moving = float((clip_flow(x)[0][:, :, :-1].norm(dim=1) > 0.3).float().mean())
+        d = (x.mean(1)[:, 1:] - x.mean(1)[:, :-1]).abs()
+        changed = float((d > 0.1 * d.flatten(1).amax(1).view(-1, 1, 1, 1)).float().mean())
+        print(f"{name}: flow moves {moving:.3f} of the pixels, grey changes at {changed:.3f}; ratio "
+              f"{moving / changed:.1f}")
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["measure"]:
+        measure()
+        sys.exit()
     v = sys.argv[1] if len(sys.argv) > 1 else "indep"
     ensure = _kind_ensurer(f"{v}_diag", 1, CLASSES[v], partial(render, variant=v), f"{v} diagnostic")
     print(ensure(default_cache_dir() / f"{v}_diag_2000_100", num_train=2000, num_val=100))

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.video.flow import ESTIMATORS, clip_flow
+
 BINS, CELLS = 8, 2
 
 
@@ -45,7 +47,6 @@ def generated(name: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch
 
 def hof(x: torch.Tensor, estimator: str = "farneback") -> torch.Tensor:
     """(N, 7 * CELLS^2 * BINS) histograms of the flow's direction weighted by its speed, per frame pair and cell."""
-    from core.video.flow import clip_flow
     flow = clip_flow(x, estimator)[0][:, :, :-1]                              # (N, 2, T - 1, H, W)
     mag = flow.norm(dim=1)
     b = ((torch.atan2(flow[:, 1], flow[:, 0]) + math.pi) / (2 * math.pi) * BINS).long().clamp(0, BINS - 1)
@@ -53,6 +54,14 @@ def hof(x: torch.Tensor, estimator: str = "farneback") -> torch.Tensor:
     n, t, h, w, _ = onehot.shape
     cells = onehot.reshape(n, t, CELLS, h // CELLS, CELLS, w // CELLS, BINS).mean(dim=(3, 5))
     return cells.flatten(1)
+
+
+def labelled(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Indices of the clips fine-tuning labels at ``finetune.label_fraction`` / ``label_seed`` (simmim.runs)."""
+    from simmim.runs import label_subset
+    keep = label_subset(SimpleNamespace(targets=labels.numpy()), SimpleNamespace(label_fraction=fraction,
+                                                                                label_seed=seed))
+    return torch.as_tensor(keep.indices if hasattr(keep, "indices") else range(len(labels)))
 
 
 def fit_and_score(a: torch.Tensor, ya: torch.Tensor, b: torch.Tensor, yb: torch.Tensor, l2: float) -> float:
@@ -77,7 +86,7 @@ def main() -> None:
                                                   "swarm"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--fractions", nargs="+", type=float, default=[0.25, 0.1, 1.0])
-    ap.add_argument("--estimator", default="farneback", choices=["farneback", "dis"])
+    ap.add_argument("--estimator", default="farneback", choices=list(ESTIMATORS))
     ap.add_argument("--l2", type=float, default=1e-2)
     ap.add_argument("--root", help="your clips' folder (then --train and --val list files instead of --sets)")
     ap.add_argument("--train")
@@ -86,7 +95,6 @@ def main() -> None:
     a = ap.parse_args()
     if a.root and not (a.train and a.val):
         ap.error("--root needs --train and --val list files")
-    from simmim.runs import label_subset
     torch.manual_seed(0)
     print(f"| set | {' | '.join(f'HOF + linear, {f:.0%} of the labels' for f in a.fractions)} |")
     print("|---|" + "---|" * len(a.fractions))
@@ -96,13 +104,11 @@ def main() -> None:
         else:
             (xt, yt), (xv, yv) = generated(name)
         ft, fv = hof(xt, a.estimator), hof(xv, a.estimator)
-        labelled = SimpleNamespace(targets=yt.numpy())
         cells = []
         for frac in a.fractions:
             accs = []
             for seed in (a.seeds if frac < 1 else a.seeds[:1]):
-                keep = label_subset(labelled, SimpleNamespace(label_fraction=frac, label_seed=seed))
-                idx = torch.as_tensor(keep.indices if hasattr(keep, "indices") else range(len(yt)))
+                idx = labelled(yt, frac, seed)
                 accs.append(fit_and_score(ft[idx], yt[idx], fv, yv, a.l2))
             cells.append(f"**{np.mean(accs):.1f}** ({' / '.join(f'{v:.0f}' for v in accs)})")
         print(f"| `{name}` | " + " | ".join(cells) + " |", flush=True)

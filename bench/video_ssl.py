@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.video.flow import ESTIMATORS
+
 PY = [sys.executable, "-m"]
 COMMON = ["data.num_workers=0", "data.decoded_cache_mb=256"]
 PRETRAIN = ["data.num_train=2000", "train.epochs=30", "sched.warmup_epochs=1"]
@@ -202,7 +204,7 @@ def main() -> None:
     ap.add_argument("--target", default="flow", choices=list(TAGS), help="the pretraining target")
     ap.add_argument("--frame-interval", type=int, default=2,
                     help="data.frame_interval of every run: 2 = round 1, 1 = round 2 (the recipes now)")
-    ap.add_argument("--estimator", default="farneback", choices=["farneback", "dis"],
+    ap.add_argument("--estimator", default="farneback", choices=list(ESTIMATORS),
                     help="the pretraining's mim.flow_estimator")
     a = ap.parse_args()
     out = Path(a.out)

@@ -1,6 +1,7 @@
 """Test helpers shared by every test module: paths, tiny model sizes, random weights, a 2-process torchrun."""
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -101,3 +102,15 @@ def torchrun(module: str, *args: str, nproc: int = 2, timeout: int = 240) -> str
         pytest.fail(f"torchrun timed out:\n{log[-3000:]}\n{err[-3000:]}")
     assert proc.returncode == 0, log[-3000:] + err[-3000:]
     return log
+
+
+def translating_clip(shift: tuple[int, int], frames: int = 4, size: int = 32) -> torch.Tensor:
+    """(1, 3, T, H, W): a smooth periodic pattern moved by ``shift`` = (dx, dy) pixels a frame."""
+    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    out = []
+    for t in range(frames):
+        u, v = xx - shift[0] * t, yy - shift[1] * t
+        img = torch.sin(2 * math.pi * u / 16) + torch.cos(2 * math.pi * v / 16) + 0.5 * torch.sin(
+            2 * math.pi * (u + v) / 32)
+        out.append(img.expand(3, size, size))
+    return torch.stack(out, 1)[None]

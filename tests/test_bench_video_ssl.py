@@ -1,25 +1,18 @@
 """The issue-41 benchmark's pieces: the classical flow-histogram baseline's features and the protocol's commands."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 
 from bench.hof_baseline import BINS, CELLS, fit_and_score, hof
 from bench.video_ssl import group
-
-
-def _translating(dx: int, dy: int, frames: int = 8, size: int = 32) -> torch.Tensor:
-    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
-    out = [torch.sin(2 * math.pi * (xx - dx * t) / 16) + torch.cos(2 * math.pi * (yy - dy * t) / 16)
-           for t in range(frames)]
-    return torch.stack(out, 0).expand(3, -1, -1, -1)[None] * 60 + 128
+from helpers import translating_clip
 
 
 def test_hof_puts_a_translation_in_its_direction_bin():
     for (dx, dy), expected in (((1, 0), BINS // 2), ((-1, 0), 0), ((0, 1), 3 * BINS // 4)):
-        h = hof(_translating(dx, dy)).view(7, CELLS * CELLS, BINS)
+        h = hof(translating_clip((dx, dy), 8)).view(7, CELLS * CELLS, BINS)
         assert h.shape[0] * h.shape[1] * h.shape[2] == 7 * CELLS * CELLS * BINS
         top = h.sum(dim=(0, 1))      # axis directions lie on a bin edge: the two bins beside it hold the speed
         pair = float(top[expected] + top[(expected - 1) % BINS])
@@ -28,7 +21,7 @@ def test_hof_puts_a_translation_in_its_direction_bin():
 
 
 def test_linear_classifier_separates_two_directions():
-    clips = torch.cat([_translating(1, 0), _translating(-1, 0), _translating(0, 1), _translating(0, -1)])
+    clips = torch.cat([translating_clip(shift, 8) for shift in ((1, 0), (-1, 0), (0, 1), (0, -1))])
     feats = hof(clips)
     labels = torch.tensor([0, 1, 2, 3])
     assert fit_and_score(feats, labels, feats, labels, 1e-2) == 100.0

@@ -26,12 +26,15 @@ SLOW_SHARP = dict(sharp=True, turn=(1.5, 3.0), rate_range=(1.015, 1.03))
 FAST_SHARP = dict(sharp=True, turn=(6.0, 9.0), rate_range=(1.06, 1.09), drift=(1.0, 2.0))
 
 
+def _flow(clips: list[np.ndarray]) -> torch.Tensor:
+    """The flow target (N, 2, T - 1, H, W) of rendered clips (T, H, W, 3), the last frame's zeros left out."""
+    return clip_flow(torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float())[0][:, :, :-1]
+
+
 def _speed(render, classes, **kw) -> float:
     """Median flow speed (px a frame) over 8 clips of every class, 8 frames every 2nd as the recipes sample."""
     clips = [render(np.random.default_rng([5, i]), c, 16, 32, **kw)[::2] for i in range(8) for c in classes]
-    x = torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float()
-    flow, _ = clip_flow(x)
-    return float(flow[:, :, :-1].norm(dim=1).median())
+    return float(_flow(clips).norm(dim=1).median())
 
 
 def test_held_out_speeds_differ_from_the_choice_set():
@@ -91,15 +94,14 @@ def test_swarm_flow_is_sparse_slow_and_points_about_the_middle():
     moving, radial, turning = {}, {}, {}
     for c in SWARM_CLASSES:
         clips = [render_swarm_clip(np.random.default_rng([7, i]), c)[4:12] for i in range(8)]
-        flow, _ = clip_flow(torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float())
-        dx, dy = flow[:, 0, :-1].numpy(), flow[:, 1, :-1].numpy()            # (B, T - 1, H, W) px a frame
+        flow = _flow(clips)
+        dx, dy = flow[:, 0].numpy(), flow[:, 1].numpy()                      # (B, T - 1, H, W) px a frame
         moving[c] = (np.hypot(dx, dy) > 0.3).mean()
         r = np.hypot(yy, xx) + 1e-6
         radial[c] = ((dx * xx + dy * yy) / r).mean()
         turning[c] = ((xx * dy - yy * dx) / r).mean()
-    moving_share = lambda f: (f[:, :, :-1].norm(dim=1) > 0.3).float().mean()  # noqa: E731
     texture = [render_spin_zoom_clip(np.random.default_rng([7, i]), c)[4:12] for i in range(2) for c in SPIN_ZOOM_CLASSES]
-    chosen_moving = float(moving_share(clip_flow(torch.from_numpy(np.stack(texture)).permute(0, 4, 1, 2, 3).float())[0]))
+    chosen_moving = float((_flow(texture).norm(dim=1) > 0.3).float().mean())
     assert max(moving.values()) < 0.75 * chosen_moving, (moving, chosen_moving)
     assert radial["gather"] < 0 < radial["scatter"]
     assert turning["orbit_anticlockwise"] < 0 < turning["orbit_clockwise"]

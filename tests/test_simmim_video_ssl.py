@@ -11,7 +11,7 @@ import torch
 from core import create_model
 from core.engine import ConfigError
 from core.engine.config import load_config
-from helpers import CONFIGS, randomize_
+from helpers import CONFIGS, randomize_, translating_clip
 from simmim import MaskGenerator, SimMIM, simmim_loss
 from simmim.config import SimMIMConfig
 from simmim.target import frame_diff, make_target, patch_normalise, prediction_as_pixels, trivial_prediction
@@ -210,22 +210,10 @@ def test_reconstruction_picture_of_the_new_targets(target, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ flow
-def _translating_clip(shift: tuple[int, int], frames: int = 4, size: int = 32) -> torch.Tensor:
-    """(1, 3, T, H, W): a smooth periodic pattern moved by ``shift`` = (dx, dy) pixels a frame."""
-    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
-    out = []
-    for t in range(frames):
-        u, v = xx - shift[0] * t, yy - shift[1] * t
-        img = torch.sin(2 * math.pi * u / 16) + torch.cos(2 * math.pi * v / 16) + 0.5 * torch.sin(
-            2 * math.pi * (u + v) / 32)
-        out.append(img.expand(3, size, size))
-    return torch.stack(out, 1)[None]
-
-
 @pytest.mark.parametrize("shift", [(1, 0), (0, -2), (2, 1)])
 def test_flow_target_is_the_motion_of_a_translating_pattern(shift):
     from core.video.flow import clip_flow
-    x = _translating_clip(shift)
+    x = translating_clip(shift)
     y, valid = make_target(x * 40 + 3, "flow", (2, 8, 8))   # any affine colour scale gives the same flow
     assert y.shape == (1, 2, 4, 32, 32) and valid.flatten().tolist() == [1.0, 1.0, 1.0, 0.0]
     inner = y[0, :, :3, 8:24, 8:24]                          # away from the borders, where Farneback extrapolates
@@ -240,19 +228,19 @@ def test_flow_target_is_the_motion_of_a_translating_pattern(shift):
 @pytest.mark.parametrize("shift", [(1, 0), (0, -2), (2, 1)])
 def test_dis_estimator_finds_the_motion_of_a_translating_pattern(shift):
     from core.video.flow import clip_flow
-    y, valid = clip_flow(_translating_clip(shift) * 40 + 3, "dis")
+    y, valid = clip_flow(translating_clip(shift) * 40 + 3, "dis")
     inner = y[0, :, :3, 8:24, 8:24]
     for c in range(2):
         assert abs(float(inner[c].median()) - shift[c]) < 0.25, (c, float(inner[c].median()))
     assert not y[:, :, -1].any() and valid.flatten().tolist() == [1.0, 1.0, 1.0, 0.0]
     with pytest.raises(ValueError, match="expected one of farneback, dis"):
-        clip_flow(_translating_clip(shift), "lucas_kanade")
+        clip_flow(translating_clip(shift), "lucas_kanade")
 
 
 def test_flow_estimator_reaches_the_target_and_bad_names_fail_at_start_up():
     task = SimMIM(create_model("video_swin_t", **TINY3D), MaskGenerator((8, 32, 32), 8, (2, 4, 4), 0.75, "frame"),
                   target="flow", flow_estimator="dis")
-    x = _translating_clip((0, -2), frames=8)
+    x = translating_clip((0, -2), frames=8)
     y, _ = task.target_of(x, task.mask_generator(1))
     from core.video.flow import clip_flow
     torch.testing.assert_close(y, clip_flow(x, "dis")[0])
@@ -265,7 +253,7 @@ def test_flow_task_predicts_two_channels_and_is_scored_against_zero():
     torch.manual_seed(0)
     task = _video_task("flow", "frame")
     assert task.decoder[0].out_channels == 2 * 2 * 8 * 8       # (dx, dy) x the decoder's 2 x 8 x 8 stride
-    x = _translating_clip((1, 0), frames=8).repeat(2, 1, 1, 1, 1)
+    x = translating_clip((1, 0), frames=8).repeat(2, 1, 1, 1, 1)
     torch.manual_seed(7)
     loss = task((x, None))["loss"]
     torch.manual_seed(7)
@@ -304,7 +292,7 @@ def test_task_refuses_flow_for_images():
 def test_flow_pyramid_follows_the_frame_size():
     from core.video.flow import clip_flow, levels
     assert [levels(s, s) for s in (16, 32, 64, 224)] == [1, 2, 3, 4]
-    x = _translating_clip((5, -4), size=64)          # 6.4 px a frame: beyond the two levels of 32-px frames
+    x = translating_clip((5, -4), size=64)          # 6.4 px a frame: beyond the two levels of 32-px frames
     y, _ = clip_flow(x)
     inner = y[0, :, :3, 16:48, 16:48]
     assert abs(float(inner[0].median()) - 5) < 0.5 and abs(float(inner[1].median()) + 4) < 0.5
@@ -315,7 +303,7 @@ def test_pixels_flow_target_is_both_with_the_flow_leaving_out_the_last_frame():
     torch.manual_seed(0)
     task = _video_task("pixels_flow", "frame")
     assert task.decoder[0].out_channels == 5 * 2 * 8 * 8
-    x = _translating_clip((1, 0), frames=8).repeat(2, 1, 1, 1, 1) + 0.1 * torch.randn(2, 3, 8, 32, 32)
+    x = translating_clip((1, 0), frames=8).repeat(2, 1, 1, 1, 1) + 0.1 * torch.randn(2, 3, 8, 32, 32)
     torch.manual_seed(7)
     loss = task((x, None))["loss"]
     torch.manual_seed(7)

@@ -21,7 +21,7 @@ __all__ = ["CLASSES", "MOVING_SHAPES_RECIPE", "default_cache_dir", "render_clip"
            "moving_shapes_item", "write_mp4", "ensure_moving_shapes", "SPIN_ZOOM_CLASSES", "render_spin_zoom_clip",
            "ensure_spin_zoom", "SPEED_CHANGE_CLASSES", "speed_profile", "render_speed_change_clip",
            "ensure_speed_change", "SPIRAL_CLASSES", "spiral_motion", "render_spiral_clip", "ensure_spiral",
-           "SWARM_CLASSES", "swarm_positions", "render_swarm_clip", "ensure_swarm"]
+           "SWARM_CLASSES", "swarm_positions", "render_swarm_clip", "ensure_swarm", "paint_shapes"]
 
 CLASSES = ("left", "right", "up", "down")
 _VELOCITY = {"left": (0.0, -1.0), "right": (0.0, 1.0), "up": (-1.0, 0.0), "down": (1.0, 0.0)}  # (dy, dx)
@@ -43,6 +43,25 @@ def _shape_mask(kind: int, dy: np.ndarray, dx: np.ndarray, radius: float) -> np.
     if kind == 1:
         return dy * dy + dx * dx <= radius ** 2
     return abs(dy) + abs(dx) <= radius * 1.3
+
+
+def paint_shapes(tex: np.ndarray, centres: np.ndarray, kinds: np.ndarray, radius: np.ndarray, colors: np.ndarray,
+                 rng: np.random.Generator, wrap: bool = True) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8: flat shapes (``kinds``, ``radius``, ``colors``) at ``centres`` (T, n, 2) as (y, x)
+    over the still texture ``tex`` (H, W, 3), with N(0, 3) sensor noise; ``wrap``: shapes re-enter on the other side,
+    else they are cut off at the border."""
+    size = tex.shape[0]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    frames = np.empty((len(centres), size, size, 3), np.uint8)
+    for t, frame_centres in enumerate(centres):
+        img = tex.copy()
+        for k, (cy, cx) in enumerate(frame_centres):
+            dy, dx = yy - cy, xx - cx
+            if wrap:
+                dy, dx = (dy + size / 2) % size - size / 2, (dx + size / 2) % size - size / 2
+            img[_shape_mask(kinds[k], dy, dx, radius[k])] = colors[k]
+        frames[t] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
+    return frames
 
 
 def _default_root(name: str, num_train: int, num_val: int) -> Path:
@@ -328,18 +347,7 @@ def render_speed_change_clip(rng: np.random.Generator, profile: str, num_frames:
     offset = np.concatenate([[0.0], np.cumsum(speed[:-1])])   # distance travelled before frame t
     mid = rng.uniform(0, size, (n, 2))                        # position at the middle frame: uniform, so no frame
     offset = offset - offset[num_frames // 2]                 # tells the class
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    frames = np.empty((num_frames, size, size, 3), np.uint8)
-    for t in range(num_frames):
-        img = tex.copy()
-        for k in range(n):
-            cy, cx = mid[k] + offset[t] * direction[k]
-            dy = (yy - cy + size / 2) % size - size / 2
-            dx = (xx - cx + size / 2) % size - size / 2
-            mask = _shape_mask(kinds[k], dy, dx, radius[k])
-            img[mask] = colors[k]
-        frames[t] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
-    return frames
+    return paint_shapes(tex, mid + offset[:, None, None] * direction, kinds, radius, colors, rng)
 
 
 # -------------------------------------------------------------------------------------------------- spiral
@@ -457,14 +465,7 @@ def render_swarm_clip(rng: np.random.Generator, motion: str, num_frames: int = 1
     centre = size / 2 + rng.uniform(-size / 8, size / 8, 2)
     radius = rng.uniform(0.25 * size, 0.45 * size, n)   # at the middle frame: so that no frame tells the class
     pos = swarm_positions(motion, num_frames, centre, radius, rng.uniform(0, 2 * np.pi, n), float(rng.uniform(0.5, 1.0)))
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    frames = np.empty((num_frames, size, size, 3), np.uint8)
-    for t in range(num_frames):
-        img = tex.copy()
-        for k in range(n):
-            img[_shape_mask(kinds[k], yy - pos[t, k, 0], xx - pos[t, k, 1], shape_radius[k])] = colors[k]
-        frames[t] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
-    return frames
+    return paint_shapes(tex, pos, kinds, shape_radius, colors, rng, wrap=False)
 
 
 ensure_swarm = _kind_ensurer("swarm", _SWARM_VERSION, SWARM_CLASSES, render_swarm_clip, "swarm")

@@ -25,26 +25,10 @@ from core.video.synthetic import (
     SPEED_CHANGE_CLASSES,
     _kind_ensurer,
     _periodic_texture,
-    _shape_mask,
     default_cache_dir,
+    paint_shapes,
     speed_profile,
 )
-
-
-def _paint(tex: np.ndarray, pos: np.ndarray, kinds: np.ndarray, rad: np.ndarray, colors: np.ndarray,
-           rng: np.random.Generator) -> np.ndarray:
-    """Frames of shapes at ``pos`` (T, n, 2), wrapped around the borders, over ``tex``, with sensor noise."""
-    num_frames, size = len(pos), tex.shape[0]
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    frames = np.empty((num_frames, size, size, 3), np.uint8)
-    for i in range(num_frames):
-        img = tex.copy()
-        for k in range(len(kinds)):
-            dy = (yy - pos[i, k, 0] + size / 2) % size - size / 2
-            dx = (xx - pos[i, k, 1] + size / 2) % size - size / 2
-            img[_shape_mask(kinds[k], dy, dx, rad[k])] = colors[k]
-        frames[i] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
-    return frames
 
 
 def render(rng: np.random.Generator, cls: str, num_frames: int = 16, size: int = 32, variant: str = "indep"
@@ -70,13 +54,13 @@ def render(rng: np.random.Generator, cls: str, num_frames: int = 16, size: int =
     if variant == "indep":
         vel = direction * float(rng.uniform(0.5, 1.0))
         mid = rng.uniform(0, size, (n, 2))
-        return _paint(tex, mid + (np.arange(num_frames) - num_frames // 2)[:, None, None] * vel, kinds, rad, colors,
-                      rng)
+        centres = mid + (np.arange(num_frames) - num_frames // 2)[:, None, None] * vel
+        return paint_shapes(tex, centres, kinds, rad, colors, rng)
     top = float(rng.uniform(0.5, 1.0) if variant == "sc_slow" else rng.uniform(1.5, 3.0))
     offset = np.concatenate([[0.0], np.cumsum(speed_profile(cls, num_frames, top)[:-1])])
     offset = offset - offset[num_frames // 2]
     mid = rng.uniform(0, size, (n, 2))
-    return _paint(tex, mid + offset[:, None, None] * direction, kinds, rad, colors, rng)
+    return paint_shapes(tex, mid + offset[:, None, None] * direction, kinds, rad, colors, rng)
 
 
 CLASSES = {"indep": ("a", "b"), "sc_small": SPEED_CHANGE_CLASSES, "sc_slow": SPEED_CHANGE_CLASSES,

@@ -6,14 +6,11 @@ top-1 on the 100 validation clips.
     PYTHONPATH=. python results/video_ssl/speed_features.py [set]        # default speed_change
 """
 import sys
-from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 
-from bench.hof_baseline import generated
+from bench.hof_baseline import fit_and_score, generated, labelled
 from core.video.flow import clip_flow
-from simmim.runs import label_subset
 
 
 def speed_features(x: torch.Tensor) -> torch.Tensor:
@@ -23,33 +20,16 @@ def speed_features(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([speed, moving.mean((2, 3))], 1)
 
 
-def fit(a: torch.Tensor, ya: torch.Tensor, b: torch.Tensor, yb: torch.Tensor) -> float:
-    mu, sd = a.mean(0), a.std(0) + 1e-6
-    a, b = (a - mu) / sd, (b - mu) / sd
-    lin = torch.nn.Linear(a.shape[1], int(ya.max()) + 1)
-    opt = torch.optim.LBFGS(lin.parameters(), max_iter=500)
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(lin(a), ya) + 1e-3 * lin.weight.square().sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return 100 * float((lin(b).argmax(1) == yb).float().mean())
-
-
 def main(name: str) -> None:
     (xt, yt), (xv, yv) = generated(name)
     ft, fv = speed_features(xt), speed_features(xv)
     for c in range(int(yt.max()) + 1):
         print(f"class {c}: mean speed per frame pair", ft[yt == c, :7].mean(0).numpy().round(2))
-    print(f"{name}: speed features + logistic regression, all 400 labels: val {fit(ft, yt, fv, yv):.1f} %")
-    labelled = SimpleNamespace(targets=yt.numpy())
+    print(f"{name}: speed features + logistic regression, all 400 labels: val {fit_and_score(ft, yt, fv, yv, 1e-3):.1f} %")
     accs = []
     for seed in (0, 1, 2):
-        idx = torch.as_tensor(label_subset(labelled, SimpleNamespace(label_fraction=0.25, label_seed=seed)).indices)
-        accs.append(fit(ft[idx], yt[idx], fv, yv))
+        idx = labelled(yt, 0.25, seed)
+        accs.append(fit_and_score(ft[idx], yt[idx], fv, yv, 1e-3))
     print(f"{name}: the same with 25 % of the labels (seeds 0 / 1 / 2): " + " / ".join(f"{a:.0f}" for a in accs)
           + f" % (mean {sum(accs) / 3:.1f})")
 

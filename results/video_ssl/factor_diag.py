@@ -8,9 +8,13 @@
 - ``sc_large``: speed_change's profiles, speeds and 2-4 large shapes, in bright colours over the dimmed sharp texture
   (is it the shapes' size?);
 - ``sc_smooth``: speed_change's profiles, speeds, smooth dull background and random colours, with 4-7 small shapes
-  (is it the background and the contrast?).
+  (is it the background and the contrast?);
+- ``sc_bright``: speed_change itself (profiles, speeds, 2-4 large shapes, smooth dull background) with the shapes in
+  bright colours, 190-255 a channel (is it the random colours?);
+- ``sc_random``: sc_large (the dimmed sharp texture) with speed_change's random colours (is it the background?).
 
     PYTHONPATH=. python results/video_ssl/factor_diag.py measure     # flow spread vs grey change of the sets below
+    PYTHONPATH=. python results/video_ssl/factor_diag.py truth       # the flow target against the true motion
     PYTHONPATH=. python results/video_ssl/factor_diag.py VARIANT     # prints the folder; then pretrain on it with
     python -m simmim.pretrain --config configs/simmim/tiny_spin_zoom.yaml --opt data.dataset=kinetics \
         data.root=DIR data.ann_train=DIR/train.txt data.ann_val=DIR/val.txt train.seed=0 train.epochs=30 \
@@ -41,6 +45,14 @@ def render(rng: np.random.Generator, cls: str, num_frames: int = 16, size: int =
         tex = _periodic_texture(rng, size, sharp=True) * 0.4 + 40
         n = int(rng.integers(2, 5))
         kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(2.5, size / 6, n), rng.uniform(120, 255, (n, 3))
+    elif variant == "sc_bright":  # its own look, bright shapes
+        tex = _periodic_texture(rng, size) * 0.5 + 64
+        n = int(rng.integers(2, 5))
+        kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(2.5, size / 6, n), rng.uniform(190, 255, (n, 3))
+    elif variant == "sc_random":  # the dimmed sharp texture, random colours
+        tex = _periodic_texture(rng, size, sharp=True) * 0.4 + 40
+        n = int(rng.integers(2, 5))
+        kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(2.5, size / 6, n), rng.uniform(0, 255, (n, 3))
     elif variant == "sc_smooth":  # its background and colours, small shapes
         tex = _periodic_texture(rng, size) * 0.5 + 64
         n = int(rng.integers(4, 8))
@@ -64,7 +76,8 @@ def render(rng: np.random.Generator, cls: str, num_frames: int = 16, size: int =
 
 
 CLASSES = {"indep": ("a", "b"), "sc_small": SPEED_CHANGE_CLASSES, "sc_slow": SPEED_CHANGE_CLASSES,
-           "sc_large": SPEED_CHANGE_CLASSES, "sc_smooth": SPEED_CHANGE_CLASSES}
+           "sc_large": SPEED_CHANGE_CLASSES, "sc_smooth": SPEED_CHANGE_CLASSES, "sc_bright": SPEED_CHANGE_CLASSES,
+           "sc_random": SPEED_CHANGE_CLASSES}
 
 def measure() -> None:
     """Per set (100 validation clips): the share of pixels the flow target moves (> 0.3 px a frame) and the share
@@ -81,9 +94,65 @@ def measure() -> None:
               f"{moving / changed:.1f}")
 
 
+def _true_flow(centres: np.ndarray, kinds: np.ndarray, radius: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W, 2) true motion (dx, dy) from frame t to t + 1 of the painted shapes (the last one painted on top),
+    zero on the still background and at the last frame."""
+    from core.video.synthetic import _shape_mask
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    flow = np.zeros((len(centres), size, size, 2))
+    for t in range(len(centres) - 1):
+        for k in range(len(kinds)):
+            dy = (yy - centres[t, k, 0] + size / 2) % size - size / 2
+            dx = (xx - centres[t, k, 1] + size / 2) % size - size / 2
+            v = centres[t + 1, k] - centres[t, k]
+            flow[t][_shape_mask(kinds[k], dy, dx, radius[k])] = (v[1], v[0])
+    return flow
+
+
+def truth(n: int = 60) -> None:
+    """Per set (n clips rendered afresh, before encoding; the 7 middle frame pairs): Farneback against the true
+    motion of the shapes: end-point error and cosine on moving shape pixels, and the mean speed it gives pixels more
+    than 3 px from any shape (where nothing moves)."""
+    import torch
+    from scipy.ndimage import binary_dilation
+
+    import core.video.synthetic as syn
+    from core.video.flow import clip_flow
+    painted, paint = {}, syn.paint_shapes
+
+    def spy(tex, centres, kinds, radius, *args, **kwargs):  # the renderers' shapes, as they are painted
+        painted.update(centres=centres, kinds=kinds, radius=radius)
+        return paint(tex, centres, kinds, radius, *args, **kwargs)
+
+    renderers = {"speed_change": syn.render_speed_change_clip,
+                 **{v: partial(render, variant=v) for v in ("sc_large", "sc_small", "sc_smooth", "sc_bright",
+                                                           "sc_random")}}
+    syn.paint_shapes = globals()["paint_shapes"] = spy
+    try:
+        for name, rend in renderers.items():
+            rows = []
+            for i in range(n):
+                frames = rend(np.random.default_rng([7, i]), SPEED_CHANGE_CLASSES[i % 4])
+                true = _true_flow(painted["centres"], painted["kinds"], painted["radius"], frames.shape[1])[4:11]
+                est = clip_flow(torch.from_numpy(frames).float().permute(3, 0, 1, 2)[None])[0][0]
+                est = est.permute(1, 2, 3, 0).numpy()[4:11]
+                speed, est_speed = np.linalg.norm(true, axis=-1), np.linalg.norm(est, axis=-1)
+                moving = speed > 0.3
+                near = np.stack([binary_dilation(a > 0.3, iterations=3) | binary_dilation(b > 0.3, iterations=3)
+                                 for a, b in zip(speed, np.roll(speed, -1, 0))])
+                cos = (est * true).sum(-1) / (est_speed * speed + 1e-6)
+                rows.append([np.linalg.norm(est - true, axis=-1)[moving].mean(), cos[moving].mean(),
+                             est_speed[~near].mean()])
+            epe, cos, far = np.nanmean(rows, 0)
+            print(f"{name}: end-point error {epe:.2f} px, cosine {cos:.2f} on moving shape pixels; "
+                  f"{far:.2f} px a frame where nothing moves (> 3 px from a shape)")
+    finally:
+        syn.paint_shapes = globals()["paint_shapes"] = paint
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["measure"]:
-        measure()
+    if sys.argv[1:] in (["measure"], ["truth"]):
+        {"measure": measure, "truth": truth}[sys.argv[1]]()
         sys.exit()
     v = sys.argv[1] if len(sys.argv) > 1 else "indep"
     ensure = _kind_ensurer(f"{v}_diag", 1, CLASSES[v], partial(render, variant=v), f"{v} diagnostic")

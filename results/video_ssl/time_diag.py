@@ -1,0 +1,76 @@
+"""Diagnostic of diagnostics42.md: does averaging over time (the Video Swin head's global pool) hide speed change?
+
+    PYTHONPATH=. python results/video_ssl/time_diag.py probe ROOT CKPT [CKPT ...]   # CKPT may be "random"
+    PYTHONPATH=. python results/video_ssl/time_diag.py finetune --config ... --opt ...   # simmim.finetune's args
+
+``probe``: on ROOT's first 400 training clips and 100 validation clips (list files train.txt / val.txt), logistic
+regression on 25 % of the labels (picked as fine-tuning picks them, seeds 0-2) of (a) the flow speeds of each frame
+pair (speed_features.py) and the same averaged over the pairs, (b) the frozen last-stage features of each
+checkpoint (the tiny Video Swin of the recipes) averaged over time and space, as the head sees them, or over space
+only, the T' = 4 temporal tokens side by side. ``finetune``: simmim.finetune with a head that keeps time the same
+way (spatial average, the 4 temporal tokens concatenated, linear) in place of the global average.
+"""
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+import core.nn.layers
+import core.nn.model
+from bench.hof_baseline import clips, fit_and_score, labelled
+
+TOKENS_T = 4  # temporal tokens of 8 frames at temporal patch 2
+KWARGS = dict(embed_dim=32, depths=[2, 2], num_heads=[2, 4], patch_size=[2, 4, 4], window_size=[4, 4, 4])
+
+
+class TimeKeptHead(core.nn.layers.ClassifierHead):
+    """Spatial average, the temporal tokens concatenated, dropout, linear."""
+
+    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0) -> None:
+        super().__init__(in_features, num_classes, drop_rate)
+        if num_classes > 0:
+            self.fc = nn.Linear(TOKENS_T * in_features, num_classes)
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean((2, 3)).flatten(1)                                        # (B, T', H', W', C) -> (B, T' C)
+        return x if pre_logits else self.fc(self.drop(x))
+
+
+def _show(name: str, ft: torch.Tensor, fv: torch.Tensor, yt: torch.Tensor, yv: torch.Tensor) -> None:
+    accs = [fit_and_score(ft[i], yt[i], fv, yv, 1e-2) for i in (labelled(yt, 0.25, s) for s in (0, 1, 2))]
+    print(f"{name}: {sum(accs) / 3:.1f} % ({' / '.join(f'{a:.0f}' for a in accs)})")
+
+
+def probe(root: Path, ckpts: list[str]) -> None:
+    from speed_features import speed_features
+
+    from core.convert.load import load_pretrained
+    from core.hub.models import create_model
+    (xt, yt), (xv, yv) = clips(root, root / "train.txt", 400), clips(root, root / "val.txt", 100)
+    st, sv = speed_features(xt), speed_features(xv)
+    _show("flow speeds of each frame pair", st, sv, yt, yv)
+    pair_mean = lambda s: torch.stack([s[:, :7].mean(1), s[:, 7:].mean(1)], 1)  # noqa: E731
+    _show("flow speeds averaged over the pairs", pair_mean(st), pair_mean(sv), yt, yv)
+    for ckpt in ckpts:
+        torch.manual_seed(0)
+        model = create_model("video_swin_t", num_classes=4, **KWARGS)
+        if ckpt != "random":
+            load_pretrained(model, ckpt)
+        with torch.no_grad():
+            ht, hv = model.eval().forward_features(xt), model.forward_features(xv)     # (N, T', H', W', C)
+        _show(f"{ckpt}, averaged over time and space", ht.mean((1, 2, 3)), hv.mean((1, 2, 3)), yt, yv)
+        _show(f"{ckpt}, averaged over space, time kept", ht.mean((2, 3)).flatten(1), hv.mean((2, 3)).flatten(1),
+              yt, yv)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    if sys.argv[1] == "probe":
+        probe(Path(sys.argv[2]).expanduser(), sys.argv[3:])
+    elif sys.argv[1] == "finetune":
+        core.nn.layers.ClassifierHead = core.nn.model.ClassifierHead = TimeKeptHead
+        from cli.finetune import main
+        sys.exit(main(sys.argv[2:]))
+    else:
+        sys.exit(__doc__)

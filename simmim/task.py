@@ -200,7 +200,8 @@ class SimMIM(Task):
         hint = ""
         if self.target in ("flow", "pixels_flow") and metrics.get("flow_skill", metrics.get("skill", 1.0)) < 0.02:
             hint = ("; no better than predicting no motion yet: if it stays so, sample frames closer together "
-                    "(data.frame_interval) so that things move a few pixels at most between them")
+                    "(data.frame_interval) so that things move a few pixels at most between them, and for small "
+                    "things over a plain background use smaller patches (model.kwargs patch_size)")
         return (f"{what} {key.upper()} {metrics.get(key, float('nan')):.4f} vs {trivial} "
                 f"{metrics.get(f'{key}_trivial', float('nan')):.4f} (skill {metrics.get('skill', float('nan')):.3f}"
                 f"{flow}){hint}")

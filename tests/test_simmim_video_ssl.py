@@ -271,7 +271,7 @@ def test_flow_task_predicts_two_channels_and_is_scored_against_zero():
     assert 0.4 < out["l1_trivial"] < 0.6 and math.isclose(out["skill"], 1 - out["l1"] / out["l1_trivial"])
     assert "masked flow L1" in task.describe(out)
     still = task.describe({"l1": 0.84, "l1_trivial": 0.84, "skill": 0.0})
-    assert "no better than predicting no motion yet" in still and "data.frame_interval" in still
+    assert "no better than predicting no motion yet" in still and "data.frame_interval" in still and "patch_size" in still
     assert "no motion yet" not in task.describe({"l1": 0.3, "l1_trivial": 0.84, "skill": 0.64})
 
 

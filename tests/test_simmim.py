@@ -272,6 +272,9 @@ def test_recipes_load_with_their_schema():
     assert b100.optim.lr * 2048 / b100.optim.lr_base_size == pytest.approx(8e-4) and b800.train.epochs == 800
     assert [seen[n].optim.layer_decay for n in ("swin_b_224_w7_ft_100ep", "swin_b_224_w7_ft_800ep",
                                                  "swin_l_224_w7_ft")] == [0.9, 0.8, 0.7]
+    lp, ft = seen["tiny_spin_zoom_lp_ft"], seen["tiny_spin_zoom_ft"]  # LP-FT step 1: step 2 with the blocks frozen
+    assert lp.optim.layer_decay == 1e-6 and (lp.optim.lr, lp.train.epochs, lp.data, lp.finetune) == \
+        (ft.optim.lr, ft.train.epochs, ft.data, ft.finetune)
     ft = seen["swin_b_224_w7_ft_100ep"]
     assert (ft.data.img_size, ft.model.kwargs["window_size"], ft.aug.mixup, ft.aug.cutmix, ft.aug.reprob) == \
         (224, 7, 0.8, 1.0, 0.25)

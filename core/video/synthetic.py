@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ __all__ = ["CLASSES", "MOVING_SHAPES_RECIPE", "default_cache_dir", "render_clip"
            "moving_shapes_item", "write_mp4", "ensure_moving_shapes", "SPIN_ZOOM_CLASSES", "render_spin_zoom_clip",
            "ensure_spin_zoom", "SPEED_CHANGE_CLASSES", "speed_profile", "render_speed_change_clip",
            "ensure_speed_change", "SPIRAL_CLASSES", "spiral_motion", "render_spiral_clip", "ensure_spiral",
-           "SWARM_CLASSES", "swarm_positions", "render_swarm_clip", "ensure_swarm", "paint_shapes"]
+           "SWARM_CLASSES", "swarm_positions", "render_swarm_clip", "ensure_swarm", "shape_mask", "paint_shapes"]
 
 CLASSES = ("left", "right", "up", "down")
 _VELOCITY = {"left": (0.0, -1.0), "right": (0.0, 1.0), "up": (-1.0, 0.0), "down": (1.0, 0.0)}  # (dy, dx)
@@ -45,21 +45,35 @@ def _shape_mask(kind: int, dy: np.ndarray, dx: np.ndarray, radius: float) -> np.
     return abs(dy) + abs(dx) <= radius * 1.3
 
 
+@lru_cache(maxsize=8)
+def _pixel_grid(size: int) -> np.ndarray:
+    """(2, size, size) float64 row and column indices, read-only (one per frame size, shared by every shape)."""
+    grid = np.mgrid[0:size, 0:size].astype(np.float64)
+    grid.flags.writeable = False
+    return grid
+
+
+def shape_mask(kind: int, centre: np.ndarray, radius: float, size: int, wrap: bool = True) -> np.ndarray:
+    """(size, size) bool: the pixels of shape ``kind`` (:func:`_shape_mask`) centred at ``centre`` = (y, x);
+    ``wrap``: offsets wrap around the borders (the shape re-enters on the other side)."""
+    yy, xx = _pixel_grid(size)
+    dy, dx = yy - centre[0], xx - centre[1]
+    if wrap:
+        dy, dx = (dy + size / 2) % size - size / 2, (dx + size / 2) % size - size / 2
+    return _shape_mask(kind, dy, dx, radius)
+
+
 def paint_shapes(tex: np.ndarray, centres: np.ndarray, kinds: np.ndarray, radius: np.ndarray, colors: np.ndarray,
                  rng: np.random.Generator, wrap: bool = True) -> np.ndarray:
     """Frames (T, H, W, 3) uint8: flat shapes (``kinds``, ``radius``, ``colors``) at ``centres`` (T, n, 2) as (y, x)
     over the still texture ``tex`` (H, W, 3), with N(0, 3) sensor noise; ``wrap``: shapes re-enter on the other side,
     else they are cut off at the border."""
     size = tex.shape[0]
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     frames = np.empty((len(centres), size, size, 3), np.uint8)
     for t, frame_centres in enumerate(centres):
         img = tex.copy()
-        for k, (cy, cx) in enumerate(frame_centres):
-            dy, dx = yy - cy, xx - cx
-            if wrap:
-                dy, dx = (dy + size / 2) % size - size / 2, (dx + size / 2) % size - size / 2
-            img[_shape_mask(kinds[k], dy, dx, radius[k])] = colors[k]
+        for k, centre in enumerate(frame_centres):
+            img[shape_mask(kinds[k], centre, radius[k], size, wrap)] = colors[k]
         frames[t] = np.clip(img + rng.normal(0, 3, img.shape), 0, 255)
     return frames
 

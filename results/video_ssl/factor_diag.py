@@ -34,33 +34,25 @@ from core.video.synthetic import (
     speed_profile,
 )
 
+# the look of each variant: (background, shapes, lowest colour value a channel); indep and sc_small: the default
+# sharp: the dimmed sharp texture; smooth: speed_change's smooth, dull one. large: 2-4 shapes of radius 2.5 to
+# size / 6 (speed_change's); small: 4-7 of radius 1.5-3. Colours uniform from the lowest value to 255.
+LOOKS = {"sc_slow": ("smooth", "large", 0), "sc_large": ("sharp", "large", 120), "sc_bright": ("smooth", "large", 190),
+         "sc_random": ("sharp", "large", 0), "sc_smooth": ("smooth", "small", 0)}
+DEFAULT_LOOK = ("sharp", "small", 120)
+
 
 def render(rng: np.random.Generator, cls: str, num_frames: int = 16, size: int = 32, variant: str = "indep"
            ) -> np.ndarray:
-    if variant == "sc_slow":  # speed_change's own look
-        tex = _periodic_texture(rng, size) * 0.5 + 64
-        n = int(rng.integers(2, 5))
-        kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(2.5, size / 6, n), rng.uniform(0, 255, (n, 3))
-    elif variant == "sc_large":  # its large shapes, bright, on the dimmed sharp texture
+    background, shapes, lowest = LOOKS.get(variant, DEFAULT_LOOK)
+    if background == "sharp":
         tex = _periodic_texture(rng, size, sharp=True) * 0.4 + 40
-        n = int(rng.integers(2, 5))
-        kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(2.5, size / 6, n), rng.uniform(120, 255, (n, 3))
-    elif variant == "sc_bright":  # its own look, bright shapes
+    else:
         tex = _periodic_texture(rng, size) * 0.5 + 64
-        n = int(rng.integers(2, 5))
-        kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(2.5, size / 6, n), rng.uniform(190, 255, (n, 3))
-    elif variant == "sc_random":  # the dimmed sharp texture, random colours
-        tex = _periodic_texture(rng, size, sharp=True) * 0.4 + 40
-        n = int(rng.integers(2, 5))
-        kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(2.5, size / 6, n), rng.uniform(0, 255, (n, 3))
-    elif variant == "sc_smooth":  # its background and colours, small shapes
-        tex = _periodic_texture(rng, size) * 0.5 + 64
-        n = int(rng.integers(4, 8))
-        kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(1.5, 3.0, n), rng.uniform(0, 255, (n, 3))
-    else:                     # small bright shapes on a dimmed sharp texture
-        tex = _periodic_texture(rng, size, sharp=True) * 0.4 + 40
-        n = int(rng.integers(4, 8))
-        kinds, rad, colors = rng.integers(0, 3, n), rng.uniform(1.5, 3.0, n), rng.uniform(120, 255, (n, 3))
+    n = int(rng.integers(2, 5) if shapes == "large" else rng.integers(4, 8))
+    kinds = rng.integers(0, 3, n)
+    rad = rng.uniform(2.5, size / 6, n) if shapes == "large" else rng.uniform(1.5, 3.0, n)
+    colors = rng.uniform(lowest, 255, (n, 3))
     ang = rng.uniform(0, 2 * np.pi, n)
     direction = np.stack([np.sin(ang), np.cos(ang)], 1)
     if variant == "indep":
@@ -97,15 +89,12 @@ def measure() -> None:
 def _true_flow(centres: np.ndarray, kinds: np.ndarray, radius: np.ndarray, size: int) -> np.ndarray:
     """(T, H, W, 2) true motion (dx, dy) from frame t to t + 1 of the painted shapes (the last one painted on top),
     zero on the still background and at the last frame."""
-    from core.video.synthetic import _shape_mask
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    from core.video.synthetic import shape_mask
     flow = np.zeros((len(centres), size, size, 2))
     for t in range(len(centres) - 1):
         for k in range(len(kinds)):
-            dy = (yy - centres[t, k, 0] + size / 2) % size - size / 2
-            dx = (xx - centres[t, k, 1] + size / 2) % size - size / 2
             v = centres[t + 1, k] - centres[t, k]
-            flow[t][_shape_mask(kinds[k], dy, dx, radius[k])] = (v[1], v[0])
+            flow[t][shape_mask(kinds[k], centres[t, k], radius[k], size)] = (v[1], v[0])
     return flow
 
 

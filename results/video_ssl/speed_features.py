@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from bench.hof_baseline import fit_and_score, generated, labelled
+from bench.hof_baseline import fit_and_score, generated, seed_scores
 from core.video.flow import clip_flow
 
 
@@ -26,10 +26,7 @@ def main(name: str) -> None:
     for c in range(int(yt.max()) + 1):
         print(f"class {c}: mean speed per frame pair", ft[yt == c, :7].mean(0).numpy().round(2))
     print(f"{name}: speed features + logistic regression, all 400 labels: val {fit_and_score(ft, yt, fv, yv, 1e-3):.1f} %")
-    accs = []
-    for seed in (0, 1, 2):
-        idx = labelled(yt, 0.25, seed)
-        accs.append(fit_and_score(ft[idx], yt[idx], fv, yv, 1e-3))
+    accs = seed_scores(ft, yt, fv, yv, 0.25, (0, 1, 2), 1e-3)
     print(f"{name}: the same with 25 % of the labels (seeds 0 / 1 / 2): " + " / ".join(f"{a:.0f}" for a in accs)
           + f" % (mean {sum(accs) / 3:.1f})")
 

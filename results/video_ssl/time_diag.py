@@ -18,10 +18,20 @@ import torch.nn as nn
 
 import core.nn.layers
 import core.nn.model
-from bench.hof_baseline import clips, fit_and_score, labelled
+from bench.hof_baseline import clips, seed_scores
 
-TOKENS_T = 4  # temporal tokens of 8 frames at temporal patch 2
-KWARGS = dict(embed_dim=32, depths=[2, 2], num_heads=[2, 4], patch_size=[2, 4, 4], window_size=[4, 4, 4])
+RECIPE = "configs/simmim/tiny_spin_zoom_ft.yaml"  # the model and clip length probed and fine-tuned
+
+
+def _recipe() -> tuple[str, dict, int]:
+    """(model name, model kwargs, temporal tokens T' = clip_len / temporal patch) of :data:`RECIPE`."""
+    from core.engine.config import load_config
+    from simmim.config import VideoFinetuneConfig
+    cfg = load_config(RECIPE, [], VideoFinetuneConfig)
+    return cfg.model.name, dict(cfg.model.kwargs), cfg.data.clip_len // cfg.model.kwargs["patch_size"][0]
+
+
+TOKENS_T = _recipe()[2]
 
 
 class TimeKeptHead(core.nn.layers.ClassifierHead):
@@ -38,7 +48,7 @@ class TimeKeptHead(core.nn.layers.ClassifierHead):
 
 
 def _show(name: str, ft: torch.Tensor, fv: torch.Tensor, yt: torch.Tensor, yv: torch.Tensor) -> None:
-    accs = [fit_and_score(ft[i], yt[i], fv, yv, 1e-2) for i in (labelled(yt, 0.25, s) for s in (0, 1, 2))]
+    accs = seed_scores(ft, yt, fv, yv, 0.25, (0, 1, 2), 1e-2)
     print(f"{name}: {sum(accs) / 3:.1f} % ({' / '.join(f'{a:.0f}' for a in accs)})")
 
 
@@ -52,9 +62,10 @@ def probe(root: Path, ckpts: list[str]) -> None:
     _show("flow speeds of each frame pair", st, sv, yt, yv)
     pair_mean = lambda s: torch.stack([s[:, :7].mean(1), s[:, 7:].mean(1)], 1)  # noqa: E731
     _show("flow speeds averaged over the pairs", pair_mean(st), pair_mean(sv), yt, yv)
+    name, kwargs, _ = _recipe()
     for ckpt in ckpts:
         torch.manual_seed(0)
-        model = create_model("video_swin_t", num_classes=4, **KWARGS)
+        model = create_model(name, num_classes=4, **kwargs)
         if ckpt != "random":
             load_pretrained(model, ckpt)
         with torch.no_grad():

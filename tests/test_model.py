@@ -169,3 +169,13 @@ def test_a_headless_model_never_drops_its_features():
     torch.testing.assert_close(m(x), m(x), rtol=0, atol=0)
     m.reset_classifier(3)
     assert isinstance(m.head.drop, torch.nn.Dropout) and m.head.drop.p == 0.5
+
+
+def test_head_time_bins_fails_fast_where_it_cannot_pool_time():
+    with pytest.raises(ValueError, match=r"head_time_bins pools the time axis of video models \(ndim=3\); got 4"):
+        create_model("swin_t", head_time_bins=4)
+    with pytest.raises(ValueError, match="head_time_bins must be a positive integer, got 0"):
+        create_model("video_swin_t", head_time_bins=0)
+    video = create_model("video_swin_t", embed_dim=16, depths=(1,), num_heads=(1,), num_classes=2, head_time_bins=3)
+    with pytest.raises(ValueError, match=r"head_time_bins=3 pools the time axis of \(B, T, H, W, C\)"):
+        video.head(torch.randn(2, 4, 4, 16))

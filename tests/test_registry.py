@@ -54,3 +54,20 @@ def test_traces_as_one_graph(name):
     model = create_model(name, **tiny_kwargs(name)).eval()
     explained = dynamo.explain(model)(tiny_input(name, batch=1))
     assert explained.graph_count == 1 and explained.graph_break_count == 0, name
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if tiny_input(n).ndim == 5])
+def test_a_head_that_keeps_time_sees_the_order_of_events(name):
+    """head_time_bins: the space-averaged features of each time bin side by side, earliest first (the adaptive
+    average over T' for any clip length); a clip played backwards gives other logits than the global average's."""
+    torch.manual_seed(0)
+    model = create_model(name, **tiny_kwargs(name), head_time_bins=2).eval()
+    x = tiny_input(name)
+    feats = model.forward_features(x)                                      # (B, T', H', W', C)
+    per_t = feats.mean((2, 3))
+    t = per_t.shape[1]
+    bins = [per_t[:, (i * t) // 2:-((-(i + 1) * t) // 2)].mean(1) for i in range(2)]
+    torch.testing.assert_close(model.forward_head(feats, pre_logits=True), torch.cat(bins, 1))
+    assert model.head.fc.in_features == 2 * model.num_features == model.head.out_features
+    model.reset_classifier(5)
+    assert model.head.time_bins == 2 and model(x).shape == (2, 5)

@@ -136,7 +136,7 @@ def load_pretrained(
                          f"pass reset_head=True, or head_map=[...] to pick classes)")
         elif any(m.startswith("head.") for m in report.mismatched):
             lines.append("  (the head's input width differs: the checkpoint is another size of model; check the model "
-                         "name and its embed_dim)")
+                         "name, its embed_dim and head_time_bins)")
         if any("relative_position_bias_table" in m for m in report.mismatched):
             lines.append("  (a bias table does not fit: a timm model built for a small input shrank its windows; pass "
                          "source_img_size=(H, W), the img_size it was built with)")

@@ -76,16 +76,34 @@ class PatchMerging(nn.Module):
 
 class ClassifierHead(nn.Module):
     """Global average pool over all spatial axes, dropout, linear (the I3D head in 3D). Headless
-    (``num_classes=0``): the pooled features, never dropped (the dropout belongs to the classifier)."""
+    (``num_classes=0``): the pooled features, never dropped (the dropout belongs to the classifier).
 
-    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0) -> None:
+    ``time_bins > 1`` (video): average over space only, pool the time axis into that many bins (adaptive average,
+    so any clip length works) and put them side by side, so the classifier sees the order of events (speeding up
+    vs slowing down) that a global average discards.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0, time_bins: int = 1) -> None:
         super().__init__()
-        self.in_features, self.drop_rate = in_features, drop_rate
+        if not isinstance(time_bins, int) or time_bins < 1:
+            raise ValueError(f"head_time_bins must be a positive integer, got {time_bins!r}")
+        self.in_features, self.drop_rate, self.time_bins = in_features, drop_rate, time_bins
+        self.out_features = in_features * time_bins                 # the pooled features' size (pre-logits)
         self.drop = nn.Dropout(drop_rate) if num_classes > 0 else nn.Identity()
-        self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = nn.Linear(self.out_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, *spatial, C) -> (B, time_bins * C), the bins' features side by side, earliest first."""
+        if self.time_bins == 1:
+            return x.flatten(1, -2).mean(1)
+        if x.ndim != 5:
+            raise ValueError(f"head_time_bins={self.time_bins} pools the time axis of (B, T, H, W, C) video "
+                             f"features, got shape {tuple(x.shape)}")
+        x = x.mean((2, 3)).transpose(1, 2)                           # (B, C, T)
+        return nn.functional.adaptive_avg_pool1d(x, self.time_bins).transpose(1, 2).flatten(1)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.flatten(1, -2).mean(1)
+        x = self.pool(x)
         return x if pre_logits else self.fc(self.drop(x))
 
 

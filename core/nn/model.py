@@ -38,6 +38,7 @@ class SwinTransformer(nn.Module):
             attn_drop_rate: float = 0.0,
             drop_path_rate: float = 0.1,
             head_drop_rate: float = 0.0,
+            head_time_bins: int = 1,
             patch_norm: bool = True,
             norm_layer: type[nn.Module] = nn.LayerNorm,
             compat: str = "official",
@@ -51,6 +52,9 @@ class SwinTransformer(nn.Module):
         super().__init__()
         if ndim not in (2, 3):
             raise ValueError(f"ndim must be 2 or 3, got {ndim}")
+        if head_time_bins != 1 and ndim != 3:
+            raise ValueError(f"head_time_bins pools the time axis of video models (ndim=3); got {head_time_bins} "
+                             f"with ndim={ndim}, expected 1")
         if compat not in COMPAT_MODES:
             raise ValueError(f"compat must be one of {COMPAT_MODES}, got {compat!r}")
         if len(depths) != len(num_heads):
@@ -92,7 +96,7 @@ class SwinTransformer(nn.Module):
                 mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate,
                 compat=compat, attn_impl=attn_impl, **block_kwargs))
         self.norm = norm_layer(self.num_features)
-        self.head = ClassifierHead(self.num_features, num_classes, head_drop_rate)
+        self.head = ClassifierHead(self.num_features, num_classes, head_drop_rate, head_time_bins)
         self.apply(self._init_weights)
         self.set_grad_checkpointing(grad_checkpointing)
 
@@ -138,7 +142,7 @@ class SwinTransformer(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head by a freshly initialised one for num_classes."""
         self.num_classes = num_classes
-        self.head = ClassifierHead(self.num_features, num_classes, self.head.drop_rate)
+        self.head = ClassifierHead(self.num_features, num_classes, self.head.drop_rate, self.head.time_bins)
         self.head.apply(self._init_weights)
 
     # --- forward ------------------------------------------------------------------------------------------

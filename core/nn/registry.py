@@ -85,5 +85,5 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 
 _ARGUMENTS = ("embed_dim", "depths", "num_heads", "window_size", "patch_size", "merge_factors", "mlp_ratio",
-              "qkv_bias", "drop_rate", "attn_drop_rate", "drop_path_rate", "head_drop_rate", "patch_norm", "in_chans",
-              "num_classes", "compat", "attn_impl", "grad_checkpointing", "img_size")
+              "qkv_bias", "drop_rate", "attn_drop_rate", "drop_path_rate", "head_drop_rate", "head_time_bins",
+              "patch_norm", "in_chans", "num_classes", "compat", "attn_impl", "grad_checkpointing", "img_size")

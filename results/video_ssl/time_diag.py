@@ -1,50 +1,32 @@
 """Diagnostic of diagnostics42.md: does averaging over time (the Video Swin head's global pool) hide speed change?
 
     PYTHONPATH=. python results/video_ssl/time_diag.py probe ROOT CKPT [CKPT ...]   # CKPT may be "random"
-    PYTHONPATH=. python results/video_ssl/time_diag.py finetune --config ... --opt ...   # simmim.finetune's args
 
 ``probe``: on ROOT's first 400 training clips and 100 validation clips (list files train.txt / val.txt), logistic
 regression on 25 % of the labels (picked as fine-tuning picks them, seeds 0-2) of (a) the flow speeds of each frame
 pair (speed_features.py) and the same averaged over the pairs, (b) the frozen last-stage features of each
 checkpoint (the tiny Video Swin of the recipes) averaged over time and space, as the head sees them, or over space
-only, the T' = 4 temporal tokens side by side. ``finetune``: simmim.finetune with a head that keeps time the same
-way (spatial average, the 4 temporal tokens concatenated, linear) in place of the global average.
+only, the T' = 4 temporal tokens side by side. The fine-tuning with a head that keeps time the same way is now an
+option of every video model: ``python -m simmim.finetune ... --opt model.kwargs.head_time_bins=4`` (the runs of
+diagnostics42.md used this file's earlier ``finetune`` mode, commit 5daf03a: the same head, initialised from
+another draw of the random generator).
 """
 import sys
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
-import core.nn.layers
-import core.nn.model
 from bench.hof_baseline import clips, seed_scores
 
-RECIPE = "configs/simmim/tiny_spin_zoom_ft.yaml"  # the model and clip length probed and fine-tuned
+RECIPE = "configs/simmim/tiny_spin_zoom_ft.yaml"  # the model probed
 
 
-def _recipe() -> tuple[str, dict, int]:
-    """(model name, model kwargs, temporal tokens T' = clip_len / temporal patch) of :data:`RECIPE`."""
+def _recipe() -> tuple[str, dict]:
+    """(model name, model kwargs) of :data:`RECIPE`."""
     from core.engine.config import load_config
     from simmim.config import VideoFinetuneConfig
     cfg = load_config(RECIPE, [], VideoFinetuneConfig)
-    return cfg.model.name, dict(cfg.model.kwargs), cfg.data.clip_len // cfg.model.kwargs["patch_size"][0]
-
-
-TOKENS_T = _recipe()[2]
-
-
-class TimeKeptHead(core.nn.layers.ClassifierHead):
-    """Spatial average, the temporal tokens concatenated, dropout, linear."""
-
-    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0) -> None:
-        super().__init__(in_features, num_classes, drop_rate)
-        if num_classes > 0:
-            self.fc = nn.Linear(TOKENS_T * in_features, num_classes)
-
-    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean((2, 3)).flatten(1)                                        # (B, T', H', W', C) -> (B, T' C)
-        return x if pre_logits else self.fc(self.drop(x))
+    return cfg.model.name, dict(cfg.model.kwargs)
 
 
 def _show(name: str, ft: torch.Tensor, fv: torch.Tensor, yt: torch.Tensor, yv: torch.Tensor) -> None:
@@ -62,7 +44,7 @@ def probe(root: Path, ckpts: list[str]) -> None:
     _show("flow speeds of each frame pair", st, sv, yt, yv)
     pair_mean = lambda s: torch.stack([s[:, :7].mean(1), s[:, 7:].mean(1)], 1)  # noqa: E731
     _show("flow speeds averaged over the pairs", pair_mean(st), pair_mean(sv), yt, yv)
-    name, kwargs, _ = _recipe()
+    name, kwargs = _recipe()
     for ckpt in ckpts:
         torch.manual_seed(0)
         model = create_model(name, num_classes=4, **kwargs)
@@ -79,9 +61,5 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
     if sys.argv[1] == "probe":
         probe(Path(sys.argv[2]).expanduser(), sys.argv[3:])
-    elif sys.argv[1] == "finetune":
-        core.nn.layers.ClassifierHead = core.nn.model.ClassifierHead = TimeKeptHead
-        from cli.finetune import main
-        sys.exit(main(sys.argv[2:]))
     else:
         sys.exit(__doc__)

@@ -5,6 +5,7 @@
     python -m bench.video_ssl run --sets spin_zoom_sharp spiral_sharp speed_change --seeds 0 1 2 --queue 0/2 \
         --frame-interval 1                                                   # round 2 (round 1: 2)
     python -m bench.video_ssl table --sets spin_zoom spin_zoom_sharp spiral_sharp speed_change --seeds 0 1 2
+    python -m bench.video_ssl run --sets ramp --frame-interval 1 --head-time-bins 1 4 --queue 0/2   # round 8
     python -m bench.video_ssl flow-quality --sets spin_zoom spin_zoom_sharp spiral_sharp speed_change
     python -m bench.video_ssl record --out outputs/video_ssl > results/video_ssl/runs41.jsonl
 
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 from core.video.flow import ESTIMATORS
 
@@ -45,12 +47,15 @@ def _tag(target: str, frame_interval: int, estimator: str) -> tuple[str, str]:
 
 
 def group(out: Path, name: str, seed: int, moby: bool = False, target: str = "flow",
-          frame_interval: int = 2, estimator: str = "farneback") -> list[tuple[str, list[str]]]:
+          frame_interval: int = 2, estimator: str = "farneback", head_time_bins: Sequence[int] = (1,)
+          ) -> list[tuple[str, list[str]]]:
     """(run name, command) of one set and seed, in the order they must run; ``frame_interval`` is data.frame_interval
     of the pretraining, fine-tuning and scratch runs: 2 = round 1 (the SimMIM recipes' value then; those runs did not
     pass it), others tag the run names with ``fi<N>`` (round 2: 1). The probes sample every frame in every round
     (their recipe's value; round 1 did not pass it either). ``estimator`` is the pretraining's mim.flow_estimator
-    (other than farneback: tagged with its name)."""
+    (other than farneback: tagged with its name). The fine-tuning and scratch runs repeat for each of
+    ``head_time_bins`` (``model.kwargs.head_time_bins``; other than 1, the recipe's: run names end in ``_tb<N>``),
+    sharing the pretraining and the probes."""
     tag, fi = _tag(target, frame_interval, estimator)
     common = COMMON + [f"data.frame_interval={frame_interval}"]
     pt = f"{name}_pt{tag}_s{seed}"
@@ -58,12 +63,14 @@ def group(out: Path, name: str, seed: int, moby: bool = False, target: str = "fl
     runs = [(pt, PY + ["simmim.pretrain", "--config", "configs/simmim/tiny_spin_zoom.yaml", "--opt",
                        f"data.dataset={name}", f"train.seed={seed}", f"mim.target={target}", *PRETRAIN, *common]
                 + ([f"mim.flow_estimator={estimator}"] if estimator != "farneback" else []))]
-    for frac, opt in FRACTIONS.items():
-        for kind, weights in ((f"ft{tag}", ckpt), (f"sc{fi}", "''")):
-            runs.append((f"{name}_{kind}{frac}_s{seed}",
-                         PY + ["simmim.finetune", "--config", "configs/simmim/tiny_spin_zoom_ft.yaml", "--opt",
-                               f"data.dataset={name}", f"model.pretrained={weights}", f"train.seed={seed}",
-                               f"finetune.label_seed={seed}", *opt, *common]))
+    for bins in head_time_bins:
+        head = ([f"model.kwargs.head_time_bins={bins}"], f"_tb{bins}") if bins != 1 else ([], "")
+        for frac, opt in FRACTIONS.items():
+            for kind, weights in ((f"ft{tag}", ckpt), (f"sc{fi}", "''")):
+                runs.append((f"{name}_{kind}{frac}{head[1]}_s{seed}",
+                             PY + ["simmim.finetune", "--config", "configs/simmim/tiny_spin_zoom_ft.yaml", "--opt",
+                                   f"data.dataset={name}", f"model.pretrained={weights}", f"train.seed={seed}",
+                                   f"finetune.label_seed={seed}", *opt, *common, *head[0]]))
     probe = ["moby.linear", "--config", "configs/moby/linear_tiny_spin_zoom.yaml", "--opt", f"data.dataset={name}",
              f"train.seed={seed}", *COMMON, "data.frame_interval=1"]
     runs.append((f"{name}_lp{tag}_s{seed}", PY + probe + [f"model.pretrained={ckpt}"]))
@@ -117,13 +124,16 @@ def _top1(out: Path, run: str, key: str = "top1") -> float | None:
 
 
 def table(out: Path, sets: list[str], seeds: list[int], target: str = "flow", frame_interval: int = 2,
-          estimator: str = "farneback") -> str:
+          estimator: str = "farneback", head_time_bins: Sequence[int] = (1,)) -> str:
     """Markdown: per set, mean and seeds of every row, final epoch."""
     t, fi = _tag(target, frame_interval, estimator)
-    rows = [(f"SimMIM {target}, fine-tuned, 25 %", f"ft{t}25"), ("random weights, 25 %", f"sc{fi}25"),
-            (f"SimMIM {target}, fine-tuned, 10 %", f"ft{t}10"), ("random weights, 10 %", f"sc{fi}10"),
-            (f"SimMIM {target}, fine-tuned, 100 %", f"ft{t}100"), ("random weights, 100 %", f"sc{fi}100"),
-            (f"SimMIM {target}, linear probe (100 %)", f"lp{t}"), ("random weights, linear probe", f"lprand{fi}"),
+    rows = []
+    for bins in head_time_bins:
+        head, tb = ("", "") if bins == 1 else (f", head_time_bins {bins}", f"_tb{bins}")
+        for frac in FRACTIONS:
+            rows += [(f"SimMIM {target}, fine-tuned, {frac} %{head}", f"ft{t}{frac}{tb}"),
+                     (f"random weights, {frac} %{head}", f"sc{fi}{frac}{tb}")]
+    rows += [(f"SimMIM {target}, linear probe (100 %)", f"lp{t}"), ("random weights, linear probe", f"lprand{fi}"),
             ("MoBY, linear probe", "moby_lp_"), (f"MoBY from SimMIM {target}, linear probe", f"moby{t}ft_lp_")]
     if not any((out / f"{name}_moby_s{s}_lp").exists() for name in sets for s in seeds):  # no MoBY in this round
         rows = rows[:-2]
@@ -206,9 +216,11 @@ def main() -> None:
                     help="data.frame_interval of every run: 2 = round 1, 1 = round 2 (the recipes now)")
     ap.add_argument("--estimator", default="farneback", choices=list(ESTIMATORS),
                     help="the pretraining's mim.flow_estimator")
+    ap.add_argument("--head-time-bins", nargs="+", type=int, default=[1],
+                    help="model.kwargs.head_time_bins of the fine-tuning and scratch runs (several: each)")
     a = ap.parse_args()
     out = Path(a.out)
-    groups = [group(out, s, seed, s in a.moby, a.target, a.frame_interval, a.estimator)
+    groups = [group(out, s, seed, s in a.moby, a.target, a.frame_interval, a.estimator, a.head_time_bins)
               for seed in a.seeds for s in a.sets]
     if a.action == "commands":
         for runs in groups:
@@ -226,7 +238,7 @@ def main() -> None:
             q = flow_quality(s, frame_interval=a.frame_interval, estimator=a.estimator)
             print(f"| `{s}` | {q['explained']:.2f} | {q['median_speed_px']:.2f} |")
     else:
-        print(table(out, a.sets, a.seeds, a.target, a.frame_interval, a.estimator))
+        print(table(out, a.sets, a.seeds, a.target, a.frame_interval, a.estimator, a.head_time_bins))
 
 
 if __name__ == "__main__":

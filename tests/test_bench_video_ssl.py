@@ -50,3 +50,13 @@ def test_baseline_runs_on_your_own_list_files(tmp_path: Path):
     assert out[0] == "| set | HOF + linear, 100% of the labels |" and out[2].startswith(f"| `{root}` | **")
     accuracy = float(out[2].split("**")[1])
     assert accuracy in (0.0, 25.0, 50.0, 75.0, 100.0)          # 4 validation clips
+
+
+def test_protocol_group_repeats_the_fine_tuning_for_each_head_and_shares_the_rest(tmp_path: Path):
+    runs = dict(group(tmp_path, "ramp", 2, frame_interval=1, head_time_bins=(1, 4)))
+    plain = dict(group(tmp_path, "ramp", 2, frame_interval=1))
+    timed = {r: c for r, c in runs.items() if r not in plain}
+    assert sorted(timed) == sorted(r.replace("_s2", "_tb4_s2") for r in plain if "_ft" in r or "_sc" in r)
+    assert all("model.kwargs.head_time_bins=4" in c for c in timed.values())
+    assert not any("head_time_bins" in c for cmd in plain.values() for c in cmd)
+    assert all(runs[r] == c for r, c in plain.items())                  # pretraining and probes: the same runs

@@ -1,4 +1,4 @@
-"""The held-out motion sets of issue 41 (spin_zoom_sharp, spiral_sharp, swarm): real decodable mp4s, their textures and
+"""The held-out motion sets of issue 41 (spin_zoom_sharp, spiral_sharp, swarm, ramp): real decodable mp4s, their textures and
 speeds against the sets the recipes were chosen on, measured with the flow estimator of ``mim.target=flow``."""
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import torch
 from core.video.flow import clip_flow
 from core.video.sources import GENERATED, is_video_set
 from core.video.synthetic import (
+    RAMP_CLASSES,
     SPIN_ZOOM_CLASSES,
     SPIRAL_CLASSES,
     SWARM_CLASSES,
     _periodic_texture,
+    ensure_ramp,
     ensure_spin_zoom_sharp,
     ensure_spiral_sharp,
     ensure_swarm,
+    ramp_steps,
+    render_ramp_clip,
     render_spin_zoom_clip,
     render_spiral_clip,
     render_swarm_clip,
@@ -57,6 +61,7 @@ def test_sharp_texture_has_hard_edges_and_two_tones():
     ("spin_zoom_sharp", ensure_spin_zoom_sharp, render_spin_zoom_clip, SPIN_ZOOM_CLASSES, SLOW_SHARP),
     ("spiral_sharp", ensure_spiral_sharp, render_spiral_clip, SPIRAL_CLASSES, FAST_SHARP),
     ("swarm", ensure_swarm, render_swarm_clip, SWARM_CLASSES, {}),
+    ("ramp", ensure_ramp, render_ramp_clip, RAMP_CLASSES, {}),
 ])
 def test_held_out_set_is_real_decodable_mp4(name, ensure, render, classes, kw, tmp_path):
     import decord
@@ -107,3 +112,25 @@ def test_swarm_flow_is_sparse_slow_and_points_about_the_middle():
     assert turning["orbit_anticlockwise"] < 0 < turning["orbit_clockwise"]
     chosen = _speed(render_spin_zoom_clip, SPIN_ZOOM_CLASSES)
     assert _speed(render_swarm_clip, SWARM_CLASSES) < chosen
+
+
+def test_ramp_steps_rise_or_fall_linearly_about_the_middle_frame():
+    faster, slower = ramp_steps("turn_faster", 16, 0.1), ramp_steps("zoom_slower", 16, 0.1)
+    assert faster[8] == slower[8] == 0.0
+    np.testing.assert_allclose(np.diff(faster), 0.1 * (0.15 + 0.85 * np.linspace(0, 1, 15)))
+    np.testing.assert_allclose(np.diff(slower), np.diff(faster)[::-1])
+    with pytest.raises(ValueError, match="turn_faster"):
+        ramp_steps("faster", 16, 0.1)
+
+
+def test_ramp_order_not_average_tells_faster_from_slower():
+    """Measured with the flow estimator, every frame: the speed rises through a *_faster clip and falls through a
+    *_slower one, while the average speed over a clip is about the same for both."""
+    speeds = {}
+    for c in RAMP_CLASSES:
+        clips = [render_ramp_clip(np.random.default_rng([9, i]), c) for i in range(8)]
+        speeds[c] = _flow(clips).norm(dim=1).mean((0, 2, 3)).numpy()           # (T - 1,) mean px a frame
+    for kind in ("turn", "zoom"):
+        up, down = speeds[f"{kind}_faster"], speeds[f"{kind}_slower"]
+        assert up[-3:].mean() > 2 * up[:3].mean() and down[:3].mean() > 2 * down[-3:].mean(), (kind, up, down)
+        assert abs(up.mean() / down.mean() - 1) < 0.25, (kind, up.mean(), down.mean())

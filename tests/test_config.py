@@ -261,7 +261,7 @@ def test_an_unregistered_data_set_is_a_start_up_error_listing_the_registered_one
 def test_moby_refuses_an_image_set_without_raw_splits_naming_what_it_builds():
     from moby.config import MoBYConfig
     with pytest.raises(ConfigError, match=r"data.dataset = 'digits', expected a data set MoBY builds .*: "
-                                          r"imagefolder, kinetics, moving_shapes, shapes, .* \('digits' is a "
+                                          r"imagefolder, kinetics, moving_shapes, ramp, shapes, .* \('digits' is a "
                                           r"registered image set without raw labelled splits"):
         _load_config(os.path.join(CONFIGS, "moby", "tiny_shapes.yaml"), ["data.dataset=digits"], MoBYConfig)
 

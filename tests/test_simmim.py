@@ -297,3 +297,11 @@ def test_visualize_writes_the_picture_and_rejects_bad_input(tmp_path, capsys):
     assert "the checkpoint's model takes images" in capsys.readouterr().err
     assert visualize([f"{run}/last.pth", "photo:flower", "--size", "30", "48", "--out", str(out)]) == 2
     assert "input size 30 is not divisible by mask_patch_size = 8" in capsys.readouterr().err
+
+
+def test_a_shipped_video_recipe_picks_its_schema_from_any_folder(tmp_path, monkeypatch):
+    """``simmim.finetune --config configs/...`` run outside the repository: the schema peek reads the shipped recipe
+    as the loader does (it once read nothing and validated a video recipe as an image one)."""
+    from cli.recipes import recipe_model_name
+    monkeypatch.chdir(tmp_path)
+    assert recipe_model_name(["--config", "configs/simmim/tiny_spin_zoom_lp_ft.yaml"]) == "video_swin_t"

@@ -30,7 +30,7 @@ def build_loaders(cfg: Any, train_ds: Dataset | None, val_ds: Dataset | None, in
                                      seed=seed)
         if len(sampler) < d.batch_size:
             raise DataError(f"training set too small: {len(sampler)} samples per process < data.batch_size "
-                            f"{d.batch_size}")
+                            f"{d.batch_size}: lower it (--opt data.batch_size=N)")
         train_loader = DataLoader(train_ds, batch_size=d.batch_size, sampler=sampler, num_workers=d.num_workers,
                                   pin_memory=pin, drop_last=True, collate_fn=collate_fn)
     if val_ds is not None:

@@ -174,7 +174,7 @@ def build_pytorchvideo_loaders(cfg: Any, train_ds: VideoDataset | None, val_ds: 
                                                     shuffle=True, seed=cfg.train.seed), d.fps)
         if len(clips) < d.batch_size:
             raise DataError(f"training set too small: {len(clips)} videos per process < data.batch_size "
-                             f"{d.batch_size}")
+                             f"{d.batch_size}: lower it (--opt data.batch_size=N)")
         train_loader = DataLoader(clips, batch_size=d.batch_size, num_workers=d.num_workers, pin_memory=pin,
                                    drop_last=True, collate_fn=collate_fn)
     if val_ds is not None:

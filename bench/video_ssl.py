@@ -46,6 +46,11 @@ def _tag(target: str, frame_interval: int, estimator: str) -> tuple[str, str]:
     return TAGS[target] + fi + ("" if estimator == "farneback" else estimator), fi
 
 
+def _head(bins: int) -> tuple[list[str], str]:
+    """(fine-tuning options, run-name suffix) of ``model.kwargs.head_time_bins=bins``; 1, the recipe's: none."""
+    return ([], "") if bins == 1 else ([f"model.kwargs.head_time_bins={bins}"], f"_tb{bins}")
+
+
 def group(out: Path, name: str, seed: int, moby: bool = False, target: str = "flow",
           frame_interval: int = 2, estimator: str = "farneback", head_time_bins: Sequence[int] = (1,)
           ) -> list[tuple[str, list[str]]]:
@@ -64,13 +69,13 @@ def group(out: Path, name: str, seed: int, moby: bool = False, target: str = "fl
                        f"data.dataset={name}", f"train.seed={seed}", f"mim.target={target}", *PRETRAIN, *common]
                 + ([f"mim.flow_estimator={estimator}"] if estimator != "farneback" else []))]
     for bins in head_time_bins:
-        head = ([f"model.kwargs.head_time_bins={bins}"], f"_tb{bins}") if bins != 1 else ([], "")
+        head, tb = _head(bins)
         for frac, opt in FRACTIONS.items():
             for kind, weights in ((f"ft{tag}", ckpt), (f"sc{fi}", "''")):
-                runs.append((f"{name}_{kind}{frac}{head[1]}_s{seed}",
+                runs.append((f"{name}_{kind}{frac}{tb}_s{seed}",
                              PY + ["simmim.finetune", "--config", "configs/simmim/tiny_spin_zoom_ft.yaml", "--opt",
                                    f"data.dataset={name}", f"model.pretrained={weights}", f"train.seed={seed}",
-                                   f"finetune.label_seed={seed}", *opt, *common, *head[0]]))
+                                   f"finetune.label_seed={seed}", *opt, *common, *head]))
     probe = ["moby.linear", "--config", "configs/moby/linear_tiny_spin_zoom.yaml", "--opt", f"data.dataset={name}",
              f"train.seed={seed}", *COMMON, "data.frame_interval=1"]
     runs.append((f"{name}_lp{tag}_s{seed}", PY + probe + [f"model.pretrained={ckpt}"]))
@@ -129,7 +134,8 @@ def table(out: Path, sets: list[str], seeds: list[int], target: str = "flow", fr
     t, fi = _tag(target, frame_interval, estimator)
     rows = []
     for bins in head_time_bins:
-        head, tb = ("", "") if bins == 1 else (f", head_time_bins {bins}", f"_tb{bins}")
+        tb = _head(bins)[1]
+        head = f", head_time_bins {bins}" if tb else ""
         for frac in FRACTIONS:
             rows += [(f"SimMIM {target}, fine-tuned, {frac} %{head}", f"ft{t}{frac}{tb}"),
                      (f"random weights, {frac} %{head}", f"sc{fi}{frac}{tb}")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from core.engine.config import ConfigError, parse_overrides, read_recipe, shipped_recipe
+from core.engine.config import ConfigError, parse_overrides, read_recipe
 from core.engine.launch import parse_args
 
 
@@ -14,10 +14,9 @@ def recipe_tree(argv: Sequence[str]) -> dict:
     if {"-h", "--help"} & set(argv):
         return {}
     args = parse_args(list(argv))
-    path = shipped_recipe(args.config) if args.config else (
-        os.path.join(args.output_dir, "config.yaml") if args.output_dir else None)
-    try:
-        return parse_overrides(args.opt, read_recipe(path) if path and os.path.isfile(path) else {})
+    path = args.config or (os.path.join(args.output_dir, "config.yaml") if args.output_dir else None)
+    try:  # read_recipe finds the shipped configs/... from any folder, as the launcher's loader does
+        return parse_overrides(args.opt, read_recipe(path) if path else {})
     except ConfigError:
         return {}
 

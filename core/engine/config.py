@@ -243,7 +243,7 @@ def _record(d: dict, src_file: str, sources: dict, prefix: str) -> None:
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def shipped_recipe(path: str) -> str:
+def _shipped(path: str) -> str:
     """A recipe path as given, else the shipped recipe of that relative path (``configs/...`` from any folder)."""
     if os.path.isabs(path) or os.path.isfile(path):
         return path
@@ -253,7 +253,7 @@ def shipped_recipe(path: str) -> str:
 
 def _load_tree(path: str, sources: dict, stack: tuple[str, ...] = ()) -> dict:
     """Load a YAML file and its ``_base_`` chain into one merged dict."""
-    path = os.path.abspath(shipped_recipe(path) if not stack else path)
+    path = os.path.abspath(_shipped(path) if not stack else path)
     if path in stack:
         raise ConfigError(f"circular _base_ chain: {' -> '.join(stack + (path,))}")
     data = _read_yaml(path)

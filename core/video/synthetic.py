@@ -237,14 +237,10 @@ def _periodic_texture(rng: np.random.Generator, size: int, sharp: bool = False) 
             img[..., c] = np.where(layer > 0, rng.uniform(150, 255), rng.uniform(0, 105))
         else:
             img[..., c] = 128 + 60 * layer / (layer.std() + 1e-8)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     for _ in range(int(rng.integers(3, 6))):
-        cy, cx = rng.uniform(0, size, 2)
+        centre = rng.uniform(0, size, 2)
         r = rng.uniform(2.0, size / 7)
-        dy = (yy - cy + size / 2) % size - size / 2
-        dx = (xx - cx + size / 2) % size - size / 2
-        kind = int(rng.integers(0, 3))
-        mask = _shape_mask(kind, dy, dx, r)
+        mask = shape_mask(int(rng.integers(0, 3)), centre, r, size)    # kind drawn before the colour
         img[mask] = rng.uniform(0, 255, 3)
     return img
 
@@ -256,7 +252,7 @@ def _warp_texture(rng: np.random.Generator, tex: np.ndarray, poses, pivot: np.nd
     from scipy.ndimage import map_coordinates
 
     size = tex.shape[0]
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    yy, xx = _pixel_grid(size)
     frames = np.empty((len(poses), size, size, 3), np.uint8)
     for t, (a, s, (cy, cx)) in enumerate(poses):
         dy, dx = (yy - cy) / s, (xx - cx) / s
@@ -507,9 +503,8 @@ def ramp_steps(motion: str, num_frames: int, top: float) -> np.ndarray:
 def render_ramp_clip(rng: np.random.Generator, motion: str, num_frames: int = 16, size: int = 32) -> np.ndarray:
     """Frames (T, H, W, 3) uint8 of a sharp texture turning (``turn_*``, top 5-8 degrees a frame) or zooming
     (``zoom_*``, top 4-7 % a frame) in a random sense about a random centre, ever faster or ever slower
-    (:func:`ramp_steps`), sampled with wrap-around; random orientation and scale at the middle frame."""
-    if motion not in RAMP_CLASSES:
-        raise ValueError(f"motion must be one of {RAMP_CLASSES}, got {motion!r}")
+    (:func:`ramp_steps`, which checks ``motion``), sampled with wrap-around; random orientation and scale at the
+    middle frame."""
     tex = _periodic_texture(rng, size, sharp=True)
     centre = size / 2 + rng.uniform(-size / 8, size / 8, 2)
     sense = float(rng.choice([-1.0, 1.0]))
